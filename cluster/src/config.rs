@@ -1,0 +1,158 @@
+//! `kvnode` configuration, from flags or `KV_*` environment variables.
+
+use crate::api::Limits;
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StorageKind {
+    /// sled behind our write-ahead log: durable.
+    Sled,
+    /// A map in memory: for tests; everything is lost with the process.
+    Memory,
+}
+
+/// A node of the reference leaderless key-value store.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "kvnode", version, about)]
+pub struct Config {
+    /// This node's id, unique in the cluster (e.g. `n1`).
+    #[arg(long, env = "KV_NODE_ID")]
+    pub node_id: String,
+
+    /// Address to serve on; port 0 picks a free port (the readiness line
+    /// on stdout tells which).
+    #[arg(long, env = "KV_LISTEN", default_value = "127.0.0.1:7001")]
+    pub listen: SocketAddr,
+
+    /// Folder for the write-ahead log and sled's files.
+    #[arg(long, env = "KV_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Storage engine.
+    #[arg(long, env = "KV_STORAGE", value_enum, default_value = "sled")]
+    pub storage: StorageKind,
+
+    /// Other nodes to join, as `ID=HOST:PORT`, comma-separated.
+    #[arg(long, env = "KV_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// N: replicas of each key.
+    #[arg(long, env = "KV_REPLICAS", default_value_t = 3)]
+    pub replicas: usize,
+
+    /// W: durable acknowledgements a write waits for.
+    #[arg(long, env = "KV_WRITE_QUORUM", default_value_t = 2)]
+    pub write_quorum: usize,
+
+    /// R: replicas a strong read asks.
+    #[arg(long, env = "KV_READ_QUORUM", default_value_t = 2)]
+    pub read_quorum: usize,
+
+    /// Largest key, in UTF-8 bytes.
+    #[arg(long, env = "KV_MAX_KEY_BYTES", default_value_t = 1024)]
+    pub max_key_bytes: usize,
+
+    /// Largest value, in decoded bytes.
+    #[arg(long, env = "KV_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_value_bytes: usize,
+
+    /// How long tombstones and expired values are kept before compaction
+    /// may remove them.
+    #[arg(long, env = "KV_TOMBSTONE_GRACE_SECS", default_value_t = 3600)]
+    pub tombstone_grace_secs: u64,
+
+    /// How often compaction looks for dead records.
+    #[arg(long, env = "KV_COMPACTION_INTERVAL_SECS", default_value_t = 60)]
+    pub compaction_interval_secs: u64,
+
+    /// A client request that cannot finish in this time answers 503.
+    #[arg(long, env = "KV_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
+    pub request_timeout_ms: u64,
+
+    /// Client requests served at once; more answer 503 at once.
+    #[arg(long, env = "KV_MAX_INFLIGHT_REQUESTS", default_value_t = 4096)]
+    pub max_inflight_requests: usize,
+
+    /// Log filter (tracing's `EnvFilter` syntax), e.g. `info` or `cluster=debug`.
+    #[arg(long, env = "KV_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// Checks what clap cannot: quorum arithmetic, non-empty id, sane limits.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_id.is_empty() || self.node_id.contains(['=', ',']) {
+            return Err(format!(
+                "--node-id {:?} must be non-empty and contain no '=' or ','",
+                self.node_id
+            ));
+        }
+        let (n, w, r) = (self.replicas, self.write_quorum, self.read_quorum);
+        if n == 0 || w == 0 || r == 0 || w > n || r > n {
+            return Err(format!(
+                "need 1 <= W <= N and 1 <= R <= N, got N={n} W={w} R={r}"
+            ));
+        }
+        if r + w <= n {
+            return Err(format!(
+                "strong reads need R + W > N, got N={n} W={w} R={r}"
+            ));
+        }
+        if self.max_key_bytes == 0 || self.max_value_bytes > 16 * 1024 * 1024 {
+            return Err("--max-key-bytes must be > 0 and --max-value-bytes at most 16 MiB".into());
+        }
+        if self.request_timeout_ms == 0
+            || self.compaction_interval_secs == 0
+            || self.max_inflight_requests == 0
+        {
+            return Err("timeouts, intervals and the in-flight limit must be > 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: self.max_value_bytes,
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// A configuration for tests: memory storage, a free port.
+    pub fn for_tests(node_id: &str) -> Config {
+        Config::parse_from([
+            "kvnode",
+            "--node-id",
+            node_id,
+            "--listen",
+            "127.0.0.1:0",
+            "--storage",
+            "memory",
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_quorums_are_checked() {
+        let mut config = Config::for_tests("n1");
+        assert_eq!(
+            (config.replicas, config.write_quorum, config.read_quorum),
+            (3, 2, 2)
+        );
+        assert!(config.validate().is_ok());
+        config.read_quorum = 1;
+        assert!(config.validate().unwrap_err().contains("R + W > N"));
+        config.read_quorum = 4;
+        assert!(config.validate().is_err());
+    }
+}

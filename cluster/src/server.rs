@@ -1,0 +1,179 @@
+//! HTTP routes of a node: the client API of SPEC section 1 and `/health`.
+//!
+//! Handlers only translate: parse with [`crate::api::request`], call the
+//! [`Node`], and render with [`crate::api::wire`]. Every request is bounded
+//! in size, in time and in how many run at once.
+
+use crate::api::request::{parse_delete, parse_get, parse_put};
+use crate::api::wire::{
+    DeleteResponse, GetResponse, HealthResponse, NotFoundResponse, KEY_NOT_FOUND,
+};
+use crate::api::{ApiError, Limits};
+use crate::node::{Node, NodeError, ReadOutcome};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+pub const ITEM_PATH: &str = "/api/v1/item";
+
+#[derive(Clone)]
+struct AppState {
+    node: Arc<Node>,
+    limits: Limits,
+    timeout: Duration,
+    inflight: Arc<Semaphore>,
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    let state = AppState {
+        limits: node.config.limits(),
+        timeout: node.config.request_timeout(),
+        inflight: Arc::new(Semaphore::new(node.config.max_inflight_requests)),
+        node,
+    };
+    Router::new()
+        .route(ITEM_PATH, get(get_item).post(put_item).delete(delete_item))
+        .route("/health", get(health))
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(wrong_method)
+        // Our own limit applies in `put_item`, with a JSON 413.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+impl AppState {
+    /// Runs `work` under the in-flight limit and the request timeout.
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, ApiError> {
+        let Ok(_permit) = self.inflight.try_acquire() else {
+            return Err(ApiError::unavailable(
+                "node overloaded: too many requests in flight",
+            ));
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(NodeError::Unavailable(message))) => Err(ApiError::unavailable(message)),
+            Ok(Err(NodeError::Store(error))) => {
+                Err(ApiError::unavailable(format!("outcome unknown: {error}")))
+            }
+            Err(_) => Err(ApiError::unavailable(format!(
+                "request timed out after {} ms; for a write the outcome is unknown",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+async fn put_item(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let limit = state.limits.max_put_body_bytes();
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::too_large(format!(
+            "request body is over {limit} bytes (or could not be read)"
+        ))
+    })?;
+    let command = parse_put(&bytes, &state.limits)?;
+    let key = command.key.clone();
+    let version = state
+        .bounded(state.node.put(command))
+        .await
+        .map_err(|e| e.with_key(&key))?;
+    let body = crate::api::wire::PutResponse {
+        key,
+        timestamp: version.timestamp_ms,
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn get_item(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let command = parse_get(query.as_deref(), &state.limits)?;
+    let outcome = state
+        .bounded(state.node.get(&command))
+        .await
+        .map_err(|e| e.with_key(&command.key))?;
+    Ok(match outcome {
+        ReadOutcome::Found { value, version } => {
+            let body = GetResponse {
+                key: command.key,
+                value: BASE64.encode(value),
+                timestamp: version.timestamp_ms,
+            };
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        ReadOutcome::NotFound { version } => {
+            let body = NotFoundResponse {
+                key: command.key,
+                error: KEY_NOT_FOUND.to_owned(),
+                timestamp: version.map(|v| v.timestamp_ms),
+            };
+            (StatusCode::NOT_FOUND, Json(body)).into_response()
+        }
+    })
+}
+
+async fn delete_item(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let command = parse_delete(query.as_deref(), &state.limits)?;
+    let key = command.key;
+    let version = state
+        .bounded(state.node.delete(key.clone()))
+        .await
+        .map_err(|e| e.with_key(&key))?;
+    Ok((
+        StatusCode::OK,
+        Json(DeleteResponse {
+            key,
+            deleted: true,
+            timestamp: version.timestamp_ms,
+        }),
+    )
+        .into_response())
+}
+
+async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+        node_id: state.node.config.node_id.clone(),
+    })
+}
+
+async fn unknown_path(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such path: {}", uri.path()),
+    )
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}

@@ -1,0 +1,75 @@
+//! Where a replica keeps its records.
+//!
+//! [`Storage`] is the key/record map with "newer version wins" semantics;
+//! [`MemoryStorage`] backs tests and [`SledStorage`] backs real nodes.
+//! [`Store`] puts the write-ahead log in front of it so that a write is
+//! acknowledged only once it is durable.
+
+mod memory;
+mod sled_store;
+mod store;
+mod wal;
+
+pub use memory::MemoryStorage;
+pub use sled_store::SledStorage;
+pub use store::{Store, StoreError};
+pub use wal::{Wal, WalEntry};
+
+use crate::record::{CodecError, Record};
+use crate::version::Version;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt record under key {key:?}: {source}")]
+    Corrupt { key: String, source: CodecError },
+}
+
+/// Whether [`Storage::apply`] changed anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The record was newer than what the replica held, and now is held.
+    Applied,
+    /// The replica already held this version or a newer one; nothing changed.
+    Stale,
+}
+
+/// A replica's map from key to record.
+///
+/// Architecture invariant: a replica only ever moves a key to a newer
+/// version ([`Storage::apply`]); the single exception is compaction, which
+/// removes a dead record only if it is still exactly the version it checked
+/// ([`Storage::remove_if_version`]).
+pub trait Storage: Send + Sync + 'static {
+    fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError>;
+
+    /// Stores `record` under `key` if its version is newer than the held one.
+    fn apply(&self, key: &[u8], record: &Record) -> Result<ApplyOutcome, StorageError>;
+
+    /// Removes the record under `key` only if it still has `version`.
+    fn remove_if_version(&self, key: &[u8], version: Version) -> Result<bool, StorageError>;
+
+    /// Up to `limit` records in key order, starting after `after`.
+    fn scan_after(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Record)>, StorageError>;
+
+    /// Makes everything applied so far survive a crash of the process.
+    fn flush(&self) -> Result<(), StorageError>;
+}
+
+fn decode(key: &[u8], bytes: &[u8]) -> Result<Record, StorageError> {
+    Record::decode(bytes).map_err(|source| StorageError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,94 @@
+//! The [`Storage`] of real nodes, on sled 0.34.
+//!
+//! sled's own flush is not what makes a write durable: the write-ahead log
+//! in [`super::Store`] is. sled is flushed at checkpoints, after which the
+//! log can be truncated.
+
+use super::{decode, ApplyOutcome, Storage, StorageError};
+use crate::record::Record;
+use crate::version::Version;
+use std::path::Path;
+
+pub struct SledStorage {
+    db: sled::Db,
+}
+
+impl SledStorage {
+    pub fn open(dir: &Path) -> Result<SledStorage, StorageError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(128 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            // Checkpoints flush explicitly; this only bounds how much
+            // work a checkpoint finds waiting.
+            .flush_every_ms(Some(1_000))
+            .open()?;
+        Ok(SledStorage { db })
+    }
+}
+
+impl Storage for SledStorage {
+    fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
+        self.db
+            .get(key)?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
+    }
+
+    fn apply(&self, key: &[u8], record: &Record) -> Result<ApplyOutcome, StorageError> {
+        let encoded = record.encode();
+        // Compare-and-swap loop: compaction may remove the key concurrently.
+        loop {
+            let held = self.db.get(key)?;
+            if let Some(bytes) = &held {
+                if decode(key, bytes)?.version >= record.version {
+                    return Ok(ApplyOutcome::Stale);
+                }
+            }
+            match self
+                .db
+                .compare_and_swap(key, held, Some(encoded.as_slice()))?
+            {
+                Ok(()) => return Ok(ApplyOutcome::Applied),
+                Err(_changed_meanwhile) => continue,
+            }
+        }
+    }
+
+    fn remove_if_version(&self, key: &[u8], version: Version) -> Result<bool, StorageError> {
+        let Some(held) = self.db.get(key)? else {
+            return Ok(false);
+        };
+        if decode(key, &held)?.version != version {
+            return Ok(false);
+        }
+        Ok(self
+            .db
+            .compare_and_swap(key, Some(held), None as Option<&[u8]>)?
+            .is_ok())
+    }
+
+    fn scan_after(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Record)>, StorageError> {
+        let iter = match after {
+            Some(key) => self
+                .db
+                .range::<&[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded)),
+            None => self.db.iter(),
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in iter.take(limit) {
+            let (key, bytes) = item?;
+            out.push((key.to_vec(), decode(&key, &bytes)?));
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

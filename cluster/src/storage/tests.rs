@@ -1,0 +1,204 @@
+//! Properties every [`Storage`] must have, run against both implementations.
+
+use super::*;
+use crate::record::Record;
+use crate::version::Version;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "storage-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn with_each_storage(name: &str, check: impl Fn(&dyn Storage)) {
+    check(&MemoryStorage::new());
+    let dir = temp_dir(name);
+    check(&SledStorage::open(&dir).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn random_record(rng: &mut StdRng) -> Record {
+    let version = Version::new(rng.random_range(1..50), rng.random_range(0..4));
+    if rng.random_bool(0.3) {
+        Record::tombstone(version)
+    } else {
+        let value = (0..rng.random_range(0..8)).map(|_| rng.random()).collect();
+        Record::value(
+            version,
+            value,
+            rng.random_bool(0.3).then(|| rng.random_range(1..100)),
+        )
+    }
+}
+
+#[test]
+fn newest_version_wins_whatever_the_arrival_order() {
+    with_each_storage("order", |storage| {
+        for seed in 0..50 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let key = format!("key-{seed}").into_bytes();
+            let mut records: Vec<Record> = (0..20).map(|_| random_record(&mut rng)).collect();
+            // Distinct versions, so "the newest" is well defined.
+            records.sort_by_key(|r| r.version);
+            records.dedup_by_key(|r| r.version);
+            let newest = records.last().unwrap().clone();
+            records.shuffle(&mut rng);
+            for record in &records {
+                storage.apply(&key, record).unwrap();
+            }
+            assert_eq!(storage.get(&key).unwrap(), Some(newest), "seed {seed}");
+        }
+    });
+}
+
+#[test]
+fn equal_or_older_versions_change_nothing() {
+    with_each_storage("stale", |storage| {
+        let held = Record::value(Version::new(10, 1), b"held".to_vec(), None);
+        assert_eq!(storage.apply(b"k", &held).unwrap(), ApplyOutcome::Applied);
+        let same_version = Record::value(Version::new(10, 1), b"other".to_vec(), None);
+        assert_eq!(
+            storage.apply(b"k", &same_version).unwrap(),
+            ApplyOutcome::Stale
+        );
+        assert_eq!(
+            storage
+                .apply(b"k", &Record::tombstone(Version::new(9, 9)))
+                .unwrap(),
+            ApplyOutcome::Stale
+        );
+        assert_eq!(storage.get(b"k").unwrap(), Some(held));
+    });
+}
+
+#[test]
+fn tombstones_shadow_older_values_and_yield_to_newer_ones() {
+    with_each_storage("tombstone", |storage| {
+        storage
+            .apply(
+                b"k",
+                &Record::value(Version::new(1, 0), b"a".to_vec(), None),
+            )
+            .unwrap();
+        storage
+            .apply(b"k", &Record::tombstone(Version::new(2, 0)))
+            .unwrap();
+        storage
+            .apply(
+                b"k",
+                &Record::value(Version::new(1, 5), b"late".to_vec(), None),
+            )
+            .unwrap();
+        let held = storage.get(b"k").unwrap().unwrap();
+        assert!(held.tombstone && !held.is_live_at(0));
+        storage
+            .apply(
+                b"k",
+                &Record::value(Version::new(3, 0), b"b".to_vec(), None),
+            )
+            .unwrap();
+        assert_eq!(storage.get(b"k").unwrap().unwrap().value, b"b");
+    });
+}
+
+#[test]
+fn removal_only_takes_the_checked_version() {
+    with_each_storage("remove", |storage| {
+        storage
+            .apply(b"k", &Record::tombstone(Version::new(2, 0)))
+            .unwrap();
+        storage
+            .apply(
+                b"k",
+                &Record::value(Version::new(3, 0), b"live".to_vec(), None),
+            )
+            .unwrap();
+        assert!(!storage.remove_if_version(b"k", Version::new(2, 0)).unwrap());
+        assert_eq!(storage.get(b"k").unwrap().unwrap().value, b"live");
+        assert!(storage.remove_if_version(b"k", Version::new(3, 0)).unwrap());
+        assert_eq!(storage.get(b"k").unwrap(), None);
+    });
+}
+
+#[test]
+fn scans_page_through_every_key_in_order() {
+    with_each_storage("scan", |storage| {
+        let mut expected = BTreeMap::new();
+        for i in 0..257u32 {
+            let key = format!("{:05}", (i * 7919) % 1000).into_bytes();
+            let record = Record::value(
+                Version::new(u64::from(i) + 1, 0),
+                i.to_be_bytes().to_vec(),
+                None,
+            );
+            storage.apply(&key, &record).unwrap();
+            expected.insert(key, record);
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = storage.scan_after(after.as_deref(), 10).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = Some(page.last().unwrap().0.clone());
+            seen.extend(page);
+        }
+        assert_eq!(seen, expected.into_iter().collect::<Vec<_>>());
+    });
+}
+
+#[tokio::test]
+async fn store_replays_its_log_after_a_crash() {
+    let dir = temp_dir("replay");
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let store = Store::open(storage, &dir.join("wal")).unwrap();
+    let record = Record::value(Version::new(5, 0), b"durable".to_vec(), None);
+    store.apply(b"k".to_vec(), record.clone()).await.unwrap();
+    // A crash: the memory is gone, the log is not (no shutdown checkpoint).
+    std::mem::forget(store);
+    let fresh: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let store = Store::open(fresh, &dir.join("wal")).unwrap();
+    assert_eq!(store.get(b"k").unwrap(), Some(record));
+    store.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn compaction_never_drops_a_newer_live_value() {
+    let dir = temp_dir("compact");
+    let store = Store::open(Arc::new(MemoryStorage::new()), &dir).unwrap();
+    store
+        .apply(b"dead".to_vec(), Record::tombstone(Version::new(1, 0)))
+        .await
+        .unwrap();
+    store
+        .apply(b"revived".to_vec(), Record::tombstone(Version::new(1, 0)))
+        .await
+        .unwrap();
+    store
+        .apply(
+            b"revived".to_vec(),
+            Record::value(Version::new(2, 0), b"x".to_vec(), None),
+        )
+        .await
+        .unwrap();
+    let candidates = vec![
+        (b"dead".to_vec(), Version::new(1, 0)),
+        (b"revived".to_vec(), Version::new(1, 0)),
+    ];
+    assert_eq!(store.compact(candidates).await.unwrap(), 1);
+    assert_eq!(store.get(b"dead").unwrap(), None);
+    assert_eq!(store.get(b"revived").unwrap().unwrap().value, b"x");
+    store.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
