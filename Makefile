@@ -1,0 +1,46 @@
+# The commands a user needs. `make help` lists them.
+CARGO ?= cargo
+
+.PHONY: help build release test lint fmt cluster-up cluster-down cluster-status test-partition clean
+
+help:
+	@echo "make test            run every test (what CI runs)"
+	@echo "make lint            rustfmt and clippy, warnings as errors"
+	@echo "make cluster-up      start a local 3-node cluster on 127.0.0.1:7001-7003"
+	@echo "make cluster-down    stop it"
+	@echo "make cluster-status  show which local nodes run"
+	@echo "make test-partition  the Jepsen-style partition test (lands with the harness, issue 5)"
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	@$(CARGO) build --quiet --release -p cluster --bin kvnode
+
+test:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+cluster-up: release
+	@cluster/scripts/local-cluster.sh up
+
+cluster-down:
+	@cluster/scripts/local-cluster.sh down
+
+cluster-status:
+	@cluster/scripts/local-cluster.sh status
+
+test-partition:
+	@echo "make test-partition needs the harness (issue 5), which has not landed yet." >&2
+	@echo "Today: 'make test' for the tests, 'make cluster-up' to try the store." >&2
+	@exit 2
+
+clean:
+	$(CARGO) clean
+	rm -rf .cluster
