@@ -19,10 +19,7 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch, offset by the injected skew.
     pub fn now_ms(&self) -> u64 {
-        let real_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock is after 1970")
-            .as_millis() as i64;
+        let real_ms = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock is after 1970").as_millis() as i64;
         real_ms.saturating_add(self.offset_ms()).max(0) as u64
     }
 

@@ -7,61 +7,50 @@
 use crate::clock::Clock;
 use crate::storage::{Store, StoreError};
 use crate::version::Version;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Records read per scan page; bounds memory and the time a page blocks.
 const PAGE_RECORDS: usize = 1_024;
 
-/// Dead records whose death is older than `grace_ms`, one scan page at a time.
-pub async fn compact_once(
+/// Removes dead records whose death is older than `grace_ms`, one scan
+/// page at a time, keeping only those `confirm` returns (the replication
+/// layer's check that every other owner has caught up).
+pub async fn compact_once<F, Fut>(
     store: &Arc<Store>,
     clock: &Clock,
     grace_ms: u64,
-) -> Result<usize, StoreError> {
+    confirm: F,
+) -> Result<usize, StoreError>
+where
+    F: Fn(Vec<(Vec<u8>, Version)>) -> Fut,
+    Fut: Future<Output = Vec<(Vec<u8>, Version)>>,
+{
     let mut removed = 0;
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page_store = store.clone();
         let page_after = after.clone();
-        let page = tokio::task::spawn_blocking(move || {
-            page_store.scan_after(page_after.as_deref(), PAGE_RECORDS)
-        })
-        .await
-        .expect("scan task does not panic")?;
-        let Some((last_key, _)) = page.last() else {
-            break;
-        };
+        let page = tokio::task::spawn_blocking(move || page_store.scan_after(page_after.as_deref(), PAGE_RECORDS))
+            .await
+            .expect("scan task does not panic")?;
+        let Some((last_key, _)) = page.last() else { break };
         after = Some(last_key.clone());
         let now_ms = clock.now_ms();
         let candidates: Vec<(Vec<u8>, Version)> = page
             .into_iter()
             .filter(|(_, record)| {
-                record
-                    .dead_since_ms()
-                    .is_some_and(|dead_ms| dead_ms.saturating_add(grace_ms) <= now_ms)
+                record.dead_since_ms().is_some_and(|dead_ms| dead_ms.saturating_add(grace_ms) <= now_ms)
             })
             .map(|(key, record)| (key, record.version))
             .collect();
-        if !candidates.is_empty() {
-            removed += store.compact(candidates).await?;
+        if candidates.is_empty() {
+            continue;
+        }
+        let confirmed = confirm(candidates).await;
+        if !confirmed.is_empty() {
+            removed += store.compact(confirmed).await?;
         }
     }
     Ok(removed)
-}
-
-/// Runs [`compact_once`] every `interval` until the task is dropped.
-pub async fn run(store: Arc<Store>, clock: Arc<Clock>, grace: Duration, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        match compact_once(&store, &clock, grace.as_millis() as u64).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "compaction removed dead records"),
-            Err(StoreError::Closed) => return,
-            Err(error) => tracing::error!(%error, "compaction failed"),
-        }
-    }
 }

@@ -76,6 +76,44 @@ pub struct Config {
     #[arg(long, env = "KV_MAX_INFLIGHT_REQUESTS", default_value_t = 4096)]
     pub max_inflight_requests: usize,
 
+    /// Shared by all nodes; internal routes refuse callers without it.
+    #[arg(long, env = "KV_CLUSTER_SECRET", default_value = "leaderless-kv-internal", hide_default_value = true)]
+    pub cluster_secret: String,
+
+    /// Bound on each call to another replica.
+    #[arg(long, env = "KV_RPC_TIMEOUT_MS", default_value_t = 1000)]
+    pub rpc_timeout_ms: u64,
+
+    /// How often each peer is pinged.
+    #[arg(long, env = "KV_HEARTBEAT_INTERVAL_MS", default_value_t = 250)]
+    pub heartbeat_interval_ms: u64,
+
+    /// A peer silent this long is believed down (skipped, and hinted).
+    #[arg(long, env = "KV_FAILURE_TIMEOUT_MS", default_value_t = 1500)]
+    pub failure_timeout_ms: u64,
+
+    /// How often hints are offered to owners believed alive.
+    #[arg(long, env = "KV_HINT_INTERVAL_MS", default_value_t = 500)]
+    pub hint_interval_ms: u64,
+
+    /// How often this node compares hash trees with each peer.
+    #[arg(long, env = "KV_ANTI_ENTROPY_INTERVAL_MS", default_value_t = 5000)]
+    pub anti_entropy_interval_ms: u64,
+
+    /// One eventual read in this many repairs its key in the background
+    /// (0: never).
+    #[arg(long, env = "KV_READ_REPAIR_EVERY", default_value_t = 10)]
+    pub read_repair_every: u32,
+
+    /// Points per node on the hash ring.
+    #[arg(long, env = "KV_VNODES", default_value_t = 64)]
+    pub vnodes: usize,
+
+    /// TEST ONLY: serve `/test/v1/*` (clock offset, replica status). Never
+    /// in production: it lets anyone skew this node's clock.
+    #[arg(long, env = "KV_TEST_HOOKS")]
+    pub test_hooks: bool,
+
     /// Log filter (tracing's `EnvFilter` syntax), e.g. `info` or `cluster=debug`.
     #[arg(long, env = "KV_LOG", default_value = "info")]
     pub log: String,
@@ -85,39 +123,26 @@ impl Config {
     /// Checks what clap cannot: quorum arithmetic, non-empty id, sane limits.
     pub fn validate(&self) -> Result<(), String> {
         if self.node_id.is_empty() || self.node_id.contains(['=', ',']) {
-            return Err(format!(
-                "--node-id {:?} must be non-empty and contain no '=' or ','",
-                self.node_id
-            ));
+            return Err(format!("--node-id {:?} must be non-empty and contain no '=' or ','", self.node_id));
         }
         let (n, w, r) = (self.replicas, self.write_quorum, self.read_quorum);
         if n == 0 || w == 0 || r == 0 || w > n || r > n {
-            return Err(format!(
-                "need 1 <= W <= N and 1 <= R <= N, got N={n} W={w} R={r}"
-            ));
+            return Err(format!("need 1 <= W <= N and 1 <= R <= N, got N={n} W={w} R={r}"));
         }
         if r + w <= n {
-            return Err(format!(
-                "strong reads need R + W > N, got N={n} W={w} R={r}"
-            ));
+            return Err(format!("strong reads need R + W > N, got N={n} W={w} R={r}"));
         }
         if self.max_key_bytes == 0 || self.max_value_bytes > 16 * 1024 * 1024 {
             return Err("--max-key-bytes must be > 0 and --max-value-bytes at most 16 MiB".into());
         }
-        if self.request_timeout_ms == 0
-            || self.compaction_interval_secs == 0
-            || self.max_inflight_requests == 0
-        {
+        if self.request_timeout_ms == 0 || self.compaction_interval_secs == 0 || self.max_inflight_requests == 0 {
             return Err("timeouts, intervals and the in-flight limit must be > 0".into());
         }
         Ok(())
     }
 
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_key_bytes: self.max_key_bytes,
-            max_value_bytes: self.max_value_bytes,
-        }
+        Limits { max_key_bytes: self.max_key_bytes, max_value_bytes: self.max_value_bytes }
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -126,15 +151,7 @@ impl Config {
 
     /// A configuration for tests: memory storage, a free port.
     pub fn for_tests(node_id: &str) -> Config {
-        Config::parse_from([
-            "kvnode",
-            "--node-id",
-            node_id,
-            "--listen",
-            "127.0.0.1:0",
-            "--storage",
-            "memory",
-        ])
+        Config::parse_from(["kvnode", "--node-id", node_id, "--listen", "127.0.0.1:0", "--storage", "memory"])
     }
 }
 
@@ -145,10 +162,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_quorums_are_checked() {
         let mut config = Config::for_tests("n1");
-        assert_eq!(
-            (config.replicas, config.write_quorum, config.read_quorum),
-            (3, 2, 2)
-        );
+        assert_eq!((config.replicas, config.write_quorum, config.read_quorum), (3, 2, 2));
         assert!(config.validate().is_ok());
         config.read_quorum = 1;
         assert!(config.validate().unwrap_err().contains("R + W > N"));

@@ -2,12 +2,20 @@
 //!
 //! See ARCHITECTURE.md at the root for the code map and invariants.
 
+pub mod antientropy;
 pub mod api;
 pub mod clock;
 pub mod compaction;
 pub mod config;
+pub mod coordinator;
+pub mod hints;
+pub mod membership;
 pub mod node;
 pub mod record;
+pub mod replica;
+pub mod ring;
+pub mod rpc;
 pub mod server;
 pub mod storage;
+pub mod test_hooks;
 pub mod version;

@@ -1,17 +1,25 @@
-//! One node's service: what a put, get or delete does, apart from HTTP.
-//!
-//! For now a node answers from its own replica; the quorum coordination of
-//! SPEC section 2 replaces the bodies of these methods, not their shapes.
+//! One node: the replica, the coordinator and the background work that
+//! makes replicas converge, wired together. HTTP lives in `server.rs`.
 
-use crate::api::{GetCommand, PutCommand};
+use crate::antientropy::{sync_with, SyncReply, SyncRequest};
+use crate::api::{Consistency, GetCommand, PutCommand};
 use crate::clock::Clock;
+use crate::compaction;
 use crate::config::Config;
+use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, Quorum, ReadOutcome, RpcError, Transport};
+use crate::hints::{self, HintStore};
+use crate::membership::{parse_peers, FailureDetector, Member};
 use crate::record::Record;
+use crate::replica::Replica;
+use crate::ring::Ring;
+use crate::rpc::client::HttpTransport;
 use crate::storage::{Store, StoreError};
-use crate::version::{node_tag, Version};
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::version::Version;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio::task::JoinHandle;
 
 #[derive(Debug, Error)]
 pub enum NodeError {
@@ -23,97 +31,245 @@ pub enum NodeError {
     Store(#[from] StoreError),
 }
 
-/// What a read found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReadOutcome {
-    Found {
-        value: Vec<u8>,
-        version: Version,
-    },
-    /// Nothing live: `version` is the tombstone's or expired value's, if any.
-    NotFound {
-        version: Option<Version>,
-    },
+impl From<CoordinatorError> for NodeError {
+    fn from(error: CoordinatorError) -> NodeError {
+        match error {
+            CoordinatorError::Unavailable(message) => NodeError::Unavailable(message),
+        }
+    }
+}
+
+/// Reaches the local replica directly and the others over HTTP.
+pub struct ClusterTransport {
+    local: Arc<Replica>,
+    remote: HttpTransport,
+}
+
+fn local_error(to: &str, error: StoreError) -> RpcError {
+    RpcError::Remote(to.to_owned(), error.to_string())
+}
+
+impl Transport for ClusterTransport {
+    async fn read(&self, to: &str, key: &[u8]) -> Result<Option<Record>, RpcError> {
+        if to == self.local.node_id {
+            return self.local.read(key).map_err(|e| local_error(to, e));
+        }
+        self.remote.read(to, key).await
+    }
+
+    async fn write(&self, to: &str, key: &[u8], record: &Record) -> Result<(), RpcError> {
+        if to == self.local.node_id {
+            return self.local.write(key.to_vec(), record.clone()).await.map_err(|e| local_error(to, e));
+        }
+        self.remote.write(to, key, record).await
+    }
+
+    async fn write_batch(&self, to: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
+        if to == self.local.node_id {
+            return self.local.write_batch(entries).await.map_err(|e| local_error(to, e));
+        }
+        self.remote.write_batch(to, entries).await
+    }
+
+    async fn sync(&self, to: &str, request: SyncRequest) -> Result<SyncReply, RpcError> {
+        if to == self.local.node_id {
+            return self.local.answer_sync(&request).await.map_err(|e| local_error(to, e));
+        }
+        self.remote.sync(to, request).await
+    }
 }
 
 pub struct Node {
     pub config: Config,
     pub clock: Arc<Clock>,
-    pub store: Arc<Store>,
-    tag: u32,
-    sequence: AtomicU32,
+    pub replica: Arc<Replica>,
+    pub coordinator: Coordinator<ClusterTransport>,
+    transport: Arc<ClusterTransport>,
+    detector: Arc<FailureDetector>,
+    hints: Arc<HintStore>,
+    /// Every member but this node.
+    peers: Vec<Member>,
 }
 
 impl Node {
-    pub fn new(config: Config, clock: Arc<Clock>, store: Arc<Store>) -> Node {
-        let tag = node_tag(&config.node_id);
-        Node {
-            config,
-            clock,
-            store,
-            tag,
-            sequence: AtomicU32::new(0),
+    pub fn new(config: Config, clock: Arc<Clock>, store: Arc<Store>, hint_store: Store) -> Result<Node, String> {
+        let peers: Vec<Member> =
+            parse_peers(&config.peers)?.into_iter().filter(|peer| peer.id != config.node_id).collect();
+        let mut ids: Vec<String> = peers.iter().map(|peer| peer.id.clone()).collect();
+        ids.push(config.node_id.clone());
+        let ring = Arc::new(Ring::new(&ids, config.vnodes));
+        let quorum = Quorum::for_cluster(config.replicas, config.read_quorum, config.write_quorum, ring.nodes().len());
+        if quorum.n < config.replicas {
+            tracing::warn!(
+                ?quorum,
+                members = ring.nodes().len(),
+                "fewer members than N: quorums shrink to the cluster"
+            );
         }
+        let replica = Arc::new(Replica {
+            node_id: config.node_id.clone(),
+            store,
+            ring: ring.clone(),
+            n: quorum.n,
+            clock: clock.clone(),
+            grace_ms: config.tombstone_grace_secs * 1000,
+        });
+        let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
+        let remote = HttpTransport::new(&peers, &config.cluster_secret, rpc_timeout);
+        let transport = Arc::new(ClusterTransport { local: replica.clone(), remote });
+        let failure_timeout = Duration::from_millis(config.failure_timeout_ms);
+        let detector =
+            Arc::new(FailureDetector::new(peers.iter().map(|p| p.id.clone()), failure_timeout, Instant::now()));
+        let hints = Arc::new(HintStore::new(hint_store));
+        let coordinator = Coordinator::new(
+            CoordinatorConfig {
+                node_id: config.node_id.clone(),
+                quorum,
+                rpc_timeout,
+                read_repair_every: config.read_repair_every,
+            },
+            clock.clone(),
+            ring,
+            transport.clone(),
+            detector.clone(),
+            hints.clone(),
+        );
+        Ok(Node { config, clock, replica, coordinator, transport, detector, hints, peers })
     }
 
     pub async fn put(&self, command: PutCommand) -> Result<Version, NodeError> {
-        let held = self.store.get(command.key.as_bytes())?;
-        let version = self.next_version(held.map(|r| r.version));
-        let expires_at_ms = command
-            .ttl_secs
-            .map(|ttl| version.timestamp_ms + u64::from(ttl) * 1000);
-        let record = Record::value(version, command.value, expires_at_ms);
-        self.store.apply(command.key.into_bytes(), record).await?;
-        Ok(version)
+        Ok(self.coordinator.put(&command.key, command.value, command.ttl_secs).await?)
     }
 
     pub async fn delete(&self, key: String) -> Result<Version, NodeError> {
-        let held = self.store.get(key.as_bytes())?;
-        let version = self.next_version(held.map(|r| r.version));
-        self.store
-            .apply(key.into_bytes(), Record::tombstone(version))
-            .await?;
-        Ok(version)
+        Ok(self.coordinator.delete(&key).await?)
     }
 
     pub async fn get(&self, command: &GetCommand) -> Result<ReadOutcome, NodeError> {
-        let held = self.store.get(command.key.as_bytes())?;
-        if let Some(min_ms) = command.min_timestamp_ms {
-            if held
-                .as_ref()
-                .is_some_and(|record| record.version.timestamp_ms < min_ms)
-            {
+        let min = command.min_timestamp_ms;
+        let outcome = match command.consistency {
+            Consistency::Eventual => self.coordinator.get_eventual(&command.key, min).await?,
+            Consistency::Strong => self.coordinator.get_strong(&command.key).await?,
+        };
+        let version = match &outcome {
+            ReadOutcome::Found { version, .. } => Some(*version),
+            ReadOutcome::NotFound { version } => *version,
+        };
+        if let (Some(min_ms), Some(version)) = (min, version) {
+            if version.timestamp_ms < min_ms {
                 return Err(NodeError::Unavailable(format!(
-                    "no replica could answer with a version at least as new as min_timestamp {min_ms}"
+                    "the newest version of {:?} ({}) is older than min_timestamp {min_ms}",
+                    command.key, version.timestamp_ms
                 )));
             }
         }
-        Ok(read_outcome(held, self.clock.now_ms()))
+        Ok(outcome)
     }
 
-    /// A version newer than `highest` and than any this node issued:
-    /// `max(now, highest + 1)` with this node's tie-break.
-    fn next_version(&self, highest: Option<Version>) -> Version {
-        let floor_ms = highest.map_or(0, |v| v.timestamp_ms + 1);
-        let timestamp_ms = self.clock.now_ms().max(floor_ms);
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        Version::new(
-            timestamp_ms,
-            u64::from(self.tag) << 32 | u64::from(sequence),
-        )
+    /// Heartbeats, hint delivery, anti-entropy and compaction, each on its
+    /// own interval, until the handles are aborted.
+    pub fn spawn_background(self: &Arc<Node>) -> Vec<JoinHandle<()>> {
+        let ms = Duration::from_millis;
+        vec![
+            every(ms(self.config.heartbeat_interval_ms), self.clone(), |node| async move { node.heartbeat().await }),
+            every(ms(self.config.hint_interval_ms), self.clone(), |node| async move { node.deliver_hints().await }),
+            every(
+                ms(self.config.anti_entropy_interval_ms),
+                self.clone(),
+                |node| async move { node.anti_entropy().await },
+            ),
+            every(Duration::from_secs(self.config.compaction_interval_secs), self.clone(), |node| async move {
+                node.compact().await
+            }),
+        ]
+    }
+
+    async fn heartbeat(&self) {
+        let pings = self.peers.iter().map(|peer| async move {
+            if self.transport.remote.ping(&peer.id).await.is_ok() {
+                self.detector.record_answer(&peer.id, Instant::now());
+            }
+        });
+        futures_join_all(pings).await;
+    }
+
+    async fn deliver_hints(&self) {
+        let peers: Vec<String> = self.peers.iter().map(|peer| peer.id.clone()).collect();
+        let grace = Duration::from_secs(self.config.tombstone_grace_secs);
+        let timeout = Duration::from_millis(self.config.rpc_timeout_ms);
+        let now_ms = self.clock.now_ms();
+        match hints::deliver_once(&self.hints, &*self.transport, &self.detector, &peers, now_ms, grace, timeout).await {
+            Ok(0) => {}
+            Ok(delivered) => tracing::info!(delivered, "hinted handoff delivered writes"),
+            Err(error) => tracing::warn!(%error, "hint delivery failed"),
+        }
+    }
+
+    async fn anti_entropy(&self) {
+        let all = match self.replica.snapshot().await {
+            Ok(all) => all,
+            Err(error) => return tracing::warn!(%error, "anti-entropy could not read the replica"),
+        };
+        let timeout = Duration::from_millis(self.config.rpc_timeout_ms).max(Duration::from_secs(5));
+        for peer in &self.peers {
+            if !self.detector.is_alive(&peer.id, Instant::now()) {
+                continue;
+            }
+            let view = self.replica.view();
+            match sync_with(&*self.transport, &self.replica.store, &view, &all, &peer.id, timeout).await {
+                Ok(stats) if stats.pulled + stats.pushed > 0 => {
+                    tracing::info!(peer = %peer.id, ?stats, "anti-entropy repaired differences")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(peer = %peer.id, %error, "anti-entropy exchange failed"),
+            }
+        }
+    }
+
+    async fn compact(&self) {
+        let grace_ms = self.config.tombstone_grace_secs * 1000;
+        let confirm = |candidates| self.coordinator.confirm_removable(candidates);
+        match compaction::compact_once(&self.replica.store, &self.clock, grace_ms, confirm).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "compaction removed dead records"),
+            Err(error) => tracing::error!(%error, "compaction failed"),
+        }
+    }
+
+    /// Lets both stores finish queued writes and checkpoint.
+    pub fn shutdown(&self) {
+        self.replica.store.shutdown();
+        self.hints.shutdown();
     }
 }
 
-/// How a stored record reads at `now_ms`.
-pub fn read_outcome(held: Option<Record>, now_ms: u64) -> ReadOutcome {
-    match held {
-        Some(record) if record.is_live_at(now_ms) => ReadOutcome::Found {
-            value: record.value,
-            version: record.version,
-        },
-        Some(record) => ReadOutcome::NotFound {
-            version: Some(record.version),
-        },
-        None => ReadOutcome::NotFound { version: None },
-    }
+/// Runs `work` every `interval` (skipping missed ticks) until aborted.
+fn every<F, Fut>(interval: Duration, node: Arc<Node>, work: F) -> JoinHandle<()>
+where
+    F: Fn(Arc<Node>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            work(node.clone()).await;
+        }
+    })
+}
+
+/// Awaits every future concurrently (a tiny `join_all`, to avoid a
+/// dependency for one call).
+async fn futures_join_all<F: Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        pinned.retain_mut(|future| future.as_mut().poll(cx).is_pending());
+        if pinned.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }

@@ -34,21 +34,11 @@ pub const HEADER_BYTES: usize = 26;
 
 impl Record {
     pub fn value(version: Version, value: Vec<u8>, expires_at_ms: Option<u64>) -> Record {
-        Record {
-            version,
-            tombstone: false,
-            expires_at_ms,
-            value,
-        }
+        Record { version, tombstone: false, expires_at_ms, value }
     }
 
     pub fn tombstone(version: Version) -> Record {
-        Record {
-            version,
-            tombstone: true,
-            expires_at_ms: None,
-            value: Vec::new(),
-        }
+        Record { version, tombstone: true, expires_at_ms: None, value: Vec::new() }
     }
 
     /// True when a read at `now_ms` sees the value (not deleted, not expired).

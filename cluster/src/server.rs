@@ -5,16 +5,17 @@
 //! in size, in time and in how many run at once.
 
 use crate::api::request::{parse_delete, parse_get, parse_put};
-use crate::api::wire::{
-    DeleteResponse, GetResponse, HealthResponse, NotFoundResponse, KEY_NOT_FOUND,
-};
+use crate::api::wire::{DeleteResponse, GetResponse, HealthResponse, NotFoundResponse, KEY_NOT_FOUND};
 use crate::api::{ApiError, Limits};
-use crate::node::{Node, NodeError, ReadOutcome};
-use axum::body::Body;
+use crate::coordinator::ReadOutcome;
+use crate::node::{Node, NodeError};
+use crate::{rpc, test_hooks};
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -26,7 +27,7 @@ use tokio::sync::Semaphore;
 pub const ITEM_PATH: &str = "/api/v1/item";
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     node: Arc<Node>,
     limits: Limits,
     timeout: Duration,
@@ -40,9 +41,21 @@ pub fn router(node: Arc<Node>) -> Router {
         inflight: Arc::new(Semaphore::new(node.config.max_inflight_requests)),
         node,
     };
-    Router::new()
+    let test_hooks = state.node.config.test_hooks;
+    let mut router = Router::new()
         .route(ITEM_PATH, get(get_item).post(put_item).delete(delete_item))
         .route("/health", get(health))
+        .route(rpc::READ_PATH, post(internal_read))
+        .route(rpc::WRITE_PATH, post(internal_write))
+        .route(rpc::WRITE_BATCH_PATH, post(internal_write_batch))
+        .route(rpc::SYNC_PATH, post(internal_sync))
+        .route(rpc::PING_PATH, post(internal_ping));
+    if test_hooks {
+        router = router
+            .route("/test/v1/clock", get(test_clock).post(test_set_clock))
+            .route("/test/v1/replica", get(test_replica_one).post(test_replica_many));
+    }
+    router
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         // Our own limit applies in `put_item`, with a JSON 413.
@@ -57,28 +70,19 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 impl AppState {
     /// Runs `work` under the in-flight limit and the request timeout.
-    async fn bounded<T>(
-        &self,
-        work: impl Future<Output = Result<T, NodeError>>,
-    ) -> Result<T, ApiError> {
+    async fn bounded<T>(&self, work: impl Future<Output = Result<T, NodeError>>) -> Result<T, ApiError> {
         let Ok(_permit) = self.inflight.try_acquire() else {
-            return Err(ApiError::unavailable(
-                "node overloaded: too many requests in flight",
-            ));
+            return Err(ApiError::unavailable("node overloaded: too many requests in flight"));
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(NodeError::Unavailable(message))) => Err(ApiError::unavailable(message)),
-            Ok(Err(NodeError::Store(error))) => {
-                Err(ApiError::unavailable(format!("outcome unknown: {error}")))
-            }
+            Ok(Err(NodeError::Store(error))) => Err(ApiError::unavailable(format!("outcome unknown: {error}"))),
             Err(_) => Err(ApiError::unavailable(format!(
                 "request timed out after {} ms; for a write the outcome is unknown",
                 self.timeout.as_millis()
@@ -89,40 +93,22 @@ impl AppState {
 
 async fn put_item(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let limit = state.limits.max_put_body_bytes();
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::too_large(format!(
-            "request body is over {limit} bytes (or could not be read)"
-        ))
-    })?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(format!("request body is over {limit} bytes (or could not be read)")))?;
     let command = parse_put(&bytes, &state.limits)?;
     let key = command.key.clone();
-    let version = state
-        .bounded(state.node.put(command))
-        .await
-        .map_err(|e| e.with_key(&key))?;
-    let body = crate::api::wire::PutResponse {
-        key,
-        timestamp: version.timestamp_ms,
-    };
+    let version = state.bounded(state.node.put(command)).await.map_err(|e| e.with_key(&key))?;
+    let body = crate::api::wire::PutResponse { key, timestamp: version.timestamp_ms };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn get_item(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+async fn get_item(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let command = parse_get(query.as_deref(), &state.limits)?;
-    let outcome = state
-        .bounded(state.node.get(&command))
-        .await
-        .map_err(|e| e.with_key(&command.key))?;
+    let outcome = state.bounded(state.node.get(&command)).await.map_err(|e| e.with_key(&command.key))?;
     Ok(match outcome {
         ReadOutcome::Found { value, version } => {
-            let body = GetResponse {
-                key: command.key,
-                value: BASE64.encode(value),
-                timestamp: version.timestamp_ms,
-            };
+            let body = GetResponse { key: command.key, value: BASE64.encode(value), timestamp: version.timestamp_ms };
             (StatusCode::OK, Json(body)).into_response()
         }
         ReadOutcome::NotFound { version } => {
@@ -136,44 +122,71 @@ async fn get_item(
     })
 }
 
-async fn delete_item(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+async fn delete_item(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let command = parse_delete(query.as_deref(), &state.limits)?;
     let key = command.key;
-    let version = state
-        .bounded(state.node.delete(key.clone()))
-        .await
-        .map_err(|e| e.with_key(&key))?;
-    Ok((
-        StatusCode::OK,
-        Json(DeleteResponse {
-            key,
-            deleted: true,
-            timestamp: version.timestamp_ms,
-        }),
-    )
-        .into_response())
+    let version = state.bounded(state.node.delete(key.clone())).await.map_err(|e| e.with_key(&key))?;
+    Ok((StatusCode::OK, Json(DeleteResponse { key, deleted: true, timestamp: version.timestamp_ms })).into_response())
 }
 
 async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
-    Json(HealthResponse {
-        status: "ok".into(),
-        node_id: state.node.config.node_id.clone(),
-    })
+    Json(HealthResponse { status: "ok".into(), node_id: state.node.config.node_id.clone() })
 }
 
 async fn unknown_path(uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("no such path: {}", uri.path()),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, format!("no such path: {}", uri.path()))
 }
 
 async fn wrong_method(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method {method} is not allowed on {}", uri.path()),
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} is not allowed on {}", uri.path()))
+}
+
+/// Internal bodies can carry a batch of records; bounded all the same.
+const MAX_INTERNAL_BODY_BYTES: usize = 256 * 1024 * 1024;
+
+/// Checks the cluster secret and reads the body of an internal call.
+async fn internal_body(state: &AppState, headers: &HeaderMap, path: &str, body: Body) -> Result<Bytes, Response> {
+    rpc::routes::authorize(headers, &state.node.config.cluster_secret, path).map_err(IntoResponse::into_response)?;
+    axum::body::to_bytes(body, MAX_INTERNAL_BODY_BYTES)
+        .await
+        .map_err(|error| (StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response())
+}
+
+macro_rules! internal_handler {
+    ($name:ident, $path:expr, $call:path) => {
+        async fn $name(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+            match internal_body(&state, &headers, $path, body).await {
+                Ok(bytes) => $call(&state.node.replica, bytes).await,
+                Err(response) => response,
+            }
+        }
+    };
+}
+
+internal_handler!(internal_read, rpc::READ_PATH, rpc::routes::read);
+internal_handler!(internal_write, rpc::WRITE_PATH, rpc::routes::write);
+internal_handler!(internal_write_batch, rpc::WRITE_BATCH_PATH, rpc::routes::write_batch);
+internal_handler!(internal_sync, rpc::SYNC_PATH, rpc::routes::sync);
+
+async fn internal_ping(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match rpc::routes::authorize(&headers, &state.node.config.cluster_secret, rpc::PING_PATH) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn test_clock(State(state): State<AppState>) -> Response {
+    Json(test_hooks::clock_state(&state.node)).into_response()
+}
+
+async fn test_set_clock(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    Ok(Json(test_hooks::set_clock(&state.node, &body)?).into_response())
+}
+
+async fn test_replica_one(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    Ok(Json(test_hooks::replica_one(&state.node, query.as_deref())?).into_response())
+}
+
+async fn test_replica_many(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    Ok(Json(test_hooks::replica_many(&state.node, &body)?).into_response())
 }

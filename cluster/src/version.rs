@@ -8,9 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The version of one write. Ordered by `timestamp_ms`, then `tiebreak`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Version {
     /// Milliseconds since the Unix epoch, as reported to clients.
     pub timestamp_ms: u64,
@@ -20,16 +18,10 @@ pub struct Version {
 }
 
 impl Version {
-    pub const ZERO: Version = Version {
-        timestamp_ms: 0,
-        tiebreak: 0,
-    };
+    pub const ZERO: Version = Version { timestamp_ms: 0, tiebreak: 0 };
 
     pub fn new(timestamp_ms: u64, tiebreak: u64) -> Version {
-        Version {
-            timestamp_ms,
-            tiebreak,
-        }
+        Version { timestamp_ms, tiebreak }
     }
 
     /// The node that coordinated this write (upper half of the tie-break).
@@ -70,8 +62,7 @@ mod tests {
 
     #[test]
     fn node_tags_differ_for_usual_ids() {
-        let tags: std::collections::HashSet<u32> =
-            (1..=64).map(|i| node_tag(&format!("n{i}"))).collect();
+        let tags: std::collections::HashSet<u32> = (1..=64).map(|i| node_tag(&format!("n{i}"))).collect();
         assert_eq!(tags.len(), 64);
     }
 }

@@ -25,12 +25,7 @@ async fn write_until_killed(url: String, writer: usize, acked: Arc<Mutex<Vec<Ack
     for i in 0.. {
         let key = format!("w{writer}-{i}");
         let value = BASE64.encode(format!("value of {key}"));
-        let Ok(response) = client
-            .post(&url)
-            .json(&json!({"key": key, "value": value}))
-            .send()
-            .await
-        else {
+        let Ok(response) = client.post(&url).json(&json!({"key": key, "value": value})).send().await else {
             return;
         };
         if response.status() != 201 {
@@ -39,12 +34,8 @@ async fn write_until_killed(url: String, writer: usize, acked: Arc<Mutex<Vec<Ack
         let Ok(body) = response.json::<Value>().await else {
             return;
         };
-        let mut record = Acked {
-            key: key.clone(),
-            value,
-            timestamp: body["timestamp"].as_u64().unwrap(),
-            deleted: false,
-        };
+        let mut record =
+            Acked { key: key.clone(), value, timestamp: body["timestamp"].as_u64().unwrap(), deleted: false };
         if i % 5 == 0 {
             let Ok(response) = client.delete(format!("{url}?key={key}")).send().await else {
                 return;
@@ -66,20 +57,15 @@ async fn acknowledged_writes_survive_kill_9() {
     let dir = temp_data_dir("durability");
     let node = NodeProcess::start("n1", &dir, &[]);
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| tokio::spawn(write_until_killed(node.item_url(), w, acked.clone())))
-        .collect();
+    let writers: Vec<_> =
+        (0..WRITERS).map(|w| tokio::spawn(write_until_killed(node.item_url(), w, acked.clone()))).collect();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     node.kill_hard();
     for writer in writers {
         writer.await.unwrap();
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-    assert!(
-        acked.len() >= 100,
-        "only {} writes were acknowledged before the kill",
-        acked.len()
-    );
+    assert!(acked.len() >= 100, "only {} writes were acknowledged before the kill", acked.len());
 
     let node = NodeProcess::start("n1", &dir, &[]);
     let client = http_client();
@@ -91,18 +77,10 @@ async fn acknowledged_writes_survive_kill_9() {
         if write.deleted {
             assert_eq!(status, 404, "deleted {} came back: {body}", write.key);
         } else {
-            assert_eq!(
-                status, 200,
-                "acknowledged write of {} was lost: {body}",
-                write.key
-            );
+            assert_eq!(status, 200, "acknowledged write of {} was lost: {body}", write.key);
             assert_eq!(body["value"], write.value.as_str());
         }
-        assert_eq!(
-            body["timestamp"], write.timestamp,
-            "{} has another timestamp after restart",
-            write.key
-        );
+        assert_eq!(body["timestamp"], write.timestamp, "{} has another timestamp after restart", write.key);
     }
     eprintln!("{} acknowledged writes all survived kill -9", acked.len());
 }
@@ -112,32 +90,12 @@ async fn sigterm_stops_cleanly_and_keeps_data() {
     let dir = temp_data_dir("sigterm");
     let node = NodeProcess::start("n1", &dir, &[]);
     let client = http_client();
-    let response = client
-        .post(node.item_url())
-        .json(&json!({"key": "k", "value": "AAE="}))
-        .send()
-        .await
-        .unwrap();
-    let timestamp = response.json::<Value>().await.unwrap()["timestamp"]
-        .as_u64()
-        .unwrap();
+    let response = client.post(node.item_url()).json(&json!({"key": "k", "value": "AAE="})).send().await.unwrap();
+    let timestamp = response.json::<Value>().await.unwrap()["timestamp"].as_u64().unwrap();
     let status = node.terminate();
-    assert!(
-        status.success(),
-        "kvnode exited with {status} after SIGTERM"
-    );
+    assert!(status.success(), "kvnode exited with {status} after SIGTERM");
 
     let node = NodeProcess::start("n1", &dir, &[]);
-    let body: Value = client
-        .get(format!("{}?key=k", node.item_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        body,
-        json!({"key": "k", "value": "AAE=", "timestamp": timestamp})
-    );
+    let body: Value = client.get(format!("{}?key=k", node.item_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body, json!({"key": "k", "value": "AAE=", "timestamp": timestamp}));
 }

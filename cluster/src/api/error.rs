@@ -14,11 +14,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-            key: None,
-        }
+        ApiError { status, message: message.into(), key: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -41,13 +37,6 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                error: self.message,
-                key: self.key,
-            }),
-        )
-            .into_response()
+        (self.status, Json(ErrorBody { error: self.message, key: self.key })).into_response()
     }
 }

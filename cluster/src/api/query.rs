@@ -16,9 +16,7 @@ pub fn parse(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
         let name = decode_component(name)?;
         let value = decode_component(value)?;
         if params.contains_key(&name) {
-            return Err(ApiError::bad_request(format!(
-                "query parameter {name:?} is given more than once"
-            )));
+            return Err(ApiError::bad_request(format!("query parameter {name:?} is given more than once")));
         }
         params.insert(name, value);
     }
@@ -28,9 +26,8 @@ pub fn parse(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
 fn decode_component(raw: &str) -> Result<String, ApiError> {
     let spaced = raw.replace('+', " ");
     let bytes: Vec<u8> = percent_decode(spaced.as_bytes());
-    String::from_utf8(bytes).map_err(|_| {
-        ApiError::bad_request(format!("query component {raw:?} does not decode to UTF-8"))
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request(format!("query component {raw:?} does not decode to UTF-8")))
 }
 
 /// `%XX` with two hex digits becomes that byte; any other `%` stays literal.
@@ -40,10 +37,9 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
     let mut at = 0;
     while at < input.len() {
         if input[at] == b'%' {
-            if let (Some(high), Some(low)) = (
-                input.get(at + 1).copied().and_then(hex),
-                input.get(at + 2).copied().and_then(hex),
-            ) {
+            if let (Some(high), Some(low)) =
+                (input.get(at + 1).copied().and_then(hex), input.get(at + 2).copied().and_then(hex))
+            {
                 out.push(high << 4 | low);
                 at += 3;
                 continue;

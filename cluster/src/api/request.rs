@@ -18,10 +18,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            max_key_bytes: 1024,
-            max_value_bytes: 1024 * 1024,
-        }
+        Limits { max_key_bytes: 1024, max_value_bytes: 1024 * 1024 }
     }
 }
 
@@ -87,9 +84,8 @@ pub struct DeleteCommand {
 
 /// `POST /api/v1/item` body.
 pub fn parse_put(body: &[u8], limits: &Limits) -> Result<PutCommand, ApiError> {
-    let json: Value = serde_json::from_slice(body).map_err(|error| {
-        ApiError::bad_request(format!("request body is not valid JSON: {error}"))
-    })?;
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("request body is not valid JSON: {error}")))?;
     let Value::Object(fields) = json else {
         return Err(ApiError::bad_request("request body must be a JSON object"));
     };
@@ -100,27 +96,15 @@ pub fn parse_put(body: &[u8], limits: &Limits) -> Result<PutCommand, ApiError> {
     };
     limits.check_key(&key)?;
     let value = match fields.get("value") {
-        Some(Value::String(encoded)) => {
-            decode_value(encoded, limits).map_err(|error| error.with_key(&key))?
-        }
-        Some(_) => {
-            return Err(
-                ApiError::bad_request("\"value\" must be a base64 JSON string").with_key(&key),
-            )
-        }
-        None => {
-            return Err(ApiError::bad_request("missing required field \"value\"").with_key(&key))
-        }
+        Some(Value::String(encoded)) => decode_value(encoded, limits).map_err(|error| error.with_key(&key))?,
+        Some(_) => return Err(ApiError::bad_request("\"value\" must be a base64 JSON string").with_key(&key)),
+        None => return Err(ApiError::bad_request("missing required field \"value\"").with_key(&key)),
     };
     let ttl_secs = match fields.get("ttl") {
         None => None,
         Some(ttl) => Some(parse_ttl(ttl).map_err(|error| error.with_key(&key))?),
     };
-    Ok(PutCommand {
-        key,
-        value,
-        ttl_secs,
-    })
+    Ok(PutCommand { key, value, ttl_secs })
 }
 
 fn decode_value(encoded: &str, limits: &Limits) -> Result<Vec<u8>, ApiError> {
@@ -129,9 +113,7 @@ fn decode_value(encoded: &str, limits: &Limits) -> Result<Vec<u8>, ApiError> {
         return Err(value_too_large(encoded.len() / 4 * 3, limits));
     }
     let value = BASE64.decode(encoded).map_err(|error| {
-        ApiError::bad_request(format!(
-            "\"value\" is not valid base64 (standard alphabet, padded): {error}"
-        ))
+        ApiError::bad_request(format!("\"value\" is not valid base64 (standard alphabet, padded): {error}"))
     })?;
     if value.len() > limits.max_value_bytes {
         return Err(value_too_large(value.len(), limits));
@@ -140,19 +122,12 @@ fn decode_value(encoded: &str, limits: &Limits) -> Result<Vec<u8>, ApiError> {
 }
 
 fn value_too_large(bytes: usize, limits: &Limits) -> ApiError {
-    ApiError::too_large(format!(
-        "value is {bytes} bytes (decoded), over the limit of {} bytes",
-        limits.max_value_bytes
-    ))
+    ApiError::too_large(format!("value is {bytes} bytes (decoded), over the limit of {} bytes", limits.max_value_bytes))
 }
 
 fn parse_ttl(ttl: &Value) -> Result<u32, ApiError> {
-    let invalid = || {
-        ApiError::bad_request(format!(
-            "\"ttl\" must be an integer from 1 to {} (seconds), got {ttl}",
-            u32::MAX
-        ))
-    };
+    let invalid =
+        || ApiError::bad_request(format!("\"ttl\" must be an integer from 1 to {} (seconds), got {ttl}", u32::MAX));
     let seconds = ttl.as_u64().ok_or_else(invalid)?;
     match u32::try_from(seconds) {
         Ok(seconds) if seconds > 0 => Ok(seconds),
@@ -178,19 +153,11 @@ pub fn parse_get(raw_query: Option<&str>, limits: &Limits) -> Result<GetCommand,
         None => None,
         Some(raw) => Some(parse_min_timestamp(raw).map_err(|error| error.with_key(&key))?),
     };
-    Ok(GetCommand {
-        key,
-        consistency,
-        min_timestamp_ms,
-    })
+    Ok(GetCommand { key, consistency, min_timestamp_ms })
 }
 
 fn parse_min_timestamp(raw: &str) -> Result<u64, ApiError> {
-    let parsed = if raw.bytes().all(|b| b.is_ascii_digit()) {
-        raw.parse::<u64>().ok()
-    } else {
-        None
-    };
+    let parsed = if raw.bytes().all(|b| b.is_ascii_digit()) { raw.parse::<u64>().ok() } else { None };
     match parsed {
         Some(ms) if (1..=i64::MAX as u64).contains(&ms) => Ok(ms),
         _ => Err(ApiError::bad_request(format!(
@@ -203,18 +170,11 @@ fn parse_min_timestamp(raw: &str) -> Result<u64, ApiError> {
 /// `DELETE /api/v1/item?key=K`.
 pub fn parse_delete(raw_query: Option<&str>, limits: &Limits) -> Result<DeleteCommand, ApiError> {
     let params = query::parse(raw_query)?;
-    Ok(DeleteCommand {
-        key: required_key(&params, limits)?,
-    })
+    Ok(DeleteCommand { key: required_key(&params, limits)? })
 }
 
-fn required_key(
-    params: &std::collections::BTreeMap<String, String>,
-    limits: &Limits,
-) -> Result<String, ApiError> {
-    let key = params
-        .get("key")
-        .ok_or_else(|| ApiError::bad_request("missing required query parameter \"key\""))?;
+fn required_key(params: &std::collections::BTreeMap<String, String>, limits: &Limits) -> Result<String, ApiError> {
+    let key = params.get("key").ok_or_else(|| ApiError::bad_request("missing required query parameter \"key\""))?;
     limits.check_key(key)?;
     Ok(key.clone())
 }
@@ -225,13 +185,7 @@ mod tests {
     use axum::http::StatusCode;
 
     fn put(body: &str) -> Result<PutCommand, ApiError> {
-        parse_put(
-            body.as_bytes(),
-            &Limits {
-                max_key_bytes: 4,
-                max_value_bytes: 3,
-            },
-        )
+        parse_put(body.as_bytes(), &Limits { max_key_bytes: 4, max_value_bytes: 3 })
     }
 
     fn status(result: Result<PutCommand, ApiError>) -> StatusCode {
@@ -241,24 +195,9 @@ mod tests {
     #[test]
     fn put_accepts_the_spec_shape() {
         let command = put(r#"{"key":"k","value":"AAEC","ttl":5,"extra":[1]}"#).unwrap();
-        assert_eq!(
-            command,
-            PutCommand {
-                key: "k".into(),
-                value: vec![0, 1, 2],
-                ttl_secs: Some(5)
-            }
-        );
-        assert_eq!(
-            put(r#"{"key":"k","value":""}"#).unwrap().value,
-            Vec::<u8>::new()
-        );
-        assert_eq!(
-            put(r#"{"key":"kkkk","value":"","ttl":4294967295}"#)
-                .unwrap()
-                .ttl_secs,
-            Some(u32::MAX)
-        );
+        assert_eq!(command, PutCommand { key: "k".into(), value: vec![0, 1, 2], ttl_secs: Some(5) });
+        assert_eq!(put(r#"{"key":"k","value":""}"#).unwrap().value, Vec::<u8>::new());
+        assert_eq!(put(r#"{"key":"kkkk","value":"","ttl":4294967295}"#).unwrap().ttl_secs, Some(u32::MAX));
     }
 
     #[test]
@@ -290,18 +229,9 @@ mod tests {
     fn limits_count_decoded_bytes_and_accept_the_limit() {
         assert!(put(r#"{"key":"kkkk","value":"AAAA"}"#).is_ok());
         assert!(put(r#"{"key":"é","value":""}"#).is_ok()); // 2 bytes
-        assert_eq!(
-            status(put(r#"{"key":"kkkkk","value":""}"#)),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            status(put(r#"{"key":"ééé","value":""}"#)),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            status(put(r#"{"key":"k","value":"AAAAAA=="}"#)),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
+        assert_eq!(status(put(r#"{"key":"kkkkk","value":""}"#)), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(status(put(r#"{"key":"ééé","value":""}"#)), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(status(put(r#"{"key":"k","value":"AAAAAA=="}"#)), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]
@@ -310,15 +240,9 @@ mod tests {
         let get = parse_get(Some("key=k&consistency=strong&min_timestamp=42"), &limits).unwrap();
         assert_eq!(get.consistency, Consistency::Strong);
         assert_eq!(get.min_timestamp_ms, Some(42));
-        assert_eq!(
-            parse_get(Some("key=k"), &limits).unwrap().consistency,
-            Consistency::Eventual
-        );
+        assert_eq!(parse_get(Some("key=k"), &limits).unwrap().consistency, Consistency::Eventual);
         let max = format!("key=k&min_timestamp={}", i64::MAX);
-        assert_eq!(
-            parse_get(Some(&max), &limits).unwrap().min_timestamp_ms,
-            Some(i64::MAX as u64)
-        );
+        assert_eq!(parse_get(Some(&max), &limits).unwrap().min_timestamp_ms, Some(i64::MAX as u64));
         for bad in [
             "",
             "key=",
@@ -333,11 +257,7 @@ mod tests {
             "key=k&min_timestamp=",
             "key=k&min_timestamp=9223372036854775808",
         ] {
-            assert_eq!(
-                parse_get(Some(bad), &limits).unwrap_err().status,
-                StatusCode::BAD_REQUEST,
-                "{bad}"
-            );
+            assert_eq!(parse_get(Some(bad), &limits).unwrap_err().status, StatusCode::BAD_REQUEST, "{bad}");
         }
     }
 }

@@ -52,3 +52,48 @@ pub struct HealthResponse {
 }
 
 pub const KEY_NOT_FOUND: &str = "key not found";
+
+/// Test hooks: `GET|POST /test/v1/clock`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockState {
+    pub offset_ms: i64,
+    /// The node's clock, offset included.
+    pub now_ms: u64,
+}
+
+/// Test hooks: `POST /test/v1/clock` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetClock {
+    pub offset_ms: i64,
+}
+
+/// Test hooks: one replica's local record of a key, read without
+/// coordination (`GET /test/v1/replica?key=K`, `POST /test/v1/replica`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    pub key: String,
+    pub present: bool,
+    #[serde(default)]
+    pub timestamp: Option<u64>,
+    #[serde(default)]
+    pub tiebreak: Option<u64>,
+    #[serde(default)]
+    pub tombstone: Option<bool>,
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
+    /// Base64, as in the client API.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// Test hooks: `POST /test/v1/replica` body and answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaKeys {
+    pub keys: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecords {
+    pub node_id: String,
+    pub records: Vec<ReplicaRecord>,
+}

@@ -13,7 +13,6 @@ use cluster::node::Node;
 use cluster::storage::{MemoryStorage, SledStorage, Storage, Store};
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> anyhow::Result<()> {
@@ -23,35 +22,30 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     init_logging(&config.log)?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(config))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .with_context(|| format!("bad --log filter {filter:?}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).with_context(|| format!("bad --log filter {filter:?}"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
     Ok(())
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(node_id = %config.node_id, listen = %config.listen, data_dir = %config.data_dir.display(),
         storage = ?config.storage, "starting");
-    let store = Arc::new(open_store(&config)?);
+    if config.test_hooks {
+        tracing::warn!(
+            "TEST HOOKS ARE ON (--test-hooks): /test/v1/* can skew this node's clock; never use in production"
+        );
+    }
+    let store = Arc::new(open_store(&config, "data", 128 << 20)?);
+    let hint_store = open_store(&config, "hints", 16 << 20)?;
     let clock = Arc::new(Clock::new());
-    let node = Arc::new(Node::new(config.clone(), clock.clone(), store.clone()));
-    let compaction = tokio::spawn(cluster::compaction::run(
-        store.clone(),
-        clock,
-        Duration::from_secs(config.tombstone_grace_secs),
-        Duration::from_secs(config.compaction_interval_secs),
-    ));
+    let node = Node::new(config.clone(), clock, store, hint_store).map_err(|problem| anyhow::anyhow!(problem))?;
+    let node = Arc::new(node);
+    let background = node.spawn_background();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -61,28 +55,29 @@ async fn run(config: Config) -> anyhow::Result<()> {
     println!("kvnode ready node_id={} listen={local}", config.node_id);
     std::io::stdout().flush()?;
 
-    cluster::server::serve(listener, cluster::server::router(node), shutdown_signal()).await?;
+    cluster::server::serve(listener, cluster::server::router(node.clone()), shutdown_signal()).await?;
     tracing::info!("shutting down: checkpointing the store");
-    compaction.abort();
-    tokio::task::spawn_blocking(move || store.shutdown()).await?;
+    for task in background {
+        task.abort();
+    }
+    tokio::task::spawn_blocking(move || node.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// The store named `name` under the data folder: `DATA/NAME/sled` and
+/// `DATA/NAME/wal` (records under "data", hints under "hints").
+fn open_store(config: &Config, name: &str, cache_bytes: u64) -> anyhow::Result<Store> {
     let storage: Arc<dyn Storage> = match config.storage {
         StorageKind::Sled => {
-            let dir = config.data_dir.join("sled");
-            Arc::new(
-                SledStorage::open(&dir)
-                    .with_context(|| format!("cannot open sled at {}", dir.display()))?,
-            )
+            let dir = config.data_dir.join(name).join("sled");
+            let sled = SledStorage::open(&dir, cache_bytes);
+            Arc::new(sled.with_context(|| format!("cannot open sled at {}", dir.display()))?)
         }
         StorageKind::Memory => return Ok(Store::volatile(Arc::new(MemoryStorage::new()))?),
     };
-    let wal_dir = config.data_dir.join("wal");
-    Store::open(storage, &wal_dir)
-        .with_context(|| format!("cannot open the write-ahead log in {}", wal_dir.display()))
+    let wal_dir = config.data_dir.join(name).join("wal");
+    Store::open(storage, &wal_dir).with_context(|| format!("cannot open the write-ahead log in {}", wal_dir.display()))
 }
 
 async fn shutdown_signal() {

@@ -20,9 +20,7 @@ impl MemoryStorage {
     fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Record>> {
         // A panic while holding the lock is a bug elsewhere; the map itself
         // is never left half-updated, so keep serving.
-        self.records
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -51,11 +49,7 @@ impl Storage for MemoryStorage {
         Ok(false)
     }
 
-    fn scan_after(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Record)>, StorageError> {
+    fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Record)>, StorageError> {
         let records = self.records();
         let start = match after {
             Some(key) => Bound::Excluded(key.to_vec()),

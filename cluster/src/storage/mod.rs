@@ -54,21 +54,15 @@ pub trait Storage: Send + Sync + 'static {
     fn remove_if_version(&self, key: &[u8], version: Version) -> Result<bool, StorageError>;
 
     /// Up to `limit` records in key order, starting after `after`.
-    fn scan_after(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Record)>, StorageError>;
+    fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Record)>, StorageError>;
 
     /// Makes everything applied so far survive a crash of the process.
     fn flush(&self) -> Result<(), StorageError>;
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<Record, StorageError> {
-    Record::decode(bytes).map_err(|source| StorageError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        source,
-    })
+    Record::decode(bytes)
+        .map_err(|source| StorageError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), source })
 }
 
 #[cfg(test)]

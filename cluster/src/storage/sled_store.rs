@@ -14,10 +14,10 @@ pub struct SledStorage {
 }
 
 impl SledStorage {
-    pub fn open(dir: &Path) -> Result<SledStorage, StorageError> {
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStorage, StorageError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(128 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             // Checkpoints flush explicitly; this only bounds how much
             // work a checkpoint finds waiting.
@@ -29,10 +29,7 @@ impl SledStorage {
 
 impl Storage for SledStorage {
     fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
-        self.db
-            .get(key)?
-            .map(|bytes| decode(key, &bytes))
-            .transpose()
+        self.db.get(key)?.map(|bytes| decode(key, &bytes)).transpose()
     }
 
     fn apply(&self, key: &[u8], record: &Record) -> Result<ApplyOutcome, StorageError> {
@@ -45,10 +42,7 @@ impl Storage for SledStorage {
                     return Ok(ApplyOutcome::Stale);
                 }
             }
-            match self
-                .db
-                .compare_and_swap(key, held, Some(encoded.as_slice()))?
-            {
+            match self.db.compare_and_swap(key, held, Some(encoded.as_slice()))? {
                 Ok(()) => return Ok(ApplyOutcome::Applied),
                 Err(_changed_meanwhile) => continue,
             }
@@ -62,21 +56,12 @@ impl Storage for SledStorage {
         if decode(key, &held)?.version != version {
             return Ok(false);
         }
-        Ok(self
-            .db
-            .compare_and_swap(key, Some(held), None as Option<&[u8]>)?
-            .is_ok())
+        Ok(self.db.compare_and_swap(key, Some(held), None as Option<&[u8]>)?.is_ok())
     }
 
-    fn scan_after(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Record)>, StorageError> {
+    fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Record)>, StorageError> {
         let iter = match after {
-            Some(key) => self
-                .db
-                .range::<&[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded)),
+            Some(key) => self.db.range::<&[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded)),
             None => self.db.iter(),
         };
         let mut out = Vec::with_capacity(limit.min(1024));

@@ -40,14 +40,8 @@ impl From<StorageError> for StoreError {
 }
 
 enum Command {
-    Apply {
-        entry: WalEntry,
-        reply: oneshot::Sender<Result<ApplyOutcome, StoreError>>,
-    },
-    Compact {
-        candidates: Vec<(Vec<u8>, Version)>,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
-    },
+    Apply { entry: WalEntry, reply: oneshot::Sender<Result<ApplyOutcome, StoreError>> },
+    Compact { candidates: Vec<(Vec<u8>, Version)>, reply: oneshot::Sender<Result<usize, StoreError>> },
 }
 
 /// A replica's storage with durable writes.
@@ -83,42 +77,38 @@ impl Store {
         let thread_storage = storage.clone();
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || {
-                Writer {
-                    storage: thread_storage,
-                    wal,
-                    failed: None,
-                }
-                .run(receiver)
-            })?;
-        Ok(Store {
-            storage,
-            commands: Mutex::new(Some(sender)),
-            writer: Mutex::new(Some(writer)),
-        })
+            .spawn(move || Writer { storage: thread_storage, wal, failed: None }.run(receiver))?;
+        Ok(Store { storage, commands: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)) })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
         Ok(self.storage.get(key)?)
     }
 
-    pub fn scan_after(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Record)>, StoreError> {
+    pub fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Record)>, StoreError> {
         Ok(self.storage.scan_after(after, limit)?)
     }
 
     /// Applies `record` if newer than the held version; returns once durable.
     pub async fn apply(&self, key: Vec<u8>, record: Record) -> Result<ApplyOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Apply {
-            entry: WalEntry { key, record },
-            reply,
-        })
-        .await?;
+        self.send(Command::Apply { entry: WalEntry { key, record }, reply }).await?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::apply`] for many records, sharing flushes; returns once all
+    /// are durable.
+    pub async fn apply_many(&self, entries: Vec<(Vec<u8>, Record)>) -> Result<(), StoreError> {
+        let mut answers = Vec::with_capacity(entries.len());
+        for (key, record) in entries {
+            let (reply, answer) = oneshot::channel();
+            self.send(Command::Apply { entry: WalEntry { key, record }, reply }).await?;
+            answers.push(answer);
+        }
+        for answer in answers {
+            answer.await.map_err(|_| StoreError::Closed)??;
+        }
+        Ok(())
     }
 
     /// Removes each `(key, version)` whose record is still that version.
@@ -129,12 +119,7 @@ impl Store {
     }
 
     async fn send(&self, command: Command) -> Result<(), StoreError> {
-        let sender = self
-            .commands
-            .lock()
-            .expect("store lock")
-            .clone()
-            .ok_or(StoreError::Closed)?;
+        let sender = self.commands.lock().expect("store lock").clone().ok_or(StoreError::Closed)?;
         sender.send(command).await.map_err(|_| StoreError::Closed)
     }
 
@@ -183,9 +168,8 @@ impl Writer {
     }
 
     fn handle_batch(&mut self, batch: Vec<Command>) {
-        let (applies, compactions): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .partition(|command| matches!(command, Command::Apply { .. }));
+        let (applies, compactions): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|command| matches!(command, Command::Apply { .. }));
         self.apply_all(applies);
         for command in compactions {
             if let Command::Compact { candidates, reply } = command {
@@ -223,10 +207,7 @@ impl Writer {
             };
             let outcome = match &self.failed {
                 Some(error) => Err(error.clone()),
-                None => self
-                    .storage
-                    .apply(&entry.key, &entry.record)
-                    .map_err(StoreError::from),
+                None => self.storage.apply(&entry.key, &entry.record).map_err(StoreError::from),
             };
             let _ = reply.send(outcome);
         }

@@ -10,11 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "storage-{name}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("storage-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -22,7 +19,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 fn with_each_storage(name: &str, check: impl Fn(&dyn Storage)) {
     check(&MemoryStorage::new());
     let dir = temp_dir(name);
-    check(&SledStorage::open(&dir).unwrap());
+    check(&SledStorage::open(&dir, 8 << 20).unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -32,11 +29,7 @@ fn random_record(rng: &mut StdRng) -> Record {
         Record::tombstone(version)
     } else {
         let value = (0..rng.random_range(0..8)).map(|_| rng.random()).collect();
-        Record::value(
-            version,
-            value,
-            rng.random_bool(0.3).then(|| rng.random_range(1..100)),
-        )
+        Record::value(version, value, rng.random_bool(0.3).then(|| rng.random_range(1..100)))
     }
 }
 
@@ -66,16 +59,8 @@ fn equal_or_older_versions_change_nothing() {
         let held = Record::value(Version::new(10, 1), b"held".to_vec(), None);
         assert_eq!(storage.apply(b"k", &held).unwrap(), ApplyOutcome::Applied);
         let same_version = Record::value(Version::new(10, 1), b"other".to_vec(), None);
-        assert_eq!(
-            storage.apply(b"k", &same_version).unwrap(),
-            ApplyOutcome::Stale
-        );
-        assert_eq!(
-            storage
-                .apply(b"k", &Record::tombstone(Version::new(9, 9)))
-                .unwrap(),
-            ApplyOutcome::Stale
-        );
+        assert_eq!(storage.apply(b"k", &same_version).unwrap(), ApplyOutcome::Stale);
+        assert_eq!(storage.apply(b"k", &Record::tombstone(Version::new(9, 9))).unwrap(), ApplyOutcome::Stale);
         assert_eq!(storage.get(b"k").unwrap(), Some(held));
     });
 }
@@ -83,29 +68,12 @@ fn equal_or_older_versions_change_nothing() {
 #[test]
 fn tombstones_shadow_older_values_and_yield_to_newer_ones() {
     with_each_storage("tombstone", |storage| {
-        storage
-            .apply(
-                b"k",
-                &Record::value(Version::new(1, 0), b"a".to_vec(), None),
-            )
-            .unwrap();
-        storage
-            .apply(b"k", &Record::tombstone(Version::new(2, 0)))
-            .unwrap();
-        storage
-            .apply(
-                b"k",
-                &Record::value(Version::new(1, 5), b"late".to_vec(), None),
-            )
-            .unwrap();
+        storage.apply(b"k", &Record::value(Version::new(1, 0), b"a".to_vec(), None)).unwrap();
+        storage.apply(b"k", &Record::tombstone(Version::new(2, 0))).unwrap();
+        storage.apply(b"k", &Record::value(Version::new(1, 5), b"late".to_vec(), None)).unwrap();
         let held = storage.get(b"k").unwrap().unwrap();
         assert!(held.tombstone && !held.is_live_at(0));
-        storage
-            .apply(
-                b"k",
-                &Record::value(Version::new(3, 0), b"b".to_vec(), None),
-            )
-            .unwrap();
+        storage.apply(b"k", &Record::value(Version::new(3, 0), b"b".to_vec(), None)).unwrap();
         assert_eq!(storage.get(b"k").unwrap().unwrap().value, b"b");
     });
 }
@@ -113,15 +81,8 @@ fn tombstones_shadow_older_values_and_yield_to_newer_ones() {
 #[test]
 fn removal_only_takes_the_checked_version() {
     with_each_storage("remove", |storage| {
-        storage
-            .apply(b"k", &Record::tombstone(Version::new(2, 0)))
-            .unwrap();
-        storage
-            .apply(
-                b"k",
-                &Record::value(Version::new(3, 0), b"live".to_vec(), None),
-            )
-            .unwrap();
+        storage.apply(b"k", &Record::tombstone(Version::new(2, 0))).unwrap();
+        storage.apply(b"k", &Record::value(Version::new(3, 0), b"live".to_vec(), None)).unwrap();
         assert!(!storage.remove_if_version(b"k", Version::new(2, 0)).unwrap());
         assert_eq!(storage.get(b"k").unwrap().unwrap().value, b"live");
         assert!(storage.remove_if_version(b"k", Version::new(3, 0)).unwrap());
@@ -135,11 +96,7 @@ fn scans_page_through_every_key_in_order() {
         let mut expected = BTreeMap::new();
         for i in 0..257u32 {
             let key = format!("{:05}", (i * 7919) % 1000).into_bytes();
-            let record = Record::value(
-                Version::new(u64::from(i) + 1, 0),
-                i.to_be_bytes().to_vec(),
-                None,
-            );
+            let record = Record::value(Version::new(u64::from(i) + 1, 0), i.to_be_bytes().to_vec(), None);
             storage.apply(&key, &record).unwrap();
             expected.insert(key, record);
         }
@@ -177,25 +134,10 @@ async fn store_replays_its_log_after_a_crash() {
 async fn compaction_never_drops_a_newer_live_value() {
     let dir = temp_dir("compact");
     let store = Store::open(Arc::new(MemoryStorage::new()), &dir).unwrap();
-    store
-        .apply(b"dead".to_vec(), Record::tombstone(Version::new(1, 0)))
-        .await
-        .unwrap();
-    store
-        .apply(b"revived".to_vec(), Record::tombstone(Version::new(1, 0)))
-        .await
-        .unwrap();
-    store
-        .apply(
-            b"revived".to_vec(),
-            Record::value(Version::new(2, 0), b"x".to_vec(), None),
-        )
-        .await
-        .unwrap();
-    let candidates = vec![
-        (b"dead".to_vec(), Version::new(1, 0)),
-        (b"revived".to_vec(), Version::new(1, 0)),
-    ];
+    store.apply(b"dead".to_vec(), Record::tombstone(Version::new(1, 0))).await.unwrap();
+    store.apply(b"revived".to_vec(), Record::tombstone(Version::new(1, 0))).await.unwrap();
+    store.apply(b"revived".to_vec(), Record::value(Version::new(2, 0), b"x".to_vec(), None)).await.unwrap();
+    let candidates = vec![(b"dead".to_vec(), Version::new(1, 0)), (b"revived".to_vec(), Version::new(1, 0))];
     assert_eq!(store.compact(candidates).await.unwrap(), 1);
     assert_eq!(store.get(b"dead").unwrap(), None);
     assert_eq!(store.get(b"revived").unwrap().unwrap().value, b"x");
@@ -212,11 +154,7 @@ async fn compaction_drops_only_records_dead_past_the_grace_period() {
         for seed in 0..20 {
             let dir = temp_dir(&format!("compact-prop-{name}-{seed}"));
             let store = if sled {
-                Store::open(
-                    Arc::new(SledStorage::open(&dir.join("sled")).unwrap()),
-                    &dir.join("wal"),
-                )
-                .unwrap()
+                Store::open(Arc::new(SledStorage::open(&dir.join("sled"), 8 << 20).unwrap()), &dir.join("wal")).unwrap()
             } else {
                 Store::volatile(Arc::new(MemoryStorage::new())).unwrap()
             };
@@ -238,26 +176,15 @@ async fn compaction_drops_only_records_dead_past_the_grace_period() {
             // Put "now" at 60 s in record time.
             clock.set_offset_ms(60_000 - now_ms as i64);
             let grace_ms = rng.random_range(0..40) * 1000 + 500;
-            crate::compaction::compact_once(&store, &clock, grace_ms)
-                .await
-                .unwrap();
+            crate::compaction::compact_once(&store, &clock, grace_ms, |c| async { c }).await.unwrap();
             let now_ms = 60_000;
             for (key, record) in expected {
                 let held = store.get(&key).unwrap();
-                let gone = record
-                    .dead_since_ms()
-                    .is_some_and(|dead| dead + grace_ms <= now_ms);
+                let gone = record.dead_since_ms().is_some_and(|dead| dead + grace_ms <= now_ms);
                 if gone {
-                    assert_eq!(
-                        held, None,
-                        "{name} seed {seed}: {record:?} should be compacted"
-                    );
+                    assert_eq!(held, None, "{name} seed {seed}: {record:?} should be compacted");
                 } else {
-                    assert_eq!(
-                        held,
-                        Some(record),
-                        "{name} seed {seed}: compaction took a record it must keep"
-                    );
+                    assert_eq!(held, Some(record), "{name} seed {seed}: compaction took a record it must keep");
                 }
             }
             store.shutdown();

@@ -34,12 +34,7 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<(Wal, Vec<WalEntry>), StorageError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("wal.log");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let (entries, valid_len) = parse_frames(&bytes);
@@ -54,24 +49,12 @@ impl Wal {
             file.sync_all()?;
         }
         file.seek(SeekFrom::Start(valid_len as u64))?;
-        Ok((
-            Wal {
-                file,
-                path,
-                len_bytes: valid_len as u64,
-            },
-            entries,
-        ))
+        Ok((Wal { file, path, len_bytes: valid_len as u64 }, entries))
     }
 
     /// Appends `entries` and returns once they are on disk.
     pub fn append_batch(&mut self, entries: &[&WalEntry]) -> Result<(), StorageError> {
-        let mut buffer = Vec::with_capacity(
-            entries
-                .iter()
-                .map(|e| e.key.len() + e.record.value.len() + 64)
-                .sum(),
-        );
+        let mut buffer = Vec::with_capacity(entries.iter().map(|e| e.key.len() + e.record.value.len() + 64).sum());
         for entry in entries {
             encode_frame(entry, &mut buffer);
         }
@@ -105,10 +88,7 @@ fn encode_frame(entry: &WalEntry, out: &mut Vec<u8>) {
     payload.extend_from_slice(&(entry.key.len() as u32).to_le_bytes());
     payload.extend_from_slice(&entry.key);
     payload.extend_from_slice(&record);
-    assert!(
-        payload.len() <= MAX_PAYLOAD_BYTES,
-        "a WAL frame must fit the node's limits"
-    );
+    assert!(payload.len() <= MAX_PAYLOAD_BYTES, "a WAL frame must fit the node's limits");
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
@@ -161,27 +141,20 @@ mod tests {
         let (mut wal, replayed) = Wal::open(&dir).unwrap();
         assert!(replayed.is_empty());
         let written: Vec<WalEntry> = (0..5).map(entry).collect();
-        wal.append_batch(&written.iter().collect::<Vec<_>>())
-            .unwrap();
+        wal.append_batch(&written.iter().collect::<Vec<_>>()).unwrap();
         let full_len = wal.len_bytes();
         drop(wal);
         // A crash in the middle of the next frame leaves half of it behind.
         let mut torn = Vec::new();
         encode_frame(&entry(9), &mut torn);
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(dir.join("wal.log"))
-            .unwrap();
+        let mut file = OpenOptions::new().append(true).open(dir.join("wal.log")).unwrap();
         file.write_all(&torn[..torn.len() / 2]).unwrap();
         drop(file);
 
         let (wal, replayed) = Wal::open(&dir).unwrap();
         assert_eq!(replayed, written);
         assert_eq!(wal.len_bytes(), full_len);
-        assert_eq!(
-            std::fs::metadata(dir.join("wal.log")).unwrap().len(),
-            full_len
-        );
+        assert_eq!(std::fs::metadata(dir.join("wal.log")).unwrap().len(), full_len);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -30,14 +30,7 @@ impl NodeProcess {
     /// waits for its readiness line.
     pub fn start(node_id: &str, data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
-            .args([
-                "--node-id",
-                node_id,
-                "--listen",
-                "127.0.0.1:0",
-                "--log",
-                "warn",
-            ])
+            .args(["--node-id", node_id, "--listen", "127.0.0.1:0", "--log", "warn"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -47,18 +40,12 @@ impl NodeProcess {
             .expect("spawn kvnode");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read readiness line");
+        BufReader::new(stdout).read_line(&mut line).expect("read readiness line");
         let listen = line
             .split_whitespace()
             .find_map(|field| field.strip_prefix("listen="))
             .unwrap_or_else(|| panic!("no readiness line from kvnode, got {line:?}"));
-        NodeProcess {
-            child,
-            base_url: format!("http://{listen}"),
-            data_dir: data_dir.to_path_buf(),
-        }
+        NodeProcess { child, base_url: format!("http://{listen}"), data_dir: data_dir.to_path_buf() }
     }
 
     pub fn item_url(&self) -> String {
@@ -93,8 +80,5 @@ impl Drop for NodeProcess {
 }
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("http client")
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
 }

@@ -1,0 +1,206 @@
+//! Anti-entropy: replicas compare hash trees of the keys they share and
+//! stream the differences, so they converge without client traffic.
+//!
+//! The tree is flat and wide: [`BUCKETS`] leaves, each the wrapping sum of
+//! the digests of (key, version, tombstone) in that bucket, over the keys
+//! both replicas own. Sums make a leaf independent of scan order and cheap
+//! to compare. One exchange: the initiator sends its leaves; the peer
+//! answers with its own leaves and its records in the buckets that differ;
+//! the initiator applies what is newer and pushes back what the peer lacks.
+//!
+//! Dead records past the grace period take no part: compaction may already
+//! have removed them elsewhere, and sending them back would undo it.
+
+use crate::coordinator::Transport;
+use crate::record::Record;
+use crate::ring::{hash64, Ring};
+use crate::storage::{Store, StoreError};
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub const BUCKETS: usize = 1024;
+/// Records one exchange moves each way; the rest waits for the next round.
+pub const MAX_RECORDS_PER_EXCHANGE: usize = 10_000;
+
+pub type Entry = (Vec<u8>, Record);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digests(pub Vec<u64>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub from: String,
+    pub digests: Digests,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncReply {
+    pub digests: Digests,
+    /// The answering replica's records in the buckets that differ.
+    pub records: Vec<Entry>,
+}
+
+/// What one replica knows to decide which keys it shares with a peer.
+pub struct View<'a> {
+    pub ring: &'a Ring,
+    pub n: usize,
+    pub me: &'a str,
+    pub now_ms: u64,
+    pub grace_ms: u64,
+}
+
+pub fn bucket_of(key: &[u8]) -> usize {
+    (hash64(key) >> (64 - BUCKETS.trailing_zeros())) as usize
+}
+
+fn entry_digest(key: &[u8], record: &Record) -> u64 {
+    let mut bytes = Vec::with_capacity(key.len() + 17);
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(&record.version.timestamp_ms.to_le_bytes());
+    bytes.extend_from_slice(&record.version.tiebreak.to_le_bytes());
+    bytes.push(u8::from(record.tombstone));
+    hash64(&bytes)
+}
+
+impl View<'_> {
+    /// The records of `all` that `peer` owns too and that still take part.
+    pub fn shared_with<'r>(&self, all: &'r [Entry], peer: &str) -> Vec<&'r Entry> {
+        all.iter()
+            .filter(|(key, record)| {
+                let past_grace =
+                    record.dead_since_ms().is_some_and(|dead| dead.saturating_add(self.grace_ms) <= self.now_ms);
+                !past_grace && {
+                    let owners = self.ring.owners(key, self.n);
+                    owners.iter().any(|o| o == self.me) && owners.iter().any(|o| o == peer)
+                }
+            })
+            .collect()
+    }
+
+    /// The peer's side of an exchange.
+    pub fn answer(&self, all: &[Entry], request: &SyncRequest) -> SyncReply {
+        let shared = self.shared_with(all, &request.from);
+        let digests = digests(&shared);
+        let differ = differing(&digests, &request.digests);
+        let records = shared
+            .into_iter()
+            .filter(|(key, _)| differ[bucket_of(key)])
+            .take(MAX_RECORDS_PER_EXCHANGE)
+            .cloned()
+            .collect();
+        SyncReply { digests, records }
+    }
+}
+
+pub fn digests(shared: &[&Entry]) -> Digests {
+    let mut leaves = vec![0u64; BUCKETS];
+    for (key, record) in shared {
+        let leaf = &mut leaves[bucket_of(key)];
+        *leaf = leaf.wrapping_add(entry_digest(key, record));
+    }
+    Digests(leaves)
+}
+
+fn differing(a: &Digests, b: &Digests) -> Vec<bool> {
+    assert_eq!(a.0.len(), BUCKETS, "digest trees have a fixed width");
+    a.0.iter().zip(b.0.iter().chain(std::iter::repeat(&u64::MAX))).map(|(x, y)| x != y).collect()
+}
+
+/// What one exchange moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub differing_buckets: usize,
+    pub pulled: usize,
+    pub pushed: usize,
+}
+
+/// The initiator's side of one exchange with `peer`. `all` is a snapshot of
+/// this replica's records.
+pub async fn sync_with<T: Transport>(
+    transport: &T,
+    store: &Store,
+    view: &View<'_>,
+    all: &[Entry],
+    peer: &str,
+    timeout: Duration,
+) -> Result<SyncStats, SyncError> {
+    let shared = view.shared_with(all, peer);
+    let request = SyncRequest { from: view.me.to_owned(), digests: digests(&shared) };
+    let reply = tokio::time::timeout(timeout, transport.sync(peer, request.clone()))
+        .await
+        .map_err(|_| SyncError::Rpc(format!("{peer} did not answer in time")))?
+        .map_err(|error| SyncError::Rpc(error.to_string()))?;
+    let differ = differing(&request.digests, &reply.digests);
+    let mut stats = SyncStats { differing_buckets: differ.iter().filter(|d| **d).count(), ..SyncStats::default() };
+    if stats.differing_buckets == 0 {
+        return Ok(stats);
+    }
+    let theirs: HashMap<&[u8], &Record> = reply.records.iter().map(|(k, r)| (k.as_slice(), r)).collect();
+    let push: Vec<Entry> = shared
+        .into_iter()
+        .filter(|(key, record)| {
+            differ[bucket_of(key)] && theirs.get(key.as_slice()).is_none_or(|held| held.version < record.version)
+        })
+        .take(MAX_RECORDS_PER_EXCHANGE)
+        .cloned()
+        .collect();
+    let mine: HashMap<&[u8], &Record> = all.iter().map(|(k, r)| (k.as_slice(), r)).collect();
+    let pull: Vec<Entry> = reply
+        .records
+        .iter()
+        .filter(|(key, record)| mine.get(key.as_slice()).is_none_or(|held| held.version < record.version))
+        .cloned()
+        .collect();
+    stats.pulled = pull.len();
+    stats.pushed = push.len();
+    store.apply_many(pull).await?;
+    if !push.is_empty() {
+        tokio::time::timeout(timeout, transport.write_batch(peer, push))
+            .await
+            .map_err(|_| SyncError::Rpc(format!("{peer} did not take the pushed records in time")))?
+            .map_err(|error| SyncError::Rpc(error.to_string()))?;
+    }
+    Ok(stats)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("anti-entropy exchange failed: {0}")]
+    Rpc(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::Version;
+
+    fn entry(key: &str, ms: u64) -> Entry {
+        (key.as_bytes().to_vec(), Record::value(Version::new(ms, 0), vec![], None))
+    }
+
+    #[test]
+    fn digests_ignore_order_and_see_versions() {
+        let a = [entry("x", 1), entry("y", 2)];
+        let b = [entry("y", 2), entry("x", 1)];
+        assert_eq!(digests(&a.iter().collect::<Vec<_>>()), digests(&b.iter().collect::<Vec<_>>()));
+        let c = [entry("x", 1), entry("y", 3)];
+        let differ = differing(&digests(&a.iter().collect::<Vec<_>>()), &digests(&c.iter().collect::<Vec<_>>()));
+        assert_eq!(differ.iter().filter(|d| **d).count(), 1);
+        assert!(differ[bucket_of(b"y")]);
+    }
+
+    #[test]
+    fn dead_records_past_grace_take_no_part() {
+        let ring = Ring::new(&["a".to_owned(), "b".to_owned()], 8);
+        let view = View { ring: &ring, n: 2, me: "a", now_ms: 10_000, grace_ms: 1_000 };
+        let all = vec![
+            entry("live", 1),
+            (b"old-tombstone".to_vec(), Record::tombstone(Version::new(8_000, 0))),
+            (b"new-tombstone".to_vec(), Record::tombstone(Version::new(9_500, 0))),
+        ];
+        let shared: Vec<&[u8]> = view.shared_with(&all, "b").iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(shared, vec![&b"live"[..], b"new-tombstone"]);
+    }
+}

@@ -1,0 +1,418 @@
+//! Quorum coordination (SPEC section 2): the protocol, without the I/O.
+//!
+//! Any node coordinates any request. Replicas, local or remote, are reached
+//! only through a [`Transport`], so tests drive this module with a fake one
+//! that drops, delays and crashes at will.
+//!
+//! - **Writes** (put, delete) are multi-writer ABD: learn the highest
+//!   version from R replicas, pick `max(now, highest + 1)` with this node's
+//!   tie-break, send to all N owners, answer after W durable acks. A write
+//!   that begins after another was acknowledged learns it (R + W > N) and so
+//!   gets a larger timestamp, whatever the clocks say.
+//! - **Strong reads** ask R replicas and take the highest version; unless W
+//!   replicas are known to hold it, they write it back to W before
+//!   answering, so no later read can see an older version.
+//! - **Eventual reads** ask one replica (this node first when it owns the
+//!   key). `min_timestamp` widens them to every reachable owner; below it
+//!   they answer 503, never older data.
+
+use crate::antientropy::{SyncReply, SyncRequest};
+use crate::clock::Clock;
+use crate::hints::HintStore;
+use crate::membership::FailureDetector;
+use crate::record::Record;
+use crate::ring::Ring;
+use crate::version::{node_tag, Version};
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::task::JoinSet;
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum RpcError {
+    #[error("{0} is unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("{0} did not answer in time")]
+    Timeout(String),
+    #[error("{0} failed: {1}")]
+    Remote(String, String),
+}
+
+/// How a coordinator reaches one replica (itself included).
+pub trait Transport: Send + Sync + 'static {
+    /// The replica's record for `key`, without coordination.
+    fn read(&self, to: &str, key: &[u8]) -> impl Future<Output = Result<Option<Record>, RpcError>> + Send;
+    /// Applies `record` if newer; `Ok` once it is durable on that replica.
+    fn write(&self, to: &str, key: &[u8], record: &Record) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// Applies each record if newer; `Ok` once all are durable.
+    fn write_batch(
+        &self,
+        to: &str,
+        entries: Vec<(Vec<u8>, Record)>,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// One anti-entropy exchange: see [`crate::antientropy`].
+    fn sync(&self, to: &str, request: SyncRequest) -> impl Future<Output = Result<SyncReply, RpcError>> + Send;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quorum {
+    pub n: usize,
+    pub r: usize,
+    pub w: usize,
+}
+
+impl Quorum {
+    /// The configured quorum, shrunk to a cluster smaller than N.
+    pub fn for_cluster(n: usize, r: usize, w: usize, members: usize) -> Quorum {
+        let n_eff = n.min(members);
+        let quorum = Quorum { n: n_eff, r: r.min(n_eff), w: w.min(n_eff) };
+        assert!(quorum.r + quorum.w > quorum.n, "R + W > N is checked at startup");
+        quorum
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CoordinatorError {
+    /// Not enough replicas answered in time; for a write the outcome is
+    /// unknown.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// What a read found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    Found {
+        value: Vec<u8>,
+        version: Version,
+    },
+    /// Nothing live: `version` is the tombstone's or expired value's, if any.
+    NotFound {
+        version: Option<Version>,
+    },
+}
+
+/// How a record reads at `now_ms`.
+pub fn read_outcome(held: Option<Record>, now_ms: u64) -> ReadOutcome {
+    match held {
+        Some(record) if record.is_live_at(now_ms) => {
+            ReadOutcome::Found { value: record.value, version: record.version }
+        }
+        Some(record) => ReadOutcome::NotFound { version: Some(record.version) },
+        None => ReadOutcome::NotFound { version: None },
+    }
+}
+
+pub struct CoordinatorConfig {
+    pub node_id: String,
+    pub quorum: Quorum,
+    /// Bound on each replica call, and on each phase of a request.
+    pub rpc_timeout: Duration,
+    /// Every this many eventual reads, one repairs the key in the background
+    /// (0 turns read repair off).
+    pub read_repair_every: u32,
+}
+
+pub struct Coordinator<T> {
+    config: CoordinatorConfig,
+    tag: u32,
+    sequence: AtomicU32,
+    eventual_reads: AtomicU32,
+    clock: Arc<Clock>,
+    ring: Arc<Ring>,
+    transport: Arc<T>,
+    detector: Arc<FailureDetector>,
+    hints: Arc<HintStore>,
+}
+
+type Response = (String, Option<Record>);
+
+impl<T: Transport> Coordinator<T> {
+    pub fn new(
+        config: CoordinatorConfig,
+        clock: Arc<Clock>,
+        ring: Arc<Ring>,
+        transport: Arc<T>,
+        detector: Arc<FailureDetector>,
+        hints: Arc<HintStore>,
+    ) -> Coordinator<T> {
+        let tag = node_tag(&config.node_id);
+        Coordinator {
+            config,
+            tag,
+            sequence: AtomicU32::new(0),
+            eventual_reads: AtomicU32::new(0),
+            clock,
+            ring,
+            transport,
+            detector,
+            hints,
+        }
+    }
+
+    pub fn quorum(&self) -> Quorum {
+        self.config.quorum
+    }
+
+    pub async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u32>) -> Result<Version, CoordinatorError> {
+        self.write(key, |version| {
+            let expires_at_ms = ttl_secs.map(|ttl| version.timestamp_ms + u64::from(ttl) * 1000);
+            Record::value(version, value, expires_at_ms)
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<Version, CoordinatorError> {
+        self.write(key, Record::tombstone).await
+    }
+
+    async fn write(&self, key: &str, build: impl FnOnce(Version) -> Record) -> Result<Version, CoordinatorError> {
+        let Quorum { r, w, .. } = self.config.quorum;
+        let (live, down) = self.owners(key.as_bytes());
+        let learned = self.read_from(&live, key.as_bytes(), r).await?;
+        let highest = learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max();
+        let record = build(self.next_version(highest));
+        let version = record.version;
+        for owner in down {
+            self.hint_later(owner, key.as_bytes().to_vec(), record.clone());
+        }
+        let acks = self.replicate(&live, key.as_bytes(), &record, w).await;
+        if acks < w {
+            return Err(CoordinatorError::Unavailable(format!(
+                "write of {key:?} reached {acks} of the {w} replicas it needs in time; its outcome is unknown"
+            )));
+        }
+        Ok(version)
+    }
+
+    pub async fn get_strong(&self, key: &str) -> Result<ReadOutcome, CoordinatorError> {
+        let Quorum { r, w, .. } = self.config.quorum;
+        let (live, _) = self.owners(key.as_bytes());
+        let responses = self.read_from(&live, key.as_bytes(), r).await?;
+        let Some(highest) = newest(&responses) else {
+            return Ok(ReadOutcome::NotFound { version: None });
+        };
+        let holders: Vec<&str> = responses
+            .iter()
+            .filter(|(_, record)| record.as_ref().map(|r| r.version) == Some(highest.version))
+            .map(|(owner, _)| owner.as_str())
+            .collect();
+        if holders.len() < w {
+            // Write back before answering: once this read returns `highest`,
+            // every later quorum read must find it.
+            let behind: Vec<String> = live.iter().filter(|owner| !holders.contains(&owner.as_str())).cloned().collect();
+            let acks = self.replicate(&behind, key.as_bytes(), &highest, w - holders.len()).await;
+            if holders.len() + acks < w {
+                return Err(CoordinatorError::Unavailable(format!(
+                    "strong read of {key:?} could not write the newest version back to {w} replicas in time"
+                )));
+            }
+        }
+        Ok(read_outcome(Some(highest), self.clock.now_ms()))
+    }
+
+    pub async fn get_eventual(
+        &self,
+        key: &str,
+        min_timestamp_ms: Option<u64>,
+    ) -> Result<ReadOutcome, CoordinatorError> {
+        let (live, _) = self.owners(key.as_bytes());
+        let (first_owner, first) = self.read_first(&live, key.as_bytes()).await?;
+        let Some(min_ms) = min_timestamp_ms else {
+            self.maybe_repair_in_background(key, &live);
+            return Ok(read_outcome(first, self.clock.now_ms()));
+        };
+        if first.as_ref().is_some_and(|record| record.version.timestamp_ms >= min_ms) {
+            return Ok(read_outcome(first, self.clock.now_ms()));
+        }
+        let others: Vec<String> = live.iter().filter(|owner| **owner != first_owner).cloned().collect();
+        let mut responses = self.read_from(&others, key.as_bytes(), others.len()).await.unwrap_or_else(|partial| {
+            tracing::debug!(%partial, "min_timestamp read heard from fewer owners");
+            Vec::new()
+        });
+        responses.push((first_owner, first));
+        if let Some(best) = newest(&responses).filter(|record| record.version.timestamp_ms >= min_ms) {
+            self.repair_in_background(key.as_bytes().to_vec(), responses.clone(), best.clone());
+            return Ok(read_outcome(Some(best), self.clock.now_ms()));
+        }
+        let empty = responses.iter().filter(|(_, record)| record.is_none()).count();
+        if empty >= self.config.quorum.r {
+            // A quorum holds no version at all: no write of this key was
+            // ever acknowledged (or its tombstone is long compacted).
+            return Ok(ReadOutcome::NotFound { version: None });
+        }
+        Err(CoordinatorError::Unavailable(format!(
+            "no reachable replica of {key:?} holds a version at least as new as min_timestamp {min_ms}"
+        )))
+    }
+
+    /// Of `candidates` (dead records this node would like to drop), those
+    /// every other owner also holds at that version or newer, or not at all.
+    pub async fn confirm_removable(&self, candidates: Vec<(Vec<u8>, Version)>) -> Vec<(Vec<u8>, Version)> {
+        let mut removable = Vec::new();
+        for (key, version) in candidates {
+            let others: Vec<String> = self
+                .ring
+                .owners(&key, self.config.quorum.n)
+                .into_iter()
+                .filter(|owner| *owner != self.config.node_id)
+                .collect();
+            let Ok(responses) = self.read_from(&others, &key, others.len()).await else { continue };
+            if responses.iter().all(|(_, held)| held.as_ref().is_none_or(|r| r.version >= version)) {
+                removable.push((key, version));
+            }
+        }
+        removable
+    }
+
+    /// Owners of `key` believed alive, in preference order, and the others.
+    fn owners(&self, key: &[u8]) -> (Vec<String>, Vec<String>) {
+        let now = Instant::now();
+        let mut owners = self.ring.owners(key, self.config.quorum.n);
+        // The local replica first: it answers fastest.
+        if let Some(at) = owners.iter().position(|owner| *owner == self.config.node_id) {
+            owners[..=at].rotate_right(1);
+        }
+        owners.into_iter().partition(|owner| self.detector.is_alive(owner, now))
+    }
+
+    /// A version newer than `highest` and than any this node issued.
+    fn next_version(&self, highest: Option<Version>) -> Version {
+        let floor_ms = highest.map_or(0, |v| v.timestamp_ms + 1);
+        let timestamp_ms = self.clock.now_ms().max(floor_ms);
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let version = Version::new(timestamp_ms, u64::from(self.tag) << 32 | u64::from(sequence));
+        assert!(highest.is_none_or(|h| version > h), "a new version must exceed every learned one");
+        version
+    }
+
+    /// Reads `key` from `owners` in parallel until `need` have answered.
+    async fn read_from(&self, owners: &[String], key: &[u8], need: usize) -> Result<Vec<Response>, CoordinatorError> {
+        let mut calls = JoinSet::new();
+        for owner in owners {
+            let (transport, owner, key, timeout) =
+                (self.transport.clone(), owner.clone(), key.to_vec(), self.config.rpc_timeout);
+            calls.spawn(async move {
+                let answer = tokio::time::timeout(timeout, transport.read(&owner, &key)).await;
+                (owner, answer)
+            });
+        }
+        let mut responses = Vec::with_capacity(need);
+        while responses.len() < need {
+            let Some(joined) = calls.join_next().await else { break };
+            match joined.expect("replica read task does not panic") {
+                (owner, Ok(Ok(record))) => responses.push((owner, record)),
+                (owner, Ok(Err(error))) => tracing::debug!(%owner, %error, "replica read failed"),
+                (owner, Err(_)) => tracing::debug!(%owner, "replica read timed out"),
+            }
+        }
+        if responses.len() < need {
+            return Err(CoordinatorError::Unavailable(format!(
+                "only {} of the {need} replicas needed answered in time ({} believed reachable of {})",
+                responses.len(),
+                owners.len(),
+                self.config.quorum.n
+            )));
+        }
+        Ok(responses)
+    }
+
+    /// The first owner, in preference order, that answers.
+    async fn read_first(&self, owners: &[String], key: &[u8]) -> Result<Response, CoordinatorError> {
+        for owner in owners {
+            match tokio::time::timeout(self.config.rpc_timeout, self.transport.read(owner, key)).await {
+                Ok(Ok(record)) => return Ok((owner.clone(), record)),
+                Ok(Err(error)) => tracing::debug!(%owner, %error, "replica read failed"),
+                Err(_) => tracing::debug!(%owner, "replica read timed out"),
+            }
+        }
+        Err(CoordinatorError::Unavailable(format!("no replica of the {} tried answered in time", owners.len())))
+    }
+
+    /// Sends `record` to every target; returns once `need` have acknowledged
+    /// or all have answered. Calls still running go on in the background;
+    /// a target that fails gets a hint.
+    async fn replicate(&self, targets: &[String], key: &[u8], record: &Record, need: usize) -> usize {
+        let (done, mut results) = tokio::sync::mpsc::channel(targets.len().max(1));
+        for target in targets {
+            let (transport, hints, done) = (self.transport.clone(), self.hints.clone(), done.clone());
+            let (target, key, record, timeout) =
+                (target.clone(), key.to_vec(), record.clone(), self.config.rpc_timeout);
+            tokio::spawn(async move {
+                let acked = match tokio::time::timeout(timeout, transport.write(&target, &key, &record)).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%target, %error, "replica write failed; leaving a hint");
+                        false
+                    }
+                    Err(_) => false,
+                };
+                if !acked {
+                    hints.add_or_log(&target, key, record).await;
+                }
+                let _ = done.send(acked).await;
+            });
+        }
+        drop(done);
+        let mut acks = 0;
+        while acks < need {
+            match results.recv().await {
+                Some(true) => acks += 1,
+                Some(false) => {}
+                None => break,
+            }
+        }
+        acks
+    }
+
+    fn hint_later(&self, target: String, key: Vec<u8>, record: Record) {
+        let hints = self.hints.clone();
+        tokio::spawn(async move { hints.add_or_log(&target, key, record).await });
+    }
+
+    fn maybe_repair_in_background(&self, key: &str, live: &[String]) {
+        let every = self.config.read_repair_every;
+        if every == 0 || !self.eventual_reads.fetch_add(1, Ordering::Relaxed).is_multiple_of(every) {
+            return;
+        }
+        let (transport, live, key) = (self.transport.clone(), live.to_vec(), key.to_owned());
+        let timeout = self.config.rpc_timeout;
+        tokio::spawn(async move {
+            let mut responses = Vec::new();
+            for owner in &live {
+                if let Ok(Ok(record)) = tokio::time::timeout(timeout, transport.read(owner, key.as_bytes())).await {
+                    responses.push((owner.clone(), record));
+                }
+            }
+            if let Some(best) = newest(&responses) {
+                push_to_stale(&*transport, key.as_bytes(), &responses, &best, timeout).await;
+            }
+        });
+    }
+
+    fn repair_in_background(&self, key: Vec<u8>, responses: Vec<Response>, best: Record) {
+        let (transport, timeout) = (self.transport.clone(), self.config.rpc_timeout);
+        tokio::spawn(async move { push_to_stale(&*transport, &key, &responses, &best, timeout).await });
+    }
+}
+
+/// Writes `best` to every responder that holds an older version or none.
+async fn push_to_stale<T: Transport>(
+    transport: &T,
+    key: &[u8],
+    responses: &[Response],
+    best: &Record,
+    timeout: Duration,
+) {
+    for (owner, held) in responses {
+        if held.as_ref().is_none_or(|record| record.version < best.version) {
+            let _ = tokio::time::timeout(timeout, transport.write(owner, key, best)).await;
+        }
+    }
+}
+
+fn newest(responses: &[Response]) -> Option<Record> {
+    responses.iter().filter_map(|(_, record)| record.as_ref()).max_by_key(|record| record.version).cloned()
+}

@@ -1,0 +1,61 @@
+//! This node as a replica: what the internal RPCs (and the local shortcut of
+//! the transport) do to its own storage, without coordination.
+
+use crate::antientropy::{Entry, SyncReply, SyncRequest, View};
+use crate::clock::Clock;
+use crate::record::Record;
+use crate::ring::Ring;
+use crate::storage::{Store, StoreError};
+use std::sync::Arc;
+
+/// Records read per page when taking a snapshot.
+const SNAPSHOT_PAGE: usize = 4_096;
+
+pub struct Replica {
+    pub node_id: String,
+    pub store: Arc<Store>,
+    pub ring: Arc<Ring>,
+    pub n: usize,
+    pub clock: Arc<Clock>,
+    pub grace_ms: u64,
+}
+
+impl Replica {
+    pub fn read(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
+        self.store.get(key)
+    }
+
+    pub async fn write(&self, key: Vec<u8>, record: Record) -> Result<(), StoreError> {
+        self.store.apply(key, record).await.map(|_| ())
+    }
+
+    pub async fn write_batch(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        self.store.apply_many(entries).await
+    }
+
+    /// Every record this replica holds, read off the async threads.
+    pub async fn snapshot(&self) -> Result<Vec<Entry>, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut all = Vec::new();
+            loop {
+                let page = store.scan_after(all.last().map(|(key, _): &Entry| key.as_slice()), SNAPSHOT_PAGE)?;
+                if page.is_empty() {
+                    return Ok(all);
+                }
+                all.extend(page);
+            }
+        })
+        .await
+        .expect("snapshot task does not panic")
+    }
+
+    pub fn view(&self) -> View<'_> {
+        View { ring: &self.ring, n: self.n, me: &self.node_id, now_ms: self.clock.now_ms(), grace_ms: self.grace_ms }
+    }
+
+    pub async fn answer_sync(&self, request: &SyncRequest) -> Result<SyncReply, StoreError> {
+        let all = self.snapshot().await?;
+        Ok(self.view().answer(&all, request))
+    }
+}

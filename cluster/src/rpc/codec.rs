@@ -1,0 +1,171 @@
+//! Binary bodies of internal RPCs. Integers are little-endian; byte strings
+//! carry a `u32` length prefix; records use [`Record::encode`].
+
+use crate::antientropy::{Digests, Entry, SyncReply, SyncRequest, BUCKETS};
+use crate::record::Record;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("malformed internal message: {0}")]
+pub struct DecodeError(String);
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, at: 0 }
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.at.checked_add(len).filter(|end| *end <= self.bytes.len());
+        let end = end.ok_or_else(|| DecodeError(format!("wants {len} bytes at offset {}", self.at)))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn prefixed(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn record(&mut self) -> Result<Record, DecodeError> {
+        Record::decode(self.prefixed()?).map_err(|error| DecodeError(error.to_string()))
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(DecodeError(format!("{} trailing bytes", self.bytes.len() - self.at)))
+        }
+    }
+}
+
+fn put_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+pub fn encode_entries(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (key, record) in entries {
+        put_prefixed(&mut out, key);
+        put_prefixed(&mut out, &record.encode());
+    }
+    out
+}
+
+fn read_entries(reader: &mut Reader<'_>) -> Result<Vec<Entry>, DecodeError> {
+    let count = reader.u32()? as usize;
+    let mut entries = Vec::with_capacity(count.min(65_536));
+    for _ in 0..count {
+        let key = reader.prefixed()?.to_vec();
+        entries.push((key, reader.record()?));
+    }
+    Ok(entries)
+}
+
+pub fn decode_entries(bytes: &[u8]) -> Result<Vec<Entry>, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let entries = read_entries(&mut reader)?;
+    reader.finish()?;
+    Ok(entries)
+}
+
+fn put_digests(out: &mut Vec<u8>, digests: &Digests) {
+    for leaf in &digests.0 {
+        out.extend_from_slice(&leaf.to_le_bytes());
+    }
+}
+
+fn read_digests(reader: &mut Reader<'_>) -> Result<Digests, DecodeError> {
+    (0..BUCKETS).map(|_| reader.u64()).collect::<Result<_, _>>().map(Digests)
+}
+
+pub fn encode_sync_request(request: &SyncRequest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BUCKETS * 8 + 64);
+    put_prefixed(&mut out, request.from.as_bytes());
+    put_digests(&mut out, &request.digests);
+    out
+}
+
+pub fn decode_sync_request(bytes: &[u8]) -> Result<SyncRequest, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let from =
+        String::from_utf8(reader.prefixed()?.to_vec()).map_err(|_| DecodeError("node id is not UTF-8".into()))?;
+    let digests = read_digests(&mut reader)?;
+    reader.finish()?;
+    Ok(SyncRequest { from, digests })
+}
+
+pub fn encode_sync_reply(reply: &SyncReply) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BUCKETS * 8);
+    put_digests(&mut out, &reply.digests);
+    out.extend_from_slice(&encode_entries(&reply.records));
+    out
+}
+
+pub fn decode_sync_reply(bytes: &[u8]) -> Result<SyncReply, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let digests = read_digests(&mut reader)?;
+    let records = read_entries(&mut reader)?;
+    reader.finish()?;
+    Ok(SyncReply { digests, records })
+}
+
+/// A single write: `[key][record]`, both prefixed.
+pub fn encode_write(key: &[u8], record: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + record.value.len() + 40);
+    put_prefixed(&mut out, key);
+    put_prefixed(&mut out, &record.encode());
+    out
+}
+
+pub fn decode_write(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let key = reader.prefixed()?.to_vec();
+    let record = reader.record()?;
+    reader.finish()?;
+    Ok((key, record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::Version;
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_refused() {
+        let entries = vec![
+            (b"k1".to_vec(), Record::value(Version::new(1, 2), vec![0, 255], Some(9))),
+            (vec![], Record::tombstone(Version::new(3, 4))),
+        ];
+        assert_eq!(decode_entries(&encode_entries(&entries)).unwrap(), entries);
+        let (key, record) = &entries[0];
+        assert_eq!(decode_write(&encode_write(key, record)).unwrap(), entries[0]);
+        let request = SyncRequest { from: "n1".into(), digests: Digests((0..BUCKETS as u64).collect()) };
+        assert_eq!(decode_sync_request(&encode_sync_request(&request)).unwrap(), request);
+        let reply = SyncReply { digests: request.digests.clone(), records: entries.clone() };
+        assert_eq!(decode_sync_reply(&encode_sync_reply(&reply)).unwrap(), reply);
+
+        assert!(decode_entries(&[5, 0, 0, 0]).is_err());
+        assert!(decode_write(&encode_write(key, record)[..10]).is_err());
+        let mut trailing = encode_entries(&entries);
+        trailing.push(0);
+        assert!(decode_entries(&trailing).is_err());
+        assert!(decode_entries(&[255, 255, 255, 255, 255, 255, 255, 255]).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! Internode RPC: how replicas talk to each other over HTTP.
+//!
+//! Internal routes live under `/internal/v1/` on the node's one listener and
+//! answer only requests that carry the cluster secret in [`SECRET_HEADER`];
+//! without it they look like any unknown path (a JSON 404), so a client
+//! cannot call them by accident. Bodies are compact binary ([`codec`]), not
+//! JSON: this path carries every replica write.
+
+pub mod client;
+pub mod codec;
+pub mod routes;
+
+pub const SECRET_HEADER: &str = "x-kv-cluster-secret";
+pub const READ_PATH: &str = "/internal/v1/read";
+pub const WRITE_PATH: &str = "/internal/v1/write";
+pub const WRITE_BATCH_PATH: &str = "/internal/v1/write-batch";
+pub const SYNC_PATH: &str = "/internal/v1/sync";
+pub const PING_PATH: &str = "/internal/v1/ping";
