@@ -49,6 +49,7 @@ pub struct Store {
     storage: Arc<dyn Storage>,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    volatile: bool,
 }
 
 impl Store {
@@ -63,22 +64,23 @@ impl Store {
         storage.flush()?;
         wal.reset()?;
         tracing::info!(replayed_count, wal = %wal.path().display(), "write-ahead log replayed");
-        Store::start(storage, Some(wal))
+        Store::start(storage, wal)
     }
 
-    /// A store without a log, for memory storage: writes are lost with the
-    /// process, by choice.
+    /// A store without a log or writer thread, for memory storage: writes
+    /// apply inline and are lost with the process, by choice. (Inline, so
+    /// tests on tokio's paused clock never wait on another thread.)
     pub fn volatile(storage: Arc<dyn Storage>) -> Result<Store, StorageError> {
-        Store::start(storage, None)
+        Ok(Store { storage, commands: Mutex::new(None), writer: Mutex::new(None), volatile: true })
     }
 
-    fn start(storage: Arc<dyn Storage>, wal: Option<Wal>) -> Result<Store, StorageError> {
+    fn start(storage: Arc<dyn Storage>, wal: Wal) -> Result<Store, StorageError> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let thread_storage = storage.clone();
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || Writer { storage: thread_storage, wal, failed: None }.run(receiver))?;
-        Ok(Store { storage, commands: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)) })
+            .spawn(move || Writer { storage: thread_storage, wal: Some(wal), failed: None }.run(receiver))?;
+        Ok(Store { storage, commands: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)), volatile: false })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
@@ -91,6 +93,9 @@ impl Store {
 
     /// Applies `record` if newer than the held version; returns once durable.
     pub async fn apply(&self, key: Vec<u8>, record: Record) -> Result<ApplyOutcome, StoreError> {
+        if self.volatile {
+            return Ok(self.storage.apply(&key, &record)?);
+        }
         let (reply, answer) = oneshot::channel();
         self.send(Command::Apply { entry: WalEntry { key, record }, reply }).await?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -99,6 +104,12 @@ impl Store {
     /// [`Store::apply`] for many records, sharing flushes; returns once all
     /// are durable.
     pub async fn apply_many(&self, entries: Vec<(Vec<u8>, Record)>) -> Result<(), StoreError> {
+        if self.volatile {
+            for (key, record) in entries {
+                self.storage.apply(&key, &record)?;
+            }
+            return Ok(());
+        }
         let mut answers = Vec::with_capacity(entries.len());
         for (key, record) in entries {
             let (reply, answer) = oneshot::channel();
@@ -113,6 +124,13 @@ impl Store {
 
     /// Removes each `(key, version)` whose record is still that version.
     pub async fn compact(&self, candidates: Vec<(Vec<u8>, Version)>) -> Result<usize, StoreError> {
+        if self.volatile {
+            let mut removed = 0;
+            for (key, version) in candidates {
+                removed += usize::from(self.storage.remove_if_version(&key, version)?);
+            }
+            return Ok(removed);
+        }
         let (reply, answer) = oneshot::channel();
         self.send(Command::Compact { candidates, reply }).await?;
         answer.await.map_err(|_| StoreError::Closed)?

@@ -82,3 +82,4 @@ impl Drop for NodeProcess {
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
 }
+pub mod linearizability;

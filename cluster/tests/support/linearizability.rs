@@ -1,0 +1,83 @@
+//! A small linearizability checker for one register (put / delete / get),
+//! enough for the cluster's own tests: Wing & Gong's search with a cache of
+//! (linearized set, state), as in Porcupine. The harness has the full one.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+
+/// What an operation did to or saw in the register (`None`: absent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Write(Option<u64>),
+    Read(Option<u64>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub op: Op,
+    pub invoke: u64,
+    /// `None` for an operation whose outcome is unknown: it may take effect
+    /// at any point after its invocation, or never.
+    pub complete: Option<u64>,
+}
+
+/// Whether some order of `history` (at most 128 operations, one key)
+/// respects real time and the register's semantics.
+pub fn is_linearizable(history: &[Entry]) -> bool {
+    assert!(history.len() <= 128, "the small checker handles up to 128 operations per key");
+    let mut seen = HashSet::new();
+    search(history, 0, None, &mut seen)
+}
+
+fn search(history: &[Entry], done: u128, state: Option<u64>, seen: &mut HashSet<(u128, Option<u64>)>) -> bool {
+    let required_left = history.iter().enumerate().any(|(i, e)| done & (1 << i) == 0 && e.complete.is_some());
+    if !required_left {
+        return true;
+    }
+    if !seen.insert((done, state)) {
+        return false;
+    }
+    // An operation may go next only if no pending one completed before it began.
+    let horizon = history
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| done & (1 << i) == 0)
+        .filter_map(|(_, e)| e.complete)
+        .min()
+        .unwrap_or(u64::MAX);
+    for (i, entry) in history.iter().enumerate() {
+        if done & (1 << i) != 0 || entry.invoke > horizon {
+            continue;
+        }
+        let next = match &entry.op {
+            Op::Write(value) => *value,
+            Op::Read(value) if *value == state => state,
+            Op::Read(_) => continue,
+        };
+        if search(history, done | (1 << i), next, seen) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Known verdicts, so the checker itself is checked.
+pub fn self_check() {
+    let e = |op, invoke, complete| Entry { op, invoke, complete };
+    // Overlapping write and read may go either way.
+    assert!(is_linearizable(&[e(Op::Write(Some(1)), 0, Some(10)), e(Op::Read(None), 1, Some(2))]));
+    assert!(is_linearizable(&[e(Op::Write(Some(1)), 0, Some(10)), e(Op::Read(Some(1)), 1, Some(2))]));
+    // A stale read after the write completed is not.
+    assert!(!is_linearizable(&[e(Op::Write(Some(1)), 0, Some(1)), e(Op::Read(None), 2, Some(3))]));
+    // New then old: once 2 was read, 1 cannot come back.
+    assert!(!is_linearizable(&[
+        e(Op::Write(Some(1)), 0, Some(1)),
+        e(Op::Write(Some(2)), 2, Some(10)),
+        e(Op::Read(Some(2)), 3, Some(4)),
+        e(Op::Read(Some(1)), 5, Some(6)),
+    ]));
+    // An unknown write may take effect late, or never.
+    assert!(is_linearizable(&[e(Op::Write(Some(7)), 0, None), e(Op::Read(None), 5, Some(6)), e(Op::Read(Some(7)), 8, Some(9))]));
+    assert!(!is_linearizable(&[e(Op::Read(Some(9)), 0, Some(1))]));
+}
