@@ -383,3 +383,34 @@ async fn a_later_write_through_a_slow_clock_wins() {
     assert!(deleted > second);
     assert!(matches!(nodes[2].coordinator.get_strong("k").await.unwrap(), ReadOutcome::NotFound { .. }));
 }
+
+/// A write that reached one replica only (its coordinator died) is seen by
+/// a strong read; that read must write it back, so that a later strong read
+/// through the other replicas cannot go back to the older value.
+#[tokio::test(start_paused = true)]
+async fn a_strong_read_writes_back_what_it_returns() {
+    let (net, nodes) = build_cluster(3, 11, 0.0, 1);
+    let coordinator = &nodes[0].coordinator;
+    let v1 = coordinator.put("k", b"v1".to_vec(), None).await.unwrap();
+    let owners = nodes[0].replica.ring.owners(b"k", 3);
+    let (lonely, others) = (owners[0].clone(), [owners[1].clone(), owners[2].clone()]);
+    let v2 = Record::value(cluster::version::Version::new(v1.timestamp_ms + 1, 1), b"v2".to_vec(), None);
+    net.replicas[&lonely].write(b"k".to_vec(), v2).await.unwrap();
+
+    net.state.lock().unwrap().crashed.insert(others[0].clone());
+    let first = nodes.iter().find(|n| n.id == others[1]).unwrap().coordinator.get_strong("k").await.unwrap();
+    assert_eq!(value_bytes(&first), b"v2");
+    let mut state = net.state.lock().unwrap();
+    state.crashed.clear();
+    state.crashed.insert(lonely.clone());
+    drop(state);
+    let second = nodes.iter().find(|n| n.id == others[0]).unwrap().coordinator.get_strong("k").await.unwrap();
+    assert_eq!(value_bytes(&second), b"v2", "a strong read went back from v2 to an older value");
+}
+
+fn value_bytes(outcome: &ReadOutcome) -> &[u8] {
+    match outcome {
+        ReadOutcome::Found { value, .. } => value,
+        other => panic!("expected a value, got {other:?}"),
+    }
+}
