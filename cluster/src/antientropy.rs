@@ -8,8 +8,11 @@
 //! answers with its own leaves and its records in the buckets that differ;
 //! the initiator applies what is newer and pushes back what the peer lacks.
 //!
-//! Dead records past the grace period take no part: compaction may already
-//! have removed them elsewhere, and sending them back would undo it.
+//! A dead record (tombstone or expired value) past the grace period is
+//! never sent to a replica that lacks the key: compaction removed it there
+//! (only once every owner held it), and sending it back would only undo
+//! that. It is still sent to a replica holding an older version of the key,
+//! which is exactly the replica that missed the delete.
 
 use crate::coordinator::Transport;
 use crate::record::Record;
@@ -63,18 +66,23 @@ fn entry_digest(key: &[u8], record: &Record) -> u64 {
 }
 
 impl View<'_> {
-    /// The records of `all` that `peer` owns too and that still take part.
+    /// The records of `all` that `peer` owns too.
     pub fn shared_with<'r>(&self, all: &'r [Entry], peer: &str) -> Vec<&'r Entry> {
         all.iter()
-            .filter(|(key, record)| {
-                let past_grace =
-                    record.dead_since_ms().is_some_and(|dead| dead.saturating_add(self.grace_ms) <= self.now_ms);
-                !past_grace && {
-                    let owners = self.ring.owners(key, self.n);
-                    owners.iter().any(|o| o == self.me) && owners.iter().any(|o| o == peer)
-                }
+            .filter(|(key, _)| {
+                let owners = self.ring.owners(key, self.n);
+                owners.iter().any(|o| o == self.me) && owners.iter().any(|o| o == peer)
             })
             .collect()
+    }
+
+    /// Whether `record` should replace `held` on a replica: newer, and not a
+    /// dead record past grace offered to a replica without the key.
+    pub fn should_send(&self, record: &Record, held: Option<&Record>) -> bool {
+        match held {
+            Some(held) => held.version < record.version,
+            None => !record.dead_since_ms().is_some_and(|dead| dead.saturating_add(self.grace_ms) <= self.now_ms),
+        }
     }
 
     /// The peer's side of an exchange.
@@ -138,9 +146,7 @@ pub async fn sync_with<T: Transport>(
     let theirs: HashMap<&[u8], &Record> = reply.records.iter().map(|(k, r)| (k.as_slice(), r)).collect();
     let push: Vec<Entry> = shared
         .into_iter()
-        .filter(|(key, record)| {
-            differ[bucket_of(key)] && theirs.get(key.as_slice()).is_none_or(|held| held.version < record.version)
-        })
+        .filter(|(key, record)| differ[bucket_of(key)] && view.should_send(record, theirs.get(key.as_slice()).copied()))
         .take(MAX_RECORDS_PER_EXCHANGE)
         .cloned()
         .collect();
@@ -148,7 +154,7 @@ pub async fn sync_with<T: Transport>(
     let pull: Vec<Entry> = reply
         .records
         .iter()
-        .filter(|(key, record)| mine.get(key.as_slice()).is_none_or(|held| held.version < record.version))
+        .filter(|(key, record)| view.should_send(record, mine.get(key.as_slice()).copied()))
         .cloned()
         .collect();
     stats.pulled = pull.len();
@@ -192,15 +198,15 @@ mod tests {
     }
 
     #[test]
-    fn dead_records_past_grace_take_no_part() {
+    fn old_tombstones_go_only_where_they_shadow_something() {
         let ring = Ring::new(&["a".to_owned(), "b".to_owned()], 8);
         let view = View { ring: &ring, n: 2, me: "a", now_ms: 10_000, grace_ms: 1_000 };
-        let all = vec![
-            entry("live", 1),
-            (b"old-tombstone".to_vec(), Record::tombstone(Version::new(8_000, 0))),
-            (b"new-tombstone".to_vec(), Record::tombstone(Version::new(9_500, 0))),
-        ];
-        let shared: Vec<&[u8]> = view.shared_with(&all, "b").iter().map(|(k, _)| k.as_slice()).collect();
-        assert_eq!(shared, vec![&b"live"[..], b"new-tombstone"]);
+        let (old, recent) = (Record::tombstone(Version::new(8_000, 0)), Record::tombstone(Version::new(9_500, 0)));
+        let older_value = Record::value(Version::new(7_000, 0), vec![1], None);
+        assert!(!view.should_send(&old, None), "compacted elsewhere: do not bring it back");
+        assert!(view.should_send(&old, Some(&older_value)), "the replica that missed the delete gets it");
+        assert!(view.should_send(&recent, None));
+        assert!(!view.should_send(&older_value, Some(&recent)));
+        assert_eq!(view.shared_with(&[entry("x", 1)], "b").len(), 1);
     }
 }

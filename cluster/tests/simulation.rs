@@ -130,7 +130,8 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
         clock.set_offset_ms(rng.random_range(-5_000..=5_000));
         let store = Arc::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap());
         let grace_ms = GRACE.as_millis() as u64;
-        let replica = Replica { node_id: id.clone(), store, ring: ring.clone(), n: quorum.n, clock: clock.clone(), grace_ms };
+        let replica =
+            Replica { node_id: id.clone(), store, ring: ring.clone(), n: quorum.n, clock: clock.clone(), grace_ms };
         replicas.insert(id.clone(), Arc::new(replica));
         clocks.push(clock);
     }
@@ -144,10 +145,18 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
             let peers = ids.iter().filter(|p| *p != id).cloned();
             let detector = Arc::new(FailureDetector::new(peers, Duration::from_secs(3600), std::time::Instant::now()));
             let hints = Arc::new(HintStore::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap()));
-            let config = CoordinatorConfig { node_id: id.clone(), quorum, rpc_timeout: RPC_TIMEOUT, read_repair_every: 3 };
+            let config =
+                CoordinatorConfig { node_id: id.clone(), quorum, rpc_timeout: RPC_TIMEOUT, read_repair_every: 3 };
             let coordinator =
                 Coordinator::new(config, clock, ring.clone(), transport.clone(), detector.clone(), hints.clone());
-            Arc::new(SimNode { id: id.clone(), coordinator, transport, hints, detector, replica: net.replicas[id].clone() })
+            Arc::new(SimNode {
+                id: id.clone(),
+                coordinator,
+                transport,
+                hints,
+                detector,
+                replica: net.replicas[id].clone(),
+            })
         })
         .collect();
     (net, nodes)
@@ -177,7 +186,9 @@ fn tick() -> u64 {
 
 fn value_of(outcome: &ReadOutcome) -> Option<u64> {
     match outcome {
-        ReadOutcome::Found { value, .. } => Some(u64::from_be_bytes(value.as_slice().try_into().expect("8-byte value"))),
+        ReadOutcome::Found { value, .. } => {
+            Some(u64::from_be_bytes(value.as_slice().try_into().expect("8-byte value")))
+        }
         ReadOutcome::NotFound { .. } => None,
     }
 }
@@ -198,7 +209,14 @@ struct Outcomes {
     unknown: usize,
 }
 
-async fn client(process: u64, nodes: Vec<Arc<SimNode>>, net: Arc<Net>, seed: u64, ops: usize, outcomes: Arc<Mutex<Outcomes>>) {
+async fn client(
+    process: u64,
+    nodes: Vec<Arc<SimNode>>,
+    net: Arc<Net>,
+    seed: u64,
+    ops: usize,
+    outcomes: Arc<Mutex<Outcomes>>,
+) {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(process));
     let keys = ["a", "b", "c"];
     let mut session: HashMap<&str, u64> = HashMap::new();
@@ -213,10 +231,13 @@ async fn client(process: u64, nodes: Vec<Arc<SimNode>>, net: Arc<Net>, seed: u64
         let invoke = tick();
         let (entry, session_ts) = if roll < 40 {
             let value = process << 32 | op as u64;
-            match tokio::time::timeout(REQUEST_TIMEOUT, node.coordinator.put(key, value.to_be_bytes().to_vec(), None)).await {
-                Ok(Ok(version)) => {
-                    (Some(Entry { op: Op::Write(Some(value)), invoke, complete: Some(tick()) }), Some(version.timestamp_ms))
-                }
+            match tokio::time::timeout(REQUEST_TIMEOUT, node.coordinator.put(key, value.to_be_bytes().to_vec(), None))
+                .await
+            {
+                Ok(Ok(version)) => (
+                    Some(Entry { op: Op::Write(Some(value)), invoke, complete: Some(tick()) }),
+                    Some(version.timestamp_ms),
+                ),
                 _ => (Some(Entry { op: Op::Write(Some(value)), invoke, complete: None }), None),
             }
         } else if roll < 50 {

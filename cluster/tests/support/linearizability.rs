@@ -78,6 +78,10 @@ pub fn self_check() {
         e(Op::Read(Some(1)), 5, Some(6)),
     ]));
     // An unknown write may take effect late, or never.
-    assert!(is_linearizable(&[e(Op::Write(Some(7)), 0, None), e(Op::Read(None), 5, Some(6)), e(Op::Read(Some(7)), 8, Some(9))]));
+    assert!(is_linearizable(&[
+        e(Op::Write(Some(7)), 0, None),
+        e(Op::Read(None), 5, Some(6)),
+        e(Op::Read(Some(7)), 8, Some(9))
+    ]));
     assert!(!is_linearizable(&[e(Op::Read(Some(9)), 0, Some(1))]));
 }

@@ -29,8 +29,13 @@ impl NodeProcess {
     /// Starts `kvnode` on a free port with `data_dir` and `extra` flags, and
     /// waits for its readiness line.
     pub fn start(node_id: &str, data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        NodeProcess::start_on(node_id, "127.0.0.1:0", data_dir, extra)
+    }
+
+    /// [`NodeProcess::start`] on a given `listen` address.
+    pub fn start_on(node_id: &str, listen: &str, data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
-            .args(["--node-id", node_id, "--listen", "127.0.0.1:0", "--log", "warn"])
+            .args(["--node-id", node_id, "--listen", listen, "--log", "warn"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -83,3 +88,49 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
 }
 pub mod linearizability;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
+}
+
+/// A cluster of `kvnode` processes on loopback, with test hooks on.
+pub struct LocalCluster {
+    pub nodes: Vec<Option<NodeProcess>>,
+    ports: Vec<u16>,
+    dirs: Vec<PathBuf>,
+    args: Vec<String>,
+}
+
+impl LocalCluster {
+    pub fn start(name: &str, size: usize, extra: &[&str]) -> LocalCluster {
+        let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("n{}=127.0.0.1:{p}", i + 1)).collect();
+        let mut args: Vec<String> = vec!["--peers".into(), peers.join(","), "--test-hooks".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let dirs = (0..size).map(|i| temp_data_dir(&format!("{name}-n{}", i + 1))).collect();
+        let mut cluster = LocalCluster { nodes: (0..size).map(|_| None).collect(), ports, dirs, args };
+        for i in 0..size {
+            cluster.restart(i);
+        }
+        cluster
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+
+    /// `kill -9` node `i` (0-based); its data stays.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.kill_hard();
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is running");
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let listen = format!("127.0.0.1:{}", self.ports[i]);
+        self.nodes[i] = Some(NodeProcess::start_on(&format!("n{}", i + 1), &listen, &self.dirs[i], &args));
+    }
+}

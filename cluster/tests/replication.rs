@@ -1,0 +1,212 @@
+//! Replication over real `kvnode` processes on loopback: availability with
+//! replicas down, convergence without client reads, deletes that stay
+//! deleted.
+
+mod support;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use support::{http_client, LocalCluster};
+
+/// Fast background work, so the tests converge in seconds.
+const FAST: &[&str] = &[
+    "--heartbeat-interval-ms",
+    "100",
+    "--failure-timeout-ms",
+    "600",
+    "--hint-interval-ms",
+    "200",
+    "--anti-entropy-interval-ms",
+    "500",
+    "--rpc-timeout-ms",
+    "300",
+    "--request-timeout-ms",
+    "2000",
+];
+
+async fn put(client: &Client, url: &str, key: &str, value: &str) -> (StatusCode, Value) {
+    let body = json!({"key": key, "value": BASE64.encode(value)});
+    let response = client.post(format!("{url}/api/v1/item")).json(&body).send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn delete(client: &Client, url: &str, key: &str) -> (StatusCode, Value) {
+    let response = client.delete(format!("{url}/api/v1/item?key={key}")).send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn get(client: &Client, url: &str, key: &str, consistency: &str) -> (StatusCode, Value) {
+    let response = client.get(format!("{url}/api/v1/item?key={key}&consistency={consistency}")).send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+/// Each running node's local record of each key, through the status call.
+async fn replica_states(client: &Client, cluster: &LocalCluster, keys: &[String]) -> Vec<Vec<Value>> {
+    let mut states = Vec::new();
+    for i in 0..cluster.nodes.len() {
+        let url = format!("{}/test/v1/replica", cluster.url(i));
+        let body: Value = client.post(url).json(&json!({"keys": keys})).send().await.unwrap().json().await.unwrap();
+        let records = body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["present"], r["timestamp"], r["tiebreak"], r["tombstone"], r["value"]]));
+        states.push(records.collect());
+    }
+    states
+}
+
+/// Waits (no client reads) until every replica holds the same version of
+/// every key; panics with the differences after `limit`.
+async fn await_convergence(client: &Client, cluster: &LocalCluster, keys: &[String], limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let states = replica_states(client, cluster, keys).await;
+        let differing: Vec<&String> = keys
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| states.iter().map(|s| &s[*k]).collect::<HashSet<_>>().len() > 1)
+            .map(|(_, key)| key)
+            .collect();
+        if differing.is_empty() {
+            return;
+        }
+        assert!(start.elapsed() < limit, "replicas still differ after {limit:?} on {differing:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorums_survive_one_loss_refuse_two_and_replicas_converge() {
+    let mut cluster = LocalCluster::start("availability", 3, FAST);
+    let client = http_client();
+    let n1 = cluster.url(0);
+    let mut keys: Vec<String> = Vec::new();
+    for i in 0..10 {
+        let key = format!("before-{i}");
+        assert_eq!(put(&client, &n1, &key, "v0").await.0, StatusCode::CREATED);
+        keys.push(key);
+    }
+
+    cluster.kill(2);
+    for i in 0..10 {
+        let key = format!("one-down-{i}");
+        let (status, body) = put(&client, &n1, &key, "v1").await;
+        assert_eq!(status, StatusCode::CREATED, "put with one replica down: {body}");
+        let (status, body) = get(&client, &cluster.url(1), &key, "strong").await;
+        assert_eq!((status, body["value"].clone()), (StatusCode::OK, json!(BASE64.encode("v1"))));
+        assert_eq!(delete(&client, &n1, &keys[i]).await.0, StatusCode::OK);
+        keys.push(key);
+    }
+
+    cluster.kill(1);
+    let (status, body) = put(&client, &n1, "two-down", "v2").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a put without a quorum must not succeed: {body}");
+    let (status, _) = get(&client, &n1, "one-down-0", "strong").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(delete(&client, &n1, "one-down-1").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, body) = get(&client, &n1, "one-down-0", "eventual").await;
+    assert_eq!((status, body["value"].clone()), (StatusCode::OK, json!(BASE64.encode("v1"))));
+    keys.push("two-down".into());
+    keys.push("one-down-1".into());
+
+    cluster.restart(1);
+    cluster.restart(2);
+    await_convergence(&client, &cluster, &keys, Duration::from_secs(30)).await;
+    // Converged on the right things: the deletes stayed, the writes arrived.
+    let states = replica_states(&client, &cluster, &keys).await;
+    for node in &states {
+        assert_eq!(node[0][3], json!(true), "before-0 was deleted: {:?}", node[0]);
+        assert_eq!(node[10][4], json!(BASE64.encode("v1")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_one_replica_missed_is_never_resurrected() {
+    let mut args = FAST.to_vec();
+    args.extend(["--tombstone-grace-secs", "2", "--compaction-interval-secs", "1"]);
+    let mut cluster = LocalCluster::start("resurrection", 3, &args);
+    let client = http_client();
+    let keys: Vec<String> = (0..20).map(|i| format!("doomed-{i}")).collect();
+    for key in &keys {
+        assert_eq!(put(&client, &cluster.url(0), key, "alive").await.0, StatusCode::CREATED);
+    }
+    await_convergence(&client, &cluster, &keys, Duration::from_secs(10)).await;
+
+    // n3 holds the values and misses every delete.
+    cluster.kill(2);
+    for key in &keys {
+        assert_eq!(delete(&client, &cluster.url(0), key).await.0, StatusCode::OK);
+    }
+    // Past the grace period, n1 and n2 would compact if they did not wait
+    // for n3 to hold the tombstone too.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.restart(2);
+
+    // Hints and anti-entropy bring n3 the tombstones; compaction may then
+    // drop them everywhere. At no point may any replica hold the value again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        for (node, records) in replica_states(&client, &cluster, &keys).await.iter().enumerate() {
+            for (key, record) in keys.iter().zip(records) {
+                if node != 2 && record[0] == json!(true) {
+                    assert_eq!(record[3], json!(true), "n{} resurrected {key}: {record}", node + 1);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for node in replica_states(&client, &cluster, &keys).await {
+        for record in node {
+            assert!(record[0] == json!(false) || record[3] == json!(true), "a deleted value survived: {record}");
+        }
+    }
+    for i in 0..3 {
+        for key in &keys {
+            assert_eq!(get(&client, &cluster.url(i), key, "eventual").await.0, StatusCode::NOT_FOUND);
+            assert_eq!(get(&client, &cluster.url(i), key, "strong").await.0, StatusCode::NOT_FOUND);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_does_not_lose_a_later_write() {
+    let cluster = LocalCluster::start("skew", 3, FAST);
+    let client = http_client();
+    let skew = |i: usize, offset_ms: i64| {
+        let client = client.clone();
+        let url = format!("{}/test/v1/clock", cluster.url(i));
+        async move {
+            let state: Value =
+                client.post(url).json(&json!({"offset_ms": offset_ms})).send().await.unwrap().json().await.unwrap();
+            assert_eq!(state["offset_ms"], offset_ms);
+        }
+    };
+    skew(0, 60_000).await;
+    skew(1, -60_000).await;
+    let (_, first) = put(&client, &cluster.url(0), "k", "first").await;
+    let (_, second) = put(&client, &cluster.url(1), "k", "second").await;
+    assert!(second["timestamp"].as_u64() > first["timestamp"].as_u64(), "{first} then {second}");
+    for i in 0..3 {
+        let (_, body) = get(&client, &cluster.url(i), "k", "strong").await;
+        assert_eq!(body["value"], BASE64.encode("second"), "node n{} lost the later write", i + 1);
+    }
+}
+
+#[tokio::test]
+async fn internal_routes_and_test_hooks_are_not_open_to_clients() {
+    let cluster = LocalCluster::start("closed", 1, &[]);
+    let client = http_client();
+    for path in ["/internal/v1/read", "/internal/v1/write", "/internal/v1/ping", "/internal/v1/sync"] {
+        let response = client.post(format!("{}{path}", cluster.url(0))).body("k").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path} answered a caller without the secret");
+    }
+    let dir = support::temp_data_dir("no-hooks");
+    let plain = support::NodeProcess::start("n1", &dir, &[]);
+    let response = client.get(format!("{}/test/v1/clock", plain.base_url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "test hooks must be off without --test-hooks");
+}
