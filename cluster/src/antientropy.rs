@@ -81,7 +81,7 @@ impl View<'_> {
     pub fn should_send(&self, record: &Record, held: Option<&Record>) -> bool {
         match held {
             Some(held) => held.version < record.version,
-            None => !record.dead_since_ms().is_some_and(|dead| dead.saturating_add(self.grace_ms) <= self.now_ms),
+            None => record.dead_since_ms().is_none_or(|dead| dead.saturating_add(self.grace_ms) > self.now_ms),
         }
     }
 
