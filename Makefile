@@ -1,11 +1,12 @@
 # The commands a user needs. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help build release test lint fmt cluster-up cluster-down cluster-status test-partition clean
+.PHONY: help build release test lint fmt bench cluster-up cluster-down cluster-status test-partition clean
 
 help:
 	@echo "make test            run every test (what CI runs)"
 	@echo "make lint            rustfmt and clippy, warnings as errors"
+	@echo "make bench           throughput and latency of a local 3-node cluster (BENCH_SECS, BENCH_CLIENTS)"
 	@echo "make cluster-up      start a local 3-node cluster on 127.0.0.1:7001-7003"
 	@echo "make cluster-down    stop it"
 	@echo "make cluster-status  show which local nodes run"
@@ -26,6 +27,9 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+bench:
+	$(CARGO) bench -p cluster --bench cluster_load
 
 cluster-up: release
 	@cluster/scripts/local-cluster.sh up
