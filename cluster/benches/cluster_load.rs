@@ -64,7 +64,7 @@ async fn client_loop(
             Phase::EventualGet => client.get(format!("{url}/api/v1/item?key={key}")),
         };
         match request.send().await {
-            Ok(response) if response.status().is_success() => {
+            Ok(response) if response.status().is_success() || response.status() == 404 => {
                 let _ = response.bytes().await;
                 latencies.push(started.elapsed().as_micros() as u64);
             }
@@ -103,9 +103,10 @@ async fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let seconds = env_or("BENCH_SECS", 10);
     let clients = env_or("BENCH_CLIENTS", 32) as usize;
-    let cluster = LocalCluster::start("bench", 3, &[]);
+    let storage = std::env::var("BENCH_STORAGE").unwrap_or_else(|_| "sled".into());
+    let cluster = LocalCluster::start("bench", 3, &["--storage", &storage]);
     let urls = Arc::new((0..3).map(|i| cluster.url(i)).collect::<Vec<_>>());
-    println!("local 3-node cluster (N=3 W=2 R=2, sled + WAL group commit), {clients} clients, {seconds} s per phase");
+    println!("local 3-node cluster (N=3 W=2 R=2, storage {storage}), {clients} clients, {seconds} s per phase");
     println!("{:<14} {:>10} {:>8} {:>9} {:>9} {:>9}", "operation", "ops/s", "errors", "p50 ms", "p99 ms", "max ms");
     for phase in [Phase::Put, Phase::StrongGet, Phase::EventualGet] {
         let report = run_phase(phase, urls.clone(), clients, seconds).await;

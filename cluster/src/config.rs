@@ -84,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "KV_RPC_TIMEOUT_MS", default_value_t = 1000)]
     pub rpc_timeout_ms: u64,
 
+    /// A quorum read still short of answers after this long also asks the
+    /// remaining owners.
+    #[arg(long, env = "KV_HEDGE_DELAY_MS", default_value_t = 20)]
+    pub hedge_delay_ms: u64,
+
     /// How often each peer is pinged.
     #[arg(long, env = "KV_HEARTBEAT_INTERVAL_MS", default_value_t = 250)]
     pub heartbeat_interval_ms: u64,

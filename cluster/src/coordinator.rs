@@ -110,6 +110,9 @@ pub struct CoordinatorConfig {
     pub quorum: Quorum,
     /// Bound on each replica call, and on each phase of a request.
     pub rpc_timeout: Duration,
+    /// A quorum read that has not heard enough after this long asks the
+    /// remaining owners too.
+    pub hedge_delay: Duration,
     /// Every this many eventual reads, one repairs the key in the background
     /// (0 turns read repair off).
     pub read_repair_every: u32,
@@ -120,6 +123,8 @@ pub struct Coordinator<T> {
     tag: u32,
     sequence: AtomicU32,
     eventual_reads: AtomicU32,
+    /// Rotates which remote owners are asked first, to spread reads.
+    rotation: AtomicU32,
     clock: Arc<Clock>,
     ring: Arc<Ring>,
     transport: Arc<T>,
@@ -144,6 +149,7 @@ impl<T: Transport> Coordinator<T> {
             tag,
             sequence: AtomicU32::new(0),
             eventual_reads: AtomicU32::new(0),
+            rotation: AtomicU32::new(0),
             clock,
             ring,
             transport,
@@ -271,9 +277,15 @@ impl<T: Transport> Coordinator<T> {
     fn owners(&self, key: &[u8]) -> (Vec<String>, Vec<String>) {
         let now = Instant::now();
         let mut owners = self.ring.owners(key, self.config.quorum.n);
-        // The local replica first: it answers fastest.
-        if let Some(at) = owners.iter().position(|owner| *owner == self.config.node_id) {
+        // The local replica first: it answers fastest. The others in turns.
+        let local = owners.iter().position(|owner| *owner == self.config.node_id);
+        if let Some(at) = local {
             owners[..=at].rotate_right(1);
+        }
+        let remote = &mut owners[usize::from(local.is_some())..];
+        if !remote.is_empty() {
+            let turn = self.rotation.fetch_add(1, Ordering::Relaxed) as usize % remote.len();
+            remote.rotate_left(turn);
         }
         owners.into_iter().partition(|owner| self.detector.is_alive(owner, now))
     }
@@ -288,24 +300,48 @@ impl<T: Transport> Coordinator<T> {
         version
     }
 
-    /// Reads `key` from `owners` in parallel until `need` have answered.
+    /// Reads `key` from `owners` until `need` have answered. Asks the first
+    /// `need` at once (the local replica first); asks the rest when one
+    /// fails, or all of them once `hedge_delay` passes without enough
+    /// answers (a slow or paused replica costs a hedge, not a timeout).
     async fn read_from(&self, owners: &[String], key: &[u8], need: usize) -> Result<Vec<Response>, CoordinatorError> {
         let mut calls = JoinSet::new();
-        for owner in owners {
+        let mut spare = owners.iter();
+        let spawn = |calls: &mut JoinSet<_>, owner: &String| {
             let (transport, owner, key, timeout) =
                 (self.transport.clone(), owner.clone(), key.to_vec(), self.config.rpc_timeout);
             calls.spawn(async move {
                 let answer = tokio::time::timeout(timeout, transport.read(&owner, &key)).await;
                 (owner, answer)
             });
+        };
+        for owner in spare.by_ref().take(need) {
+            spawn(&mut calls, owner);
         }
+        let hedge = tokio::time::sleep(self.config.hedge_delay);
+        tokio::pin!(hedge);
+        let mut hedged = false;
         let mut responses = Vec::with_capacity(need);
         while responses.len() < need {
-            let Some(joined) = calls.join_next().await else { break };
-            match joined.expect("replica read task does not panic") {
-                (owner, Ok(Ok(record))) => responses.push((owner, record)),
-                (owner, Ok(Err(error))) => tracing::debug!(%owner, %error, "replica read failed"),
-                (owner, Err(_)) => tracing::debug!(%owner, "replica read timed out"),
+            tokio::select! {
+                joined = calls.join_next() => {
+                    let Some(joined) = joined else { break };
+                    match joined.expect("replica read task does not panic") {
+                        (owner, Ok(Ok(record))) => responses.push((owner, record)),
+                        (owner, failed) => {
+                            tracing::debug!(%owner, ?failed, "replica read failed or timed out");
+                            if let Some(next) = spare.next() {
+                                spawn(&mut calls, next);
+                            }
+                        }
+                    }
+                }
+                () = &mut hedge, if !hedged => {
+                    hedged = true;
+                    for owner in spare.by_ref() {
+                        spawn(&mut calls, owner);
+                    }
+                }
             }
         }
         if responses.len() < need {

@@ -126,6 +126,7 @@ impl Node {
                 node_id: config.node_id.clone(),
                 quorum,
                 rpc_timeout,
+                hedge_delay: Duration::from_millis(config.hedge_delay_ms),
                 read_repair_every: config.read_repair_every,
             },
             clock.clone(),

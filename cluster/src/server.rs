@@ -46,8 +46,7 @@ pub fn router(node: Arc<Node>) -> Router {
     let mut router = Router::new()
         .route(ITEM_PATH, get(get_item).post(put_item).delete(delete_item))
         .route("/health", get(health))
-        .route(rpc::READ_PATH, post(internal_read))
-        .route(rpc::WRITE_PATH, post(internal_write))
+        .route(rpc::BATCH_PATH, post(internal_batch))
         .route(rpc::WRITE_BATCH_PATH, post(internal_write_batch))
         .route(rpc::SYNC_PATH, post(internal_sync))
         .route(rpc::PING_PATH, post(internal_ping));
@@ -170,8 +169,7 @@ macro_rules! internal_handler {
     };
 }
 
-internal_handler!(internal_read, rpc::READ_PATH, rpc::routes::read);
-internal_handler!(internal_write, rpc::WRITE_PATH, rpc::routes::write);
+internal_handler!(internal_batch, rpc::BATCH_PATH, rpc::routes::batch);
 internal_handler!(internal_write_batch, rpc::WRITE_BATCH_PATH, rpc::routes::write_batch);
 internal_handler!(internal_sync, rpc::SYNC_PATH, rpc::routes::sync);
 

@@ -126,20 +126,96 @@ pub fn decode_sync_reply(bytes: &[u8]) -> Result<SyncReply, DecodeError> {
     Ok(SyncReply { digests, records })
 }
 
-/// A single write: `[key][record]`, both prefixed.
-pub fn encode_write(key: &[u8], record: &Record) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + record.value.len() + 40);
-    put_prefixed(&mut out, key);
-    put_prefixed(&mut out, &record.encode());
+/// One call in a batch to a replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Read { key: Vec<u8> },
+    Write { key: Vec<u8>, record: Record },
+}
+
+/// The replica's answer to one [`Call`], in the same position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Absent,
+    Found(Record),
+    /// Durable on that replica (applied, or it already held as new).
+    Written,
+    Failed(String),
+}
+
+/// `[count u32]` then per call `[kind u8: 0 read, 1 write][key][record, writes only]`.
+pub fn encode_calls<'c>(calls: impl ExactSizeIterator<Item = &'c Call>) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(calls.len() as u32).to_le_bytes());
+    for call in calls {
+        match call {
+            Call::Read { key } => {
+                out.push(0);
+                put_prefixed(&mut out, key);
+            }
+            Call::Write { key, record } => {
+                out.push(1);
+                put_prefixed(&mut out, key);
+                put_prefixed(&mut out, &record.encode());
+            }
+        }
+    }
     out
 }
 
-pub fn decode_write(bytes: &[u8]) -> Result<Entry, DecodeError> {
+pub fn decode_calls(bytes: &[u8]) -> Result<Vec<Call>, DecodeError> {
     let mut reader = Reader::new(bytes);
-    let key = reader.prefixed()?.to_vec();
-    let record = reader.record()?;
+    let count = reader.u32()? as usize;
+    let mut calls = Vec::with_capacity(count.min(65_536));
+    for _ in 0..count {
+        let kind = reader.take(1)?[0];
+        let key = reader.prefixed()?.to_vec();
+        calls.push(match kind {
+            0 => Call::Read { key },
+            1 => Call::Write { key, record: reader.record()? },
+            other => return Err(DecodeError(format!("unknown call kind {other}"))),
+        });
+    }
     reader.finish()?;
-    Ok((key, record))
+    Ok(calls)
+}
+
+/// `[count u32]` then per answer `[tag u8: 0 absent, 1 found, 2 written, 3 failed][record | message]`.
+pub fn encode_answers(answers: &[Answer]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(answers.len() as u32).to_le_bytes());
+    for answer in answers {
+        match answer {
+            Answer::Absent => out.push(0),
+            Answer::Found(record) => {
+                out.push(1);
+                put_prefixed(&mut out, &record.encode());
+            }
+            Answer::Written => out.push(2),
+            Answer::Failed(message) => {
+                out.push(3);
+                put_prefixed(&mut out, message.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+pub fn decode_answers(bytes: &[u8]) -> Result<Vec<Answer>, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let count = reader.u32()? as usize;
+    let mut answers = Vec::with_capacity(count.min(65_536));
+    for _ in 0..count {
+        answers.push(match reader.take(1)?[0] {
+            0 => Answer::Absent,
+            1 => Answer::Found(reader.record()?),
+            2 => Answer::Written,
+            3 => Answer::Failed(String::from_utf8_lossy(reader.prefixed()?).into_owned()),
+            other => return Err(DecodeError(format!("unknown answer tag {other}"))),
+        });
+    }
+    reader.finish()?;
+    Ok(answers)
 }
 
 #[cfg(test)]
@@ -154,15 +230,19 @@ mod tests {
             (vec![], Record::tombstone(Version::new(3, 4))),
         ];
         assert_eq!(decode_entries(&encode_entries(&entries)).unwrap(), entries);
-        let (key, record) = &entries[0];
-        assert_eq!(decode_write(&encode_write(key, record)).unwrap(), entries[0]);
+        let (key, record) = entries[0].clone();
+        let calls = vec![Call::Read { key: key.clone() }, Call::Write { key, record: record.clone() }];
+        assert_eq!(decode_calls(&encode_calls(calls.iter())).unwrap(), calls);
+        let answers = vec![Answer::Absent, Answer::Found(record), Answer::Written, Answer::Failed("disk".into())];
+        assert_eq!(decode_answers(&encode_answers(&answers)).unwrap(), answers);
         let request = SyncRequest { from: "n1".into(), digests: Digests((0..BUCKETS as u64).collect()) };
         assert_eq!(decode_sync_request(&encode_sync_request(&request)).unwrap(), request);
         let reply = SyncReply { digests: request.digests.clone(), records: entries.clone() };
         assert_eq!(decode_sync_reply(&encode_sync_reply(&reply)).unwrap(), reply);
 
         assert!(decode_entries(&[5, 0, 0, 0]).is_err());
-        assert!(decode_write(&encode_write(key, record)[..10]).is_err());
+        assert!(decode_calls(&encode_calls(calls.iter())[..10]).is_err());
+        assert!(decode_answers(&[1, 0, 0, 0, 9]).is_err());
         let mut trailing = encode_entries(&entries);
         trailing.push(0);
         assert!(decode_entries(&trailing).is_err());

@@ -1,6 +1,7 @@
 //! Handlers of the internal routes: a peer's calls into this replica.
 
-use super::{codec, SECRET_HEADER};
+use super::codec::{self, Answer, Call};
+use super::SECRET_HEADER;
 use crate::api::ApiError;
 use crate::replica::Replica;
 use axum::body::Bytes;
@@ -25,23 +26,34 @@ fn malformed(error: impl std::fmt::Display) -> Response {
     (StatusCode::BAD_REQUEST, error.to_string()).into_response()
 }
 
-pub async fn read(replica: &Arc<Replica>, body: Bytes) -> Response {
-    match replica.read(&body) {
-        Ok(Some(record)) => (StatusCode::OK, record.encode()).into_response(),
-        Ok(None) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => failed(error),
-    }
-}
-
-pub async fn write(replica: &Arc<Replica>, body: Bytes) -> Response {
-    let (key, record) = match codec::decode_write(&body) {
-        Ok(entry) => entry,
+/// A batch of reads and writes; the writes share one group commit.
+pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
+    let calls = match codec::decode_calls(&body) {
+        Ok(calls) => calls,
         Err(error) => return malformed(error),
     };
-    match replica.write(key, record).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => failed(error),
+    let mut answers = Vec::with_capacity(calls.len());
+    let mut writes = Vec::new();
+    for (index, call) in calls.into_iter().enumerate() {
+        answers.push(match call {
+            Call::Read { key } => match replica.read(&key) {
+                Ok(Some(record)) => Answer::Found(record),
+                Ok(None) => Answer::Absent,
+                Err(error) => Answer::Failed(error.to_string()),
+            },
+            Call::Write { key, record } => {
+                writes.push((index, key, record));
+                Answer::Written
+            }
+        });
     }
+    let (indexes, entries): (Vec<usize>, Vec<_>) = writes.into_iter().map(|(i, k, r)| (i, (k, r))).unzip();
+    for (index, result) in indexes.into_iter().zip(replica.store.apply_each(entries).await) {
+        if let Err(error) = result {
+            answers[index] = Answer::Failed(error.to_string());
+        }
+    }
+    (StatusCode::OK, codec::encode_answers(&answers)).into_response()
 }
 
 pub async fn write_batch(replica: &Arc<Replica>, body: Bytes) -> Response {

@@ -122,6 +122,30 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::apply`] for many records, sharing flushes, with each
+    /// record's own outcome.
+    pub async fn apply_each(&self, entries: Vec<(Vec<u8>, Record)>) -> Vec<Result<ApplyOutcome, StoreError>> {
+        if self.volatile {
+            return entries.iter().map(|(key, record)| Ok(self.storage.apply(key, record)?)).collect();
+        }
+        let mut answers = Vec::with_capacity(entries.len());
+        for (key, record) in entries {
+            let (reply, answer) = oneshot::channel();
+            match self.send(Command::Apply { entry: WalEntry { key, record }, reply }).await {
+                Ok(()) => answers.push(Ok(answer)),
+                Err(error) => answers.push(Err(error)),
+            }
+        }
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for answer in answers {
+            outcomes.push(match answer {
+                Ok(answer) => answer.await.unwrap_or(Err(StoreError::Closed)),
+                Err(error) => Err(error),
+            });
+        }
+        outcomes
+    }
+
     /// Removes each `(key, version)` whose record is still that version.
     pub async fn compact(&self, candidates: Vec<(Vec<u8>, Version)>) -> Result<usize, StoreError> {
         if self.volatile {
