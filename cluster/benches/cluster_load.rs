@@ -79,9 +79,8 @@ async fn run_phase(phase: Phase, urls: Arc<Vec<String>>, clients: usize, seconds
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).tcp_nodelay(true).build().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|w| tokio::spawn(client_loop(phase, http.clone(), urls.clone(), w, stop.clone())))
-        .collect();
+    let workers: Vec<_> =
+        (0..clients).map(|w| tokio::spawn(client_loop(phase, http.clone(), urls.clone(), w, stop.clone()))).collect();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let (mut latencies_us, mut errors) = (Vec::new(), 0);
