@@ -145,8 +145,13 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
             let peers = ids.iter().filter(|p| *p != id).cloned();
             let detector = Arc::new(FailureDetector::new(peers, Duration::from_secs(3600), std::time::Instant::now()));
             let hints = Arc::new(HintStore::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap()));
-            let config =
-                CoordinatorConfig { node_id: id.clone(), quorum, rpc_timeout: RPC_TIMEOUT, read_repair_every: 3 };
+            let config = CoordinatorConfig {
+                node_id: id.clone(),
+                quorum,
+                rpc_timeout: RPC_TIMEOUT,
+                hedge_delay: Duration::from_millis(15),
+                read_repair_every: 3,
+            };
             let coordinator =
                 Coordinator::new(config, clock, ring.clone(), transport.clone(), detector.clone(), hints.clone());
             Arc::new(SimNode {
