@@ -167,6 +167,11 @@ impl Node {
         Ok(outcome)
     }
 
+    /// Test hooks: can this node reach `peer` right now (one ping)?
+    pub async fn probe(&self, peer: &str) -> Result<(), RpcError> {
+        self.transport.remote.ping(peer).await
+    }
+
     /// Heartbeats, hint delivery, anti-entropy and compaction, each on its
     /// own interval, until the handles are aborted.
     pub fn spawn_background(self: &Arc<Node>) -> Vec<JoinHandle<()>> {
@@ -191,7 +196,7 @@ impl Node {
                 self.detector.record_answer(&peer.id, Instant::now());
             }
         });
-        futures_join_all(pings).await;
+        futures::future::join_all(pings).await;
     }
 
     async fn deliver_hints(&self) {
@@ -258,19 +263,4 @@ where
             work(node.clone()).await;
         }
     })
-}
-
-/// Awaits every future concurrently (a tiny `join_all`, to avoid a
-/// dependency for one call).
-async fn futures_join_all<F: Future<Output = ()>>(futures: impl Iterator<Item = F>) {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
-    std::future::poll_fn(|cx| {
-        pinned.retain_mut(|future| future.as_mut().poll(cx).is_pending());
-        if pinned.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }

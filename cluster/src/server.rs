@@ -53,7 +53,8 @@ pub fn router(node: Arc<Node>) -> Router {
     if test_hooks {
         router = router
             .route("/test/v1/clock", get(test_clock).post(test_set_clock))
-            .route("/test/v1/replica", get(test_replica_one).post(test_replica_many));
+            .route("/test/v1/replica", get(test_replica_one).post(test_replica_many))
+            .route("/test/v1/probe", post(test_probe));
     }
     router
         .fallback(unknown_path)
@@ -194,4 +195,8 @@ async fn test_replica_one(State(state): State<AppState>, RawQuery(query): RawQue
 
 async fn test_replica_many(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     Ok(Json(test_hooks::replica_many(&state.node, &body)?).into_response())
+}
+
+async fn test_probe(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    Ok(Json(test_hooks::probe(&state.node, &body).await?).into_response())
 }

@@ -1,8 +1,9 @@
 //! Test-only routes, served only when a node starts with `--test-hooks`
 //! (and it says so loudly in its log): the clock offset the harness skews,
-//! and a replica's local records for convergence checks.
+//! a replica's local records for convergence checks, and a probe of whether
+//! this node reaches a peer (to check partitions from the nodes' side).
 
-use crate::api::wire::{ClockState, ReplicaKeys, ReplicaRecord, ReplicaRecords, SetClock};
+use crate::api::wire::{ClockState, ProbeRequest, ProbeResponse, ReplicaKeys, ReplicaRecord, ReplicaRecords, SetClock};
 use crate::api::{query, ApiError};
 use crate::node::Node;
 use crate::record::Record;
@@ -62,4 +63,11 @@ pub fn replica_many(node: &Node, body: &[u8]) -> Result<ReplicaRecords, ApiError
     }
     let records = request.keys.into_iter().map(|key| replica_record(node, key)).collect::<Result<_, _>>()?;
     Ok(ReplicaRecords { node_id: node.config.node_id.clone(), records })
+}
+
+pub async fn probe(node: &Node, body: &[u8]) -> Result<ProbeResponse, ApiError> {
+    let request: ProbeRequest = serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("expected {{\"peer\": NODE_ID}}: {error}")))?;
+    let result = node.probe(&request.peer).await;
+    Ok(ProbeResponse { peer: request.peer, reachable: result.is_ok(), error: result.err().map(|e| e.to_string()) })
 }

@@ -1,1 +1,13 @@
-//! placeholder
+//! A Jepsen-style harness for leaderless key-value stores.
+//!
+//! - [`db`]: the cluster under test (Docker containers, or local processes)
+//!   and what can be done to its nodes.
+//! - [`nemesis`]: faults — partitions, kills, pauses, clock skew, packet
+//!   loss — injected and healed on a schedule.
+//! - [`node_api`]: the test-hook calls the harness makes to a node.
+//!
+//! See ARCHITECTURE.md at the root.
+
+pub mod db;
+pub mod nemesis;
+pub mod node_api;

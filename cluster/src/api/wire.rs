@@ -97,3 +97,17 @@ pub struct ReplicaRecords {
     pub node_id: String,
     pub records: Vec<ReplicaRecord>,
 }
+
+/// Test hooks: `POST /test/v1/probe` body: ping `peer` from this node now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeRequest {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResponse {
+    pub peer: String,
+    pub reachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,235 @@
+//! The default backend: one container per node on a user network of its own,
+//! through testcontainers, from the locally imported `kvnode` image
+//! (`make image`; no registry is involved).
+//!
+//! Every container and network of a run is named `kvtest-<pid>-<n>-...` and
+//! labelled with the harness's pid. Containers go when the [`DockerDb`] is
+//! torn down or dropped (also on a panic); networks go with their last
+//! container. What a killed harness left behind is swept by the next one:
+//! [`sweep_leftovers`] removes every container and network whose owner pid
+//! is gone.
+
+use super::{wait_healthy, ClusterSpec, Db, DbError, NetNamespace};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use testcontainers::bollard::query_parameters::{
+    InspectContainerOptions, KillContainerOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
+};
+use testcontainers::bollard::Docker;
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+const CLIENT_PORT: u16 = 7000;
+const OWNER_LABEL: &str = "org.kvtest.owner-pid";
+const RUN_LABEL: &str = "org.kvtest.run";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The image `make image` tags; `KVNODE_IMAGE` overrides it.
+pub fn image_reference() -> (String, String) {
+    let reference = std::env::var("KVNODE_IMAGE").unwrap_or_else(|_| "kvnode:latest".into());
+    match reference.rsplit_once(':') {
+        Some((name, tag)) => (name.to_owned(), tag.to_owned()),
+        None => (reference, "latest".to_owned()),
+    }
+}
+
+fn docker_error(error: impl std::fmt::Display) -> DbError {
+    DbError::Docker(error.to_string())
+}
+
+/// A client of the local Docker engine, if one answers.
+pub async fn connect() -> Result<Docker, DbError> {
+    let docker = Docker::connect_with_local_defaults().map_err(docker_error)?;
+    docker.ping().await.map_err(|error| DbError::Docker(format!("no Docker engine answers: {error}")))?;
+    Ok(docker)
+}
+
+pub struct DockerDb {
+    run_id: String,
+    network: String,
+    docker: Docker,
+    containers: HashMap<String, ContainerAsync<GenericImage>>,
+    urls: Mutex<HashMap<String, String>>,
+}
+
+fn new_run_id() -> String {
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    format!("kvtest-{}-{}-{:05x}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed), nanos & 0xfffff)
+}
+
+impl DockerDb {
+    /// Sweeps leftovers of dead runs, then starts `spec.nodes` containers
+    /// and waits until every node printed its readiness line.
+    pub async fn start(spec: &ClusterSpec) -> Result<DockerDb, DbError> {
+        let docker = connect().await?;
+        sweep_leftovers(&docker).await?;
+        let (image_name, image_tag) = image_reference();
+        if docker.inspect_image(&format!("{image_name}:{image_tag}")).await.is_err() {
+            return Err(DbError::Docker(format!(
+                "image {image_name}:{image_tag} is missing: run `make image` (it builds it locally; nothing is pulled)"
+            )));
+        }
+        let run_id = new_run_id();
+        let network = format!("{run_id}-net");
+        let nodes = spec.node_ids();
+        let peers: Vec<String> = nodes.iter().map(|n| format!("{n}={run_id}-{n}:{CLIENT_PORT}")).collect();
+        let mut flags = super::harness_flags();
+        flags.extend(spec.extra_flags.iter().cloned());
+        let starts = nodes.iter().map(|node| {
+            let mut args = vec!["--node-id".to_owned(), node.clone(), "--peers".to_owned(), peers.join(",")];
+            args.extend(flags.iter().cloned());
+            GenericImage::new(image_name.clone(), image_tag.clone())
+                .with_exposed_port(CLIENT_PORT.tcp())
+                .with_wait_for(WaitFor::message_on_stdout("kvnode ready"))
+                .with_network(network.clone())
+                .with_container_name(format!("{run_id}-{node}"))
+                .with_label(OWNER_LABEL, std::process::id().to_string())
+                .with_label(RUN_LABEL, run_id.clone())
+                .with_startup_timeout(READY_TIMEOUT)
+                .with_cmd(args)
+                .start()
+        });
+        let started = futures::future::join_all(starts).await;
+        let mut containers = HashMap::new();
+        let mut first_error = None;
+        for (node, result) in nodes.iter().zip(started) {
+            match result {
+                Ok(container) => {
+                    containers.insert(node.clone(), container);
+                }
+                Err(error) => first_error = first_error.or(Some(DbError::Docker(format!("starting {node}: {error}")))),
+            }
+        }
+        let db = DockerDb { run_id, network, docker, containers, urls: Mutex::new(HashMap::new()) };
+        if let Some(error) = first_error {
+            let _ = db.teardown().await;
+            return Err(error);
+        }
+        for node in &nodes {
+            db.refresh_url(node).await?;
+        }
+        tracing::info!(run_id = %db.run_id, nodes = nodes.len(), "docker cluster ready");
+        Ok(db)
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn container(&self, node: &str) -> Result<&ContainerAsync<GenericImage>, DbError> {
+        self.containers.get(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))
+    }
+
+    /// The host port of a container changes when it restarts.
+    async fn refresh_url(&self, node: &str) -> Result<String, DbError> {
+        let port = self.container(node)?.get_host_port_ipv4(CLIENT_PORT).await.map_err(docker_error)?;
+        let url = format!("http://127.0.0.1:{port}");
+        self.urls.lock().expect("urls lock").insert(node.to_owned(), url.clone());
+        Ok(url)
+    }
+}
+
+impl Db for DockerDb {
+    fn backend(&self) -> &'static str {
+        "docker"
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self.containers.keys().cloned().collect();
+        nodes.sort_by_key(|n| n.trim_start_matches('n').parse::<u32>().unwrap_or(u32::MAX));
+        nodes
+    }
+
+    fn base_url(&self, node: &str) -> Result<String, DbError> {
+        self.urls.lock().expect("urls lock").get(node).cloned().ok_or_else(|| DbError::UnknownNode(node.to_owned()))
+    }
+
+    async fn kill(&self, node: &str) -> Result<(), DbError> {
+        let id = self.container(node)?.id().to_owned();
+        let options = KillContainerOptions { signal: "SIGKILL".into() };
+        self.docker.kill_container(&id, Some(options)).await.map_err(docker_error)
+    }
+
+    async fn start(&self, node: &str) -> Result<(), DbError> {
+        self.container(node)?.start().await.map_err(docker_error)?;
+        let url = self.refresh_url(node).await?;
+        wait_healthy(node, &url, READY_TIMEOUT).await
+    }
+
+    async fn pause(&self, node: &str) -> Result<(), DbError> {
+        self.container(node)?.pause().await.map_err(docker_error)
+    }
+
+    async fn resume(&self, node: &str) -> Result<(), DbError> {
+        self.container(node)?.unpause().await.map_err(docker_error)
+    }
+
+    async fn net_namespace(&self, node: &str) -> Result<NetNamespace, DbError> {
+        let id = self.container(node)?.id().to_owned();
+        let inspect =
+            self.docker.inspect_container(&id, None::<InspectContainerOptions>).await.map_err(docker_error)?;
+        let pid = inspect.state.as_ref().and_then(|s| s.pid).filter(|pid| *pid > 0);
+        let pid = pid.ok_or_else(|| DbError::Docker(format!("{node} has no running process")))?;
+        let ip = inspect
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .and_then(|networks| networks.get(&self.network).and_then(|n| n.ip_address.clone()))
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| DbError::Docker(format!("{node} has no address on {}", self.network)))?;
+        Ok(NetNamespace { pid: pid as u32, ip })
+    }
+
+    async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {
+        std::fs::create_dir_all(dir)?;
+        for (node, container) in &self.containers {
+            let mut log = container.stdout_to_vec().await.map_err(docker_error)?;
+            log.extend(container.stderr_to_vec().await.map_err(docker_error)?);
+            std::fs::write(dir.join(format!("{node}.log")), log)?;
+        }
+        Ok(())
+    }
+
+    async fn teardown(self) -> Result<(), DbError> {
+        let mut first_error = None;
+        for (node, container) in self.containers {
+            if let Err(error) = container.rm().await {
+                first_error = first_error.or(Some(DbError::Docker(format!("removing {node}: {error}"))));
+            }
+        }
+        // testcontainers drops the network with its last container; make sure.
+        let _ = self.docker.remove_network(&self.network).await;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Removes containers and networks of harness runs whose process is gone.
+pub async fn sweep_leftovers(docker: &Docker) -> Result<(), DbError> {
+    let alive = |pid: &str| pid.parse::<u32>().is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    let filters = HashMap::from([("label".to_owned(), vec![OWNER_LABEL.to_owned()])]);
+    let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    for container in docker.list_containers(Some(options)).await.map_err(docker_error)? {
+        let owner = container.labels.as_ref().and_then(|labels| labels.get(OWNER_LABEL)).cloned().unwrap_or_default();
+        if let (false, Some(id)) = (alive(&owner), container.id) {
+            tracing::warn!(%id, %owner, "removing a container left by a dead harness run");
+            let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+            docker.remove_container(&id, Some(options)).await.map_err(docker_error)?;
+        }
+    }
+    let filters = HashMap::from([("name".to_owned(), vec!["kvtest-".to_owned()])]);
+    for network in
+        docker.list_networks(Some(ListNetworksOptions { filters: Some(filters) })).await.map_err(docker_error)?
+    {
+        let Some(name) = network.name else { continue };
+        let owner = name.strip_prefix("kvtest-").and_then(|rest| rest.split('-').next()).unwrap_or("");
+        if !alive(owner) {
+            tracing::warn!(%name, "removing a network left by a dead harness run");
+            let _ = docker.remove_network(&name).await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The local backend: `kvnode` processes on loopback ports, for machines
+//! without Docker and for fast tests. It kills (SIGKILL), pauses (SIGSTOP),
+//! resumes (SIGCONT) and restarts nodes, and the nemesis can skew their
+//! clocks; it cannot partition them, since they share one network namespace.
+
+use super::{wait_healthy, ClusterSpec, Db, DbError, NetNamespace};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the `kvnode` binary is: `KVNODE_BIN`, else next to the running
+/// executable's target folder (`target/debug` or `target/release`).
+pub fn kvnode_binary() -> Result<PathBuf, DbError> {
+    if let Some(path) = std::env::var_os("KVNODE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let candidates = exe.ancestors().skip(1).take(3).map(|dir| dir.join("kvnode"));
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(DbError::Process("kvnode binary not found: build it (cargo build -p cluster) or set KVNODE_BIN".into()))
+}
+
+struct LocalNode {
+    port: u16,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct LocalDb {
+    binary: PathBuf,
+    root: PathBuf,
+    args: Vec<String>,
+    nodes: Mutex<HashMap<String, LocalNode>>,
+}
+
+fn free_port() -> Result<u16, DbError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl LocalDb {
+    /// Starts the nodes with their data and logs under `root`.
+    pub async fn start(spec: &ClusterSpec, root: &Path) -> Result<LocalDb, DbError> {
+        let binary = kvnode_binary()?;
+        std::fs::create_dir_all(root)?;
+        let ids = spec.node_ids();
+        let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect::<Result<_, _>>()?;
+        let peers: Vec<String> = ids.iter().zip(&ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect();
+        let mut args = vec!["--peers".to_owned(), peers.join(",")];
+        args.extend(super::harness_flags());
+        args.extend(spec.extra_flags.iter().cloned());
+        let nodes = ids
+            .iter()
+            .zip(&ports)
+            .map(|(id, port)| {
+                let node = LocalNode {
+                    port: *port,
+                    data_dir: root.join(id),
+                    log_path: root.join(format!("{id}.process.log")),
+                    child: None,
+                };
+                (id.clone(), node)
+            })
+            .collect();
+        let db = LocalDb { binary, root: root.to_path_buf(), args, nodes: Mutex::new(nodes) };
+        for id in &ids {
+            db.start(id).await?;
+        }
+        Ok(db)
+    }
+
+    fn pid(&self, node: &str) -> Result<Pid, DbError> {
+        let nodes = self.nodes.lock().expect("nodes lock");
+        let local = nodes.get(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))?;
+        let child = local.child.as_ref().ok_or_else(|| DbError::Process(format!("{node} is not running")))?;
+        Ok(Pid::from_raw(child.id() as i32))
+    }
+
+    fn signal(&self, node: &str, signal: Signal) -> Result<(), DbError> {
+        kill(self.pid(node)?, signal).map_err(|errno| DbError::Process(format!("{signal} to {node}: {errno}")))
+    }
+
+    fn spawn(&self, node: &str) -> Result<String, DbError> {
+        let mut nodes = self.nodes.lock().expect("nodes lock");
+        let local = nodes.get_mut(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))?;
+        if local.child.is_some() {
+            return Err(DbError::Process(format!("{node} is already running")));
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&local.log_path)?;
+        let child = Command::new(&self.binary)
+            .args(["--node-id", node, "--listen", &format!("127.0.0.1:{}", local.port)])
+            .arg("--data-dir")
+            .arg(&local.data_dir)
+            .args(&self.args)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()?;
+        local.child = Some(child);
+        Ok(format!("http://127.0.0.1:{}", local.port))
+    }
+}
+
+impl Db for LocalDb {
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self.nodes.lock().expect("nodes lock").keys().cloned().collect();
+        nodes.sort_by_key(|n| n.trim_start_matches('n').parse::<u32>().unwrap_or(u32::MAX));
+        nodes
+    }
+
+    fn base_url(&self, node: &str) -> Result<String, DbError> {
+        let nodes = self.nodes.lock().expect("nodes lock");
+        let local = nodes.get(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))?;
+        Ok(format!("http://127.0.0.1:{}", local.port))
+    }
+
+    async fn kill(&self, node: &str) -> Result<(), DbError> {
+        self.signal(node, Signal::SIGKILL)?;
+        let child = self.nodes.lock().expect("nodes lock").get_mut(node).and_then(|n| n.child.take());
+        if let Some(mut child) = child {
+            tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task")?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self, node: &str) -> Result<(), DbError> {
+        let url = self.spawn(node)?;
+        wait_healthy(node, &url, READY_TIMEOUT).await
+    }
+
+    async fn pause(&self, node: &str) -> Result<(), DbError> {
+        self.signal(node, Signal::SIGSTOP)
+    }
+
+    async fn resume(&self, node: &str) -> Result<(), DbError> {
+        self.signal(node, Signal::SIGCONT)
+    }
+
+    async fn net_namespace(&self, _node: &str) -> Result<NetNamespace, DbError> {
+        Err(DbError::Unsupported {
+            backend: "local",
+            what: "cut the network",
+            why: "its nodes share the host's loopback interface; use the docker backend for partitions and packet loss",
+        })
+    }
+
+    async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {
+        std::fs::create_dir_all(dir)?;
+        for (id, node) in self.nodes.lock().expect("nodes lock").iter() {
+            if node.log_path.exists() {
+                std::fs::copy(&node.log_path, dir.join(format!("{id}.log")))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn teardown(self) -> Result<(), DbError> {
+        for node in self.nodes() {
+            let _ = self.signal(&node, Signal::SIGCONT);
+            let _ = self.kill(&node).await;
+        }
+        tracing::debug!(root = %self.root.display(), "local cluster stopped");
+        Ok(())
+    }
+}
+
+impl Drop for LocalDb {
+    fn drop(&mut self) {
+        for node in self.nodes.lock().expect("nodes lock").values_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

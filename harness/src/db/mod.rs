@@ -1,0 +1,130 @@
+//! The cluster under test, and what can be done to its nodes.
+//!
+//! A [`Db`] starts N `kvnode`s, tells the harness where each one's client
+//! API is, and kills, restarts, pauses and resumes them. Backends:
+//! [`docker::DockerDb`] (containers on a user network; the one that can
+//! partition) and [`local::LocalDb`] (processes on loopback).
+
+pub mod docker;
+pub mod local;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("docker: {0}")]
+    Docker(String),
+    #[error("node {0} is not part of this cluster")]
+    UnknownNode(String),
+    #[error("node {node} did not become ready within {waited:?}: {detail}")]
+    NotReady { node: String, waited: Duration, detail: String },
+    #[error("{0}")]
+    Process(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the {backend} backend cannot {what}: {why}")]
+    Unsupported { backend: &'static str, what: &'static str, why: &'static str },
+}
+
+/// The shape of a cluster to start.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// Node ids are `n1..=nN`.
+    pub nodes: usize,
+    /// Extra `kvnode` flags for every node.
+    pub extra_flags: Vec<String>,
+}
+
+impl ClusterSpec {
+    pub fn new(nodes: usize) -> ClusterSpec {
+        assert!(nodes > 0, "a cluster has at least one node");
+        ClusterSpec { nodes, extra_flags: Vec::new() }
+    }
+
+    pub fn node_ids(&self) -> Vec<String> {
+        (1..=self.nodes).map(|i| format!("n{i}")).collect()
+    }
+}
+
+/// `kvnode` flags every harness cluster uses: test hooks on (clock skew,
+/// replica status, probes) and background work fast enough for short runs.
+pub fn harness_flags() -> Vec<String> {
+    [
+        "--test-hooks",
+        "--heartbeat-interval-ms",
+        "200",
+        "--failure-timeout-ms",
+        "1000",
+        "--hint-interval-ms",
+        "500",
+        "--anti-entropy-interval-ms",
+        "2000",
+        "--rpc-timeout-ms",
+        "500",
+        "--request-timeout-ms",
+        "3000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Where a node's network namespace is, for packet filters run from the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetNamespace {
+    /// A process inside the namespace (`/proc/PID/ns/net`).
+    pub pid: u32,
+    /// The node's address on the cluster network.
+    pub ip: String,
+}
+
+/// A running cluster.
+pub trait Db: Send + Sync {
+    fn backend(&self) -> &'static str;
+
+    /// `n1..=nN`.
+    fn nodes(&self) -> Vec<String>;
+
+    /// The base URL (`http://HOST:PORT`) at which the harness reaches
+    /// `node`'s client API right now (it may change after a restart).
+    fn base_url(&self, node: &str) -> Result<String, DbError>;
+
+    /// `kill -9`: no shutdown; the node's data stays.
+    fn kill(&self, node: &str) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// Starts a killed node again and waits until it is ready.
+    fn start(&self, node: &str) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// Freezes every process of the node (it stops answering, keeps state).
+    fn pause(&self, node: &str) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    fn resume(&self, node: &str) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// The node's network namespace, for partitions and packet loss.
+    fn net_namespace(&self, node: &str) -> impl Future<Output = Result<NetNamespace, DbError>> + Send;
+
+    /// Writes each node's log (stdout and stderr) to `dir/NODE.log`.
+    fn collect_logs(&self, dir: &Path) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// Stops and removes everything this cluster made.
+    fn teardown(self) -> impl Future<Output = Result<(), DbError>> + Send;
+}
+
+/// Polls `GET /health` until it answers 200 or `limit` passes.
+pub async fn wait_healthy(node: &str, base_url: &str, limit: Duration) -> Result<(), DbError> {
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().expect("http client");
+    let start = std::time::Instant::now();
+    let mut last = String::from("no answer yet");
+    while start.elapsed() < limit {
+        match client.get(format!("{base_url}/health")).send().await {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) => last = format!("status {}", response.status()),
+            Err(error) => last = error.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(DbError::NotReady { node: node.to_owned(), waited: limit, detail: last })
+}

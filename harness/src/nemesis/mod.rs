@@ -1,0 +1,309 @@
+//! Faults, injected and healed.
+//!
+//! A [`Fault`] is one concrete thing done to the cluster; [`FaultKind`]s
+//! name the families a nemesis draws from; [`ClusterNemesis`] draws a fault
+//! of its kinds at random, applies it through the [`Db`] (kills, pauses),
+//! the nodes' packet filters (partitions, loss, delay) or their test hooks
+//! (clock skew), and heals everything it did. Each injection and heal is an
+//! [`Event`] the runner records in the history.
+
+pub mod grudge;
+pub mod packet_filter;
+pub mod schedule;
+
+use crate::db::{Db, DbError};
+use crate::node_api::{NodeApi, NodeApiError};
+use grudge::Grudge;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::Rng;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NemesisError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Filter(#[from] packet_filter::FilterError),
+    #[error(transparent)]
+    NodeApi(#[from] NodeApiError),
+    #[error("this machine cannot inject {fault}: {why}")]
+    Unsupported { fault: &'static str, why: String },
+}
+
+/// The families of faults a nemesis can draw from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Any of the partition shapes in [`grudge`].
+    Partition,
+    /// `kill -9` of one node, a minority, or all, restarted on heal.
+    Kill,
+    /// SIGSTOP / freezer of one node or a minority, resumed on heal.
+    Pause,
+    /// A clock offset on one node (bump), or rapid back and forth (strobe).
+    Clock,
+    /// Random packet loss between nodes.
+    Loss,
+    /// Added latency on nodes' outgoing packets (needs netem).
+    Delay,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 6] =
+        [FaultKind::Partition, FaultKind::Kill, FaultKind::Pause, FaultKind::Clock, FaultKind::Loss, FaultKind::Delay];
+}
+
+/// One concrete fault.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+pub enum Fault {
+    Partition { shape: &'static str, grudge: Grudge },
+    Kill { nodes: Vec<String> },
+    Pause { nodes: Vec<String> },
+    ClockBump { node: String, offset_ms: i64 },
+    ClockStrobe { nodes: Vec<String>, offset_ms: i64, period_ms: u64 },
+    Loss { nodes: Vec<String>, probability: f64 },
+    Delay { nodes: Vec<String>, delay_ms: u64 },
+}
+
+impl Fault {
+    /// The history's `f` for the start of this fault (`start-partition`, ...).
+    pub fn start_f(&self) -> &'static str {
+        match self {
+            Fault::Partition { .. } => "start-partition",
+            Fault::Kill { .. } => "kill",
+            Fault::Pause { .. } => "pause",
+            Fault::ClockBump { .. } => "bump-clock",
+            Fault::ClockStrobe { .. } => "strobe-clock",
+            Fault::Loss { .. } => "start-loss",
+            Fault::Delay { .. } => "start-delay",
+        }
+    }
+}
+
+/// What the runner records: `f` and a JSON description.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    pub f: String,
+    pub value: serde_json::Value,
+}
+
+/// Injects faults and heals them (Jepsen's nemesis).
+pub trait Nemesis: Send {
+    /// The families this nemesis draws from.
+    fn kinds(&self) -> &[FaultKind];
+
+    /// Prepares the nodes (e.g. packet filter chains); called once.
+    fn setup<D: Db>(&mut self, db: &D) -> impl Future<Output = Result<(), NemesisError>> + Send;
+
+    /// Draws one fault of its kinds and applies it.
+    fn inject<D: Db>(&mut self, db: &D) -> impl Future<Output = Result<Event, NemesisError>> + Send;
+
+    /// Undoes everything injected so far: heals partitions, restarts killed
+    /// nodes, resumes paused ones, resets clocks. Safe to call at any time.
+    fn heal<D: Db>(&mut self, db: &D) -> impl Future<Output = Result<Event, NemesisError>> + Send;
+}
+
+/// A partition shape: nodes and randomness in, grudge out.
+type Shape = fn(&[String], &mut StdRng) -> Grudge;
+
+/// The nemesis of this harness: every fault kind, drawn with one seed.
+pub struct ClusterNemesis {
+    kinds: Vec<FaultKind>,
+    rng: StdRng,
+    api: NodeApi,
+    /// Faults applied and not yet healed.
+    active: Vec<Fault>,
+    strobes: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ClusterNemesis {
+    pub fn new(kinds: Vec<FaultKind>, rng: StdRng) -> ClusterNemesis {
+        assert!(!kinds.is_empty(), "a nemesis needs at least one kind of fault");
+        ClusterNemesis { kinds, rng, api: NodeApi::default(), active: Vec::new(), strobes: Vec::new() }
+    }
+
+    /// Draws a concrete fault of `kind` for `nodes`. Pure but for the rng.
+    pub fn draw(&mut self, kind: FaultKind, nodes: &[String]) -> Fault {
+        let rng = &mut self.rng;
+        let minority = |rng: &mut StdRng| {
+            let count = rng.random_range(1..=((nodes.len() - 1) / 2).max(1));
+            nodes.choose_multiple(rng, count).cloned().collect::<Vec<_>>()
+        };
+        match kind {
+            FaultKind::Partition => {
+                let shapes: [(&'static str, Shape); 5] = [
+                    ("isolate-one", grudge::isolate_one),
+                    ("random-halves", grudge::random_halves),
+                    ("majority-minority", grudge::majority_minority),
+                    ("majorities-ring", grudge::majorities_ring),
+                    ("bridge", grudge::bridge),
+                ];
+                let (shape, make) = shapes[rng.random_range(0..shapes.len())];
+                Fault::Partition { shape, grudge: make(nodes, rng) }
+            }
+            FaultKind::Kill => {
+                let nodes = match rng.random_range(0..3) {
+                    0 => vec![nodes.choose(rng).expect("nodes").clone()],
+                    1 => minority(rng),
+                    _ => nodes.to_vec(),
+                };
+                Fault::Kill { nodes }
+            }
+            FaultKind::Pause => Fault::Pause { nodes: minority(rng) },
+            FaultKind::Clock => {
+                let offset_ms = rng.random_range(1_000..=60_000) * if rng.random_bool(0.5) { 1 } else { -1 };
+                if rng.random_bool(0.5) {
+                    Fault::ClockBump { node: nodes.choose(rng).expect("nodes").clone(), offset_ms }
+                } else {
+                    Fault::ClockStrobe { nodes: minority(rng), offset_ms, period_ms: rng.random_range(10..=200) }
+                }
+            }
+            FaultKind::Loss => Fault::Loss { nodes: minority(rng), probability: rng.random_range(0.1..=0.5) },
+            FaultKind::Delay => Fault::Delay { nodes: minority(rng), delay_ms: rng.random_range(20..=200) },
+        }
+    }
+
+    /// Applies `fault` to the cluster.
+    pub async fn apply<D: Db>(&mut self, db: &D, fault: Fault) -> Result<Event, NemesisError> {
+        // Record first: a fault that fails half-way is still healed.
+        self.active.push(fault.clone());
+        match &fault {
+            Fault::Partition { grudge, .. } => {
+                for (node, cut) in grudge {
+                    let ns = db.net_namespace(node).await?;
+                    for peer in cut {
+                        packet_filter::cut(&ns, &db.net_namespace(peer).await?.ip)?;
+                    }
+                }
+            }
+            Fault::Kill { nodes } => {
+                for node in nodes {
+                    db.kill(node).await?;
+                }
+            }
+            Fault::Pause { nodes } => {
+                for node in nodes {
+                    db.pause(node).await?;
+                }
+            }
+            Fault::ClockBump { node, offset_ms } => {
+                self.api.set_clock_offset(&db.base_url(node)?, *offset_ms).await?;
+            }
+            Fault::ClockStrobe { nodes, offset_ms, period_ms } => {
+                let urls: Vec<String> = nodes.iter().map(|n| db.base_url(n)).collect::<Result<_, _>>()?;
+                self.strobes.push(tokio::spawn(strobe(self.api.clone(), urls, *offset_ms, *period_ms)));
+            }
+            Fault::Loss { nodes, probability } => {
+                for node in nodes {
+                    let ns = db.net_namespace(node).await?;
+                    for peer in db.nodes().iter().filter(|peer| *peer != node) {
+                        packet_filter::lose(&ns, &db.net_namespace(peer).await?.ip, *probability)?;
+                    }
+                }
+            }
+            Fault::Delay { nodes, delay_ms } => {
+                for node in nodes {
+                    let ns = db.net_namespace(node).await?;
+                    packet_filter::delay(&ns, *delay_ms).map_err(|error| NemesisError::Unsupported {
+                        fault: "delay",
+                        why: format!("tc netem is not available in this kernel ({error})"),
+                    })?;
+                }
+            }
+        }
+        Ok(Event { f: fault.start_f().to_owned(), value: serde_json::to_value(&fault).expect("faults serialize") })
+    }
+}
+
+/// Flips the nodes' clocks between +offset and -offset every period.
+async fn strobe(api: NodeApi, urls: Vec<String>, offset_ms: i64, period_ms: u64) {
+    let mut sign = 1;
+    loop {
+        for url in &urls {
+            let _ = api.set_clock_offset(url, sign * offset_ms).await;
+        }
+        sign = -sign;
+        tokio::time::sleep(Duration::from_millis(period_ms)).await;
+    }
+}
+
+impl Nemesis for ClusterNemesis {
+    fn kinds(&self) -> &[FaultKind] {
+        &self.kinds
+    }
+
+    async fn setup<D: Db>(&mut self, db: &D) -> Result<(), NemesisError> {
+        let needs_filters = self.kinds.iter().any(|k| matches!(k, FaultKind::Partition | FaultKind::Loss));
+        if needs_filters {
+            for node in db.nodes() {
+                packet_filter::install(&db.net_namespace(&node).await?)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn inject<D: Db>(&mut self, db: &D) -> Result<Event, NemesisError> {
+        let kind = *self.kinds.choose(&mut self.rng).expect("kinds is never empty");
+        let fault = self.draw(kind, &db.nodes());
+        self.apply(db, fault).await
+    }
+
+    async fn heal<D: Db>(&mut self, db: &D) -> Result<Event, NemesisError> {
+        for strobe in self.strobes.drain(..) {
+            strobe.abort();
+        }
+        let healed: Vec<Fault> = std::mem::take(&mut self.active);
+        let mut first_error: Option<NemesisError> = None;
+        let mut keep = |result: Result<(), NemesisError>| {
+            if let Err(error) = result {
+                tracing::error!(%error, "healing failed");
+                first_error.get_or_insert(error);
+            }
+        };
+        let touched = |pick: fn(&Fault) -> Vec<String>| -> BTreeSet<String> { healed.iter().flat_map(pick).collect() };
+        for node in touched(|f| match f {
+            Fault::Pause { nodes } => nodes.clone(),
+            _ => vec![],
+        }) {
+            keep(db.resume(&node).await.map_err(Into::into));
+        }
+        for node in touched(|f| match f {
+            Fault::Kill { nodes } => nodes.clone(),
+            _ => vec![],
+        }) {
+            keep(db.start(&node).await.map_err(Into::into));
+        }
+        let networked =
+            healed.iter().any(|f| matches!(f, Fault::Partition { .. } | Fault::Loss { .. } | Fault::Delay { .. }));
+        if networked {
+            for node in db.nodes() {
+                keep(heal_network(db, &node).await);
+            }
+        }
+        if healed.iter().any(|f| matches!(f, Fault::ClockBump { .. } | Fault::ClockStrobe { .. })) {
+            for node in db.nodes() {
+                let reset =
+                    async { self.api.set_clock_offset(&db.base_url(&node)?, 0).await.map(|_| ()).map_err(Into::into) };
+                keep(reset.await);
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        let healed: Vec<&'static str> = healed.iter().map(Fault::start_f).collect();
+        Ok(Event { f: "heal".into(), value: serde_json::json!({ "healed": healed }) })
+    }
+}
+
+async fn heal_network<D: Db>(db: &D, node: &str) -> Result<(), NemesisError> {
+    let ns = db.net_namespace(node).await?;
+    packet_filter::heal(&ns)?;
+    packet_filter::clear_delay(&ns)?;
+    Ok(())
+}

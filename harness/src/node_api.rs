@@ -1,0 +1,69 @@
+//! The test-hook calls the harness makes to a node (`/test/v1/*`), typed
+//! with the cluster's own wire types.
+
+use cluster::api::wire::{ClockState, ProbeRequest, ProbeResponse, SetClock};
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NodeApiError {
+    #[error("{url}: {error}")]
+    Http { url: String, error: String },
+    #[error("{url} answered {status}: {body}")]
+    Status { url: String, status: u16, body: String },
+}
+
+/// A small client for one node's test hooks, with a timeout on every call.
+#[derive(Clone)]
+pub struct NodeApi {
+    client: reqwest::Client,
+}
+
+impl Default for NodeApi {
+    fn default() -> NodeApi {
+        NodeApi::new(Duration::from_secs(3))
+    }
+}
+
+impl NodeApi {
+    pub fn new(timeout: Duration) -> NodeApi {
+        NodeApi { client: reqwest::Client::builder().timeout(timeout).build().expect("http client") }
+    }
+
+    async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+        body: &B,
+    ) -> Result<T, NodeApiError> {
+        let http = |error: reqwest::Error| NodeApiError::Http { url: url.clone(), error: error.to_string() };
+        let response = self.client.post(&url).json(body).send().await.map_err(http)?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = response.text().await.unwrap_or_default();
+            return Err(NodeApiError::Status { url, status, body });
+        }
+        response.json().await.map_err(http)
+    }
+
+    pub async fn set_clock_offset(&self, base_url: &str, offset_ms: i64) -> Result<ClockState, NodeApiError> {
+        self.post(format!("{base_url}/test/v1/clock"), &SetClock { offset_ms }).await
+    }
+
+    pub async fn clock(&self, base_url: &str) -> Result<ClockState, NodeApiError> {
+        let url = format!("{base_url}/test/v1/clock");
+        let http = |error: reqwest::Error| NodeApiError::Http { url: url.clone(), error: error.to_string() };
+        self.client.get(&url).send().await.map_err(http)?.json().await.map_err(http)
+    }
+
+    /// Whether the node at `base_url` reaches `peer` through its own
+    /// internal RPC, right now.
+    pub async fn probe(&self, base_url: &str, peer: &str) -> Result<ProbeResponse, NodeApiError> {
+        self.post(format!("{base_url}/test/v1/probe"), &ProbeRequest { peer: peer.to_owned() }).await
+    }
+
+    /// Whether `GET /health` answers 200 in time.
+    pub async fn healthy(&self, base_url: &str) -> bool {
+        let response = self.client.get(format!("{base_url}/health")).send().await;
+        response.is_ok_and(|r| r.status().is_success())
+    }
+}
