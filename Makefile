@@ -1,10 +1,11 @@
 # The commands a user needs. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help build release test lint fmt bench cluster-up cluster-down cluster-status test-partition clean
+.PHONY: help build release image test lint fmt bench cluster-up cluster-down cluster-status test-partition clean
 
 help:
 	@echo "make test            run every test (what CI runs)"
+	@echo "make image           build the kvnode container image locally (static binary, docker import)"
 	@echo "make lint            rustfmt and clippy, warnings as errors"
 	@echo "make bench           throughput and latency of a local 3-node cluster (BENCH_SECS, BENCH_CLIENTS)"
 	@echo "make cluster-up      start a local 3-node cluster on 127.0.0.1:7001-7003"
@@ -18,7 +19,12 @@ build:
 release:
 	@$(CARGO) build --quiet --release -p cluster --bin kvnode
 
-test:
+# The docker tests need the image of the current kvnode; it is rebuilt
+# only when the binary changed.
+image:
+	@harness/scripts/build-image.sh
+
+test: image
 	$(CARGO) test --workspace
 
 lint:
