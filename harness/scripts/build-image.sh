@@ -11,7 +11,7 @@ target=x86_64-unknown-linux-gnu
 cd "$root"
 # --target keeps build scripts and proc-macros dynamic (../shared/PLATFORM.md).
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --release --target "$target" -p cluster --bin kvnode
-bin="$root/target/$target/release/kvnode"
+bin="${CARGO_TARGET_DIR:-$root/target}/$target/release/kvnode"
 if ! ldd "$bin" 2>&1 | grep -qE "statically linked|not a dynamic executable"; then
   echo "build-image: $bin is not static; refusing to build an image that cannot start" >&2
   exit 1
