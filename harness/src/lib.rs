@@ -8,6 +8,9 @@
 //!
 //! See ARCHITECTURE.md at the root.
 
+pub mod client;
 pub mod db;
+pub mod generator;
+pub mod history;
 pub mod nemesis;
 pub mod node_api;

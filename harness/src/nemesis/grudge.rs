@@ -54,8 +54,9 @@ pub fn majorities_ring(nodes: &[String], rng: &mut impl Rng) -> Grudge {
     }
     let mut ring = nodes.to_vec();
     ring.shuffle(rng);
-    // Seeing `reach` neighbours on each side makes 2 * reach + 1 > n / 2.
-    let reach = n / 4 + 1;
+    // Itself and `reach` neighbours on each side: 2 * reach + 1 > n / 2,
+    // while the farthest nodes stay cut.
+    let reach = (n / 2).div_ceil(2);
     let mut grudge = Grudge::new();
     for (i, node) in ring.iter().enumerate() {
         let far = ring.iter().enumerate().filter(|(j, _)| {

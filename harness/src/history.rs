@@ -1,0 +1,229 @@
+//! The history: every operation's invocation and completion, in the order
+//! they happened, as JSON lines (SPEC section 3). A public format: other
+//! tools read and write it, so every field is as the SPEC names it.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufWriter, Write};
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Invoke,
+    /// It happened.
+    Ok,
+    /// It certainly did not happen.
+    Fail,
+    /// Unknown: it may or may not have happened.
+    Info,
+}
+
+/// `process`: a client process id, or the nemesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Process {
+    Client(u64),
+    Nemesis(NemesisTag),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NemesisTag {
+    Nemesis,
+}
+
+impl Process {
+    pub const NEMESIS: Process = Process::Nemesis(NemesisTag::Nemesis);
+}
+
+/// One line of the history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub index: u64,
+    /// Nanoseconds since the run started, monotonic.
+    pub time: u64,
+    pub process: Process,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub f: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Base64 bytes for our API; plain JSON for the general models. `null`
+    /// (kept) for a get that found nothing.
+    #[serde(default, skip_serializing_if = "Value::is_absent")]
+    pub value: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_timestamp: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A `value` that tells "absent" from an explicit `null`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Value {
+    #[default]
+    Absent,
+    Present(serde_json::Value),
+}
+
+impl Value {
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Value::Absent)
+    }
+
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        match self {
+            Value::Absent => None,
+            Value::Present(value) => Some(value),
+        }
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Absent => serializer.serialize_none(),
+            Value::Present(value) => value.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(Value::Present)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum HistoryError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line {line}: {error}")]
+    Parse { line: usize, error: String },
+    #[error("line {line}: {problem}")]
+    Invalid { line: usize, problem: String },
+}
+
+/// Appends events as JSON lines, flushing each, so a crash of the harness
+/// still leaves a usable history.
+pub struct HistoryWriter {
+    out: BufWriter<std::fs::File>,
+    next_index: u64,
+}
+
+impl HistoryWriter {
+    pub fn create(path: &Path) -> Result<HistoryWriter, HistoryError> {
+        Ok(HistoryWriter { out: BufWriter::new(std::fs::File::create(path)?), next_index: 0 })
+    }
+
+    /// Writes `event` with the next index (ignoring the one it carries).
+    pub fn append(&mut self, mut event: Event) -> Result<Event, HistoryError> {
+        event.index = self.next_index;
+        self.next_index += 1;
+        serde_json::to_writer(&mut self.out, &event).map_err(std::io::Error::from)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        Ok(event)
+    }
+}
+
+/// Reads and validates a history: indexes in order, at most one operation
+/// in flight per process, completions matching an invocation. A torn last
+/// line (a harness killed mid-write) is dropped with a warning.
+pub fn read(path: &Path) -> Result<Vec<Event>, HistoryError> {
+    let file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let lines: Vec<String> = file.lines().collect::<Result<_, _>>()?;
+    let mut events = Vec::with_capacity(lines.len());
+    let last = lines.len();
+    for (n, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Event>(line) {
+            Ok(event) => events.push(event),
+            Err(error) if n + 1 == last => {
+                tracing::warn!(line = n + 1, %error, "dropping a torn last line");
+            }
+            Err(error) => return Err(HistoryError::Parse { line: n + 1, error: error.to_string() }),
+        }
+    }
+    validate(&events)?;
+    Ok(events)
+}
+
+/// The structural rules of SPEC section 3.
+pub fn validate(events: &[Event]) -> Result<(), HistoryError> {
+    let mut in_flight: std::collections::HashMap<Process, &str> = std::collections::HashMap::new();
+    for (line, event) in events.iter().enumerate().map(|(i, e)| (i + 1, e)) {
+        let invalid = |problem: String| HistoryError::Invalid { line, problem };
+        if event.process == Process::NEMESIS {
+            continue;
+        }
+        match event.kind {
+            EventType::Invoke => {
+                if let Some(f) = in_flight.insert(event.process, &event.f) {
+                    return Err(invalid(format!(
+                        "process {:?} invokes {} with {f} still in flight",
+                        event.process, event.f
+                    )));
+                }
+            }
+            _ => match in_flight.remove(&event.process) {
+                Some(f) if f == event.f => {}
+                Some(f) => return Err(invalid(format!("completion of {} but {f} was invoked", event.f))),
+                None => return Err(invalid(format!("completion of {} with nothing in flight", event.f))),
+            },
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_in_the_spec_format() {
+        let line = r#"{"index":3,"time":1500,"process":2,"type":"ok","f":"get","key":"k1","value":null,"consistency":"strong","timestamp":17,"node":"n1"}"#;
+        let event: Event = serde_json::from_str(line).unwrap();
+        assert_eq!(event.value, Value::Present(serde_json::Value::Null));
+        assert_eq!(event.process, Process::Client(2));
+        assert_eq!(serde_json::to_string(&event).unwrap(), line);
+        let nemesis = r#"{"index":0,"time":0,"process":"nemesis","type":"info","f":"start-partition","value":{"shape":"bridge"}}"#;
+        let event: Event = serde_json::from_str(nemesis).unwrap();
+        assert_eq!(event.process, Process::NEMESIS);
+        assert_eq!(serde_json::to_string(&event).unwrap(), nemesis);
+        let absent = r#"{"index":1,"time":2,"process":0,"type":"invoke","f":"delete","key":"k"}"#;
+        assert_eq!(serde_json::to_string(&serde_json::from_str::<Event>(absent).unwrap()).unwrap(), absent);
+    }
+
+    #[test]
+    fn structure_is_checked() {
+        let event = |process, kind, f: &str| Event {
+            index: 0,
+            time: 0,
+            process: Process::Client(process),
+            kind,
+            f: f.into(),
+            key: None,
+            value: Value::Absent,
+            consistency: None,
+            min_timestamp: None,
+            timestamp: None,
+            node: None,
+            error: None,
+        };
+        let fine =
+            [event(0, EventType::Invoke, "put"), event(1, EventType::Invoke, "get"), event(0, EventType::Ok, "put")];
+        assert!(validate(&fine).is_ok());
+        assert!(validate(&[event(0, EventType::Invoke, "put"), event(0, EventType::Invoke, "get")]).is_err());
+        assert!(validate(&[event(0, EventType::Ok, "put")]).is_err());
+    }
+}
