@@ -14,3 +14,5 @@ pub mod generator;
 pub mod history;
 pub mod nemesis;
 pub mod node_api;
+pub mod runner;
+pub mod verdict;

@@ -1,0 +1,251 @@
+//! `harness`: run Jepsen-style tests against the reference cluster.
+//!
+//! ```text
+//! harness run --workload register --nemesis partition --nodes 5 ...
+//! harness suite workloads/scenarios/partition.toml
+//! harness check reports/<run>/history.jsonl
+//! ```
+//!
+//! Exit codes: 0 valid, 1 anomalies found, 2 unknown or the run failed.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use harness::nemesis::FaultKind;
+use harness::runner::Progress;
+use harness::verdict::{exit_code, merge, Validity};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use workloads::run::{check, fresh_seed, run_scenario, RunReport};
+use workloads::scenario::{self, Backend, Scenario};
+use workloads::WorkloadKind;
+
+#[derive(Parser)]
+#[command(name = "harness", version, about = "Jepsen-style tests for leaderless key-value stores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Folder for run folders.
+    #[arg(long, global = true, default_value = "reports")]
+    reports: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One run, described by flags.
+    Run {
+        #[arg(long, value_enum, default_value = "register")]
+        workload: WorkloadKind,
+        /// Fault kinds, comma-separated (partition, kill, pause, clock, loss, delay); none by default.
+        #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
+        nemesis: Vec<FaultKind>,
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        /// Operations per second, all processes together.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
+        /// Seconds between fault changes.
+        #[arg(long, default_value_t = 5)]
+        nemesis_interval: u64,
+        /// The seed of every random choice; printed when not given.
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, value_enum, default_value = "docker")]
+        backend: Backend,
+        /// Names the run folder.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Every scenario of a TOML file, one after the other.
+    Suite {
+        file: PathBuf,
+        /// Run only the scenario with this name.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Checks an existing history file.
+    Check { history: PathBuf },
+}
+
+fn parse_fault(text: &str) -> Result<FaultKind, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("unknown fault {text:?}: expected partition, kill, pause, clock, loss or delay"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = std::env::var("HARNESS_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("harness: {error:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run {
+            workload,
+            nemesis,
+            nodes,
+            concurrency,
+            rate,
+            time_limit,
+            nemesis_interval,
+            seed,
+            backend,
+            name,
+        } => {
+            let scenario = Scenario {
+                name: name.unwrap_or_else(|| format!("{}-{}", workload.name(), backend_name(backend))),
+                workload,
+                nemesis,
+                nodes,
+                concurrency,
+                rate,
+                time_limit_secs: time_limit,
+                nemesis_interval_secs: nemesis_interval,
+                backend,
+                seed: Some(seed.unwrap_or_else(fresh_seed)),
+            };
+            scenario.validate().map_err(anyhow::Error::msg)?;
+            let report = run_one(&scenario, &cli.reports).await?;
+            Ok(exit_code(report.validity))
+        }
+        Command::Suite { file, only } => {
+            let mut scenarios = scenario::load(&file)?;
+            if let Some(only) = only {
+                scenarios.retain(|s| s.name == only);
+                anyhow::ensure!(!scenarios.is_empty(), "no scenario named {only:?} in {}", file.display());
+            }
+            let mut verdicts = Vec::new();
+            for scenario in &scenarios {
+                let report = run_one(scenario, &cli.reports).await?;
+                verdicts.push((scenario.name.clone(), report.validity, report.folder));
+            }
+            println!("\nsuite {}:", file.display());
+            for (name, validity, folder) in &verdicts {
+                println!("  {:<8} {name:<28} {}", label(*validity), folder.display());
+            }
+            Ok(exit_code(verdicts.iter().map(|(_, v, _)| *v).max().unwrap_or(Validity::Unknown)))
+        }
+        Command::Check { history } => check_file(&history),
+    }
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Docker => "docker",
+        Backend::Local => "local",
+    }
+}
+
+fn label(validity: Validity) -> &'static str {
+    match validity {
+        Validity::Valid => "VALID",
+        Validity::Invalid => "INVALID",
+        Validity::Unknown => "UNKNOWN",
+    }
+}
+
+/// Stops at once, with what to do, when the docker backend has no engine.
+async fn require_docker(scenario: &Scenario) -> anyhow::Result<()> {
+    if scenario.backend != Backend::Docker {
+        return Ok(());
+    }
+    if let Err(error) = harness::db::docker::connect().await {
+        anyhow::bail!(
+            "scenario {:?} needs Docker, and {error}.\n\
+             - Missing: a Docker engine answering on /var/run/docker.sock (or DOCKER_HOST).\n\
+             - To get it on Debian: apt-get install docker.io && service docker start; then `make image`.\n\
+             - Without Docker, the local-process scenarios still run (no partitions there):\n\
+             \x20   cargo run --release -p workloads --bin harness -- suite workloads/scenarios/local.toml",
+            scenario.name
+        );
+    }
+    Ok(())
+}
+
+async fn run_one(scenario: &Scenario, reports: &Path) -> anyhow::Result<RunReport> {
+    require_docker(scenario).await?;
+    let seed = scenario.seed.unwrap_or_else(fresh_seed);
+    let scenario = Scenario { seed: Some(seed), ..scenario.clone() };
+    eprintln!(
+        "== {}: {} workload, nemesis [{}], {} nodes ({}), {} processes, {} ops/s for {} s, seed {seed}",
+        scenario.name,
+        scenario.workload.name(),
+        scenario.nemesis.iter().map(|k| format!("{k:?}").to_lowercase()).collect::<Vec<_>>().join(", "),
+        scenario.nodes,
+        backend_name(scenario.backend),
+        scenario.concurrency,
+        scenario.rate,
+        scenario.time_limit_secs,
+    );
+    let progress = Arc::new(Progress::default());
+    let ticker = tokio::spawn(show_progress(progress.clone(), Instant::now()));
+    let report = run_scenario(&scenario, reports, progress).await;
+    ticker.abort();
+    eprintln!();
+    let report = report.with_context(|| format!("scenario {} failed to run", scenario.name))?;
+    print_summary(&scenario, &report);
+    Ok(report)
+}
+
+async fn show_progress(progress: Arc<Progress>, started: Instant) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let fault = progress.fault.lock().map(|f| f.clone()).unwrap_or_default();
+        eprint!(
+            "\r[{:>4}s] ok {:>6}  fail {:>5}  info {:>5}  fault: {:<24}",
+            started.elapsed().as_secs(),
+            progress.ok.load(Ordering::Relaxed),
+            progress.fail.load(Ordering::Relaxed),
+            progress.info.load(Ordering::Relaxed),
+            if fault.is_empty() { "none" } else { &fault },
+        );
+    }
+}
+
+fn print_summary(scenario: &Scenario, report: &RunReport) {
+    println!(
+        "{} {} (seed {}, {:.0} s)",
+        label(report.validity),
+        scenario.name,
+        report.seed,
+        report.elapsed.as_secs_f64()
+    );
+    for result in &report.results {
+        println!("  {:<8} {:<14} {}", label(result.valid), result.checker, result.reason);
+    }
+    println!(
+        "  {} events over {} keys; replicas {} after {} ms",
+        report.summary.events,
+        report.summary.keys,
+        if report.summary.converged { "converged" } else { "did NOT converge" },
+        report.summary.convergence_wait_ms
+    );
+    println!("  run folder: {}", report.folder.display());
+    println!("  reproduce:  {}", workloads::run::reproduce_command(scenario, report.seed));
+}
+
+fn check_file(path: &Path) -> anyhow::Result<i32> {
+    let events = harness::history::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let keys: std::collections::BTreeSet<_> = events.iter().filter_map(|e| e.key.clone()).collect();
+    let results = check(WorkloadKind::Register.checkers(), path, None);
+    println!("{} {} ({} events, {} keys)", label(merge(&results)), path.display(), events.len(), keys.len());
+    for result in &results {
+        println!("  {:<8} {:<14} {}", label(result.valid), result.checker, result.reason);
+    }
+    Ok(exit_code(merge(&results)))
+}

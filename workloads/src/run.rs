@@ -1,0 +1,179 @@
+//! One scenario, end to end: a run folder, a cluster, the workload and the
+//! nemesis, the history, the checks, and the verdict.
+//!
+//! The run folder `reports/<UTC time>-<name>/` holds `config.json` (the
+//! scenario and its seed), `history.jsonl`, `logs/NODE.log`,
+//! `convergence.json` (replica states after the final heal) and
+//! `results.json` (every check's verdict).
+
+use crate::scenario::{Backend, Scenario};
+use crate::Workload;
+use harness::db::docker::DockerDb;
+use harness::db::local::LocalDb;
+use harness::db::{ClusterSpec, Db};
+use harness::history;
+use harness::nemesis::ClusterNemesis;
+use harness::runner::{self, Progress, RunConfig, RunSummary};
+use harness::verdict::{merge, CheckResult, Validity};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a finished run is, and what it concluded.
+#[derive(Debug)]
+pub struct RunReport {
+    pub folder: PathBuf,
+    pub seed: u64,
+    pub validity: Validity,
+    pub results: Vec<CheckResult>,
+    pub summary: RunSummary,
+    pub elapsed: Duration,
+}
+
+/// `2026-11-29T05-07-00Z`, from the system clock, for folder names.
+pub fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}-{:02}-{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+pub fn fresh_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    (nanos as u64) ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Runs `scenario` with its folder under `reports`.
+pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Progress>) -> anyhow::Result<RunReport> {
+    let seed = scenario.seed.unwrap_or_else(fresh_seed);
+    let folder = reports.join(format!("{}-{}", utc_stamp(), scenario.name));
+    std::fs::create_dir_all(&folder)?;
+    let config =
+        serde_json::json!({ "scenario": scenario, "seed": seed, "command": reproduce_command(scenario, seed) });
+    std::fs::write(folder.join("config.json"), serde_json::to_string_pretty(&config)?)?;
+    let spec = ClusterSpec::new(scenario.nodes);
+    let started = Instant::now();
+    let (summary, replicas) = match scenario.backend {
+        Backend::Docker => {
+            let db = DockerDb::start(&spec).await?;
+            let outcome = play(&db, scenario, seed, &folder, &progress).await;
+            finish(db, &folder, outcome).await?
+        }
+        Backend::Local => {
+            let db = LocalDb::start(&spec, &folder.join("nodes")).await?;
+            let outcome = play(&db, scenario, seed, &folder, &progress).await;
+            finish(db, &folder, outcome).await?
+        }
+    };
+    std::fs::write(folder.join("convergence.json"), serde_json::to_string_pretty(&replicas)?)?;
+    let results = check(scenario.workload.checkers(), &folder.join("history.jsonl"), Some(&summary));
+    let validity = merge(&results);
+    let written = serde_json::json!({ "valid": validity, "results": results, "summary": summary });
+    std::fs::write(folder.join("results.json"), serde_json::to_string_pretty(&written)?)?;
+    Ok(RunReport { folder, seed, validity, results, summary, elapsed: started.elapsed() })
+}
+
+async fn play<D: Db>(
+    db: &D,
+    scenario: &Scenario,
+    seed: u64,
+    folder: &Path,
+    progress: &Progress,
+) -> anyhow::Result<(RunSummary, serde_json::Value)> {
+    let workload = Workload::new(scenario.workload, seed, scenario.rate, Duration::from_secs(scenario.time_limit_secs));
+    let nemesis = (!scenario.nemesis.is_empty())
+        .then(|| ClusterNemesis::new(scenario.nemesis.clone(), StdRng::seed_from_u64(seed.rotate_left(17))));
+    let config = RunConfig {
+        concurrency: scenario.concurrency,
+        seed,
+        op_timeout: Duration::from_secs(5),
+        nemesis_interval: Duration::from_secs(scenario.nemesis_interval_secs),
+        convergence_timeout: Duration::from_secs(60),
+        replicas: 3,
+    };
+    let history = folder.join("history.jsonl");
+    Ok(runner::run(db, workload.generator, nemesis, &config, &history, progress).await?)
+}
+
+/// Saves the logs and removes the cluster, whatever the run's outcome.
+async fn finish<D: Db>(
+    db: D,
+    folder: &Path,
+    outcome: anyhow::Result<(RunSummary, serde_json::Value)>,
+) -> anyhow::Result<(RunSummary, serde_json::Value)> {
+    if let Err(error) = db.collect_logs(&folder.join("logs")).await {
+        tracing::warn!(%error, "could not save node logs");
+    }
+    let torn_down = db.teardown().await;
+    let outcome = outcome?;
+    torn_down?;
+    Ok(outcome)
+}
+
+/// The command line that replays `scenario` with `seed`.
+pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
+    let nemesis: Vec<String> = scenario.nemesis.iter().map(|k| format!("{k:?}").to_lowercase()).collect();
+    let backend = match scenario.backend {
+        Backend::Docker => "docker",
+        Backend::Local => "local",
+    };
+    let mut command = format!(
+        "cargo run --release -p workloads --bin harness -- run --workload {} --nodes {} --concurrency {} --rate {} \
+         --time-limit {} --nemesis-interval {} --backend {backend} --seed {seed} --name {}",
+        scenario.workload.name(),
+        scenario.nodes,
+        scenario.concurrency,
+        scenario.rate,
+        scenario.time_limit_secs,
+        scenario.nemesis_interval_secs,
+        scenario.name
+    );
+    if !nemesis.is_empty() {
+        command.push_str(&format!(" --nemesis {}", nemesis.join(",")));
+    }
+    command
+}
+
+/// Every check that can run on this history today: `checkers` are the
+/// workload's; convergence is judged when the run's `summary` is known.
+pub fn check(checkers: &[&str], history_path: &Path, summary: Option<&RunSummary>) -> Vec<CheckResult> {
+    let mut results = Vec::new();
+    match history::read(history_path) {
+        Ok(events) => {
+            let reason = format!("{} events, every completion matches an invocation", events.len());
+            results.push(CheckResult::new("well-formed", Validity::Valid, reason));
+        }
+        Err(error) => results.push(CheckResult::new("well-formed", Validity::Invalid, error.to_string())),
+    }
+    match summary {
+        Some(summary) if summary.converged => {
+            let reason = format!("every owner of the {} keys holds the same version", summary.keys);
+            results.push(CheckResult::new("convergence", Validity::Valid, reason));
+        }
+        Some(_) => results.push(CheckResult::new(
+            "convergence",
+            Validity::Invalid,
+            "replicas still differ after the final heal (see convergence.json)",
+        )),
+        None => {}
+    }
+    for checker in checkers.iter().filter(|c| **c != "convergence") {
+        let reason = format!("the {checker} checker is not built yet; no verdict without it");
+        results.push(CheckResult::new(checker, Validity::Unknown, reason));
+    }
+    if let Some(error) = summary.and_then(|s| s.nemesis_error.as_ref()) {
+        results.push(CheckResult::new("nemesis", Validity::Unknown, format!("the nemesis failed: {error}")));
+    }
+    results
+}

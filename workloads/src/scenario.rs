@@ -1,0 +1,160 @@
+//! Scenario files: TOML lists of runs.
+//!
+//! ```toml
+//! [[scenario]]
+//! name = "register-partition"
+//! workload = "register"
+//! nemesis = ["partition"]
+//! nodes = 5
+//! concurrency = 10
+//! rate = 100.0
+//! time_limit_secs = 60
+//! nemesis_interval_secs = 5
+//! backend = "docker"
+//! ```
+
+use crate::WorkloadKind;
+use harness::nemesis::FaultKind;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    Docker,
+    Local,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub workload: WorkloadKind,
+    /// Fault kinds the nemesis draws from; empty for none.
+    #[serde(default)]
+    pub nemesis: Vec<FaultKind>,
+    #[serde(default = "defaults::nodes")]
+    pub nodes: usize,
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
+    /// Target operations per second, all processes together.
+    #[serde(default = "defaults::rate")]
+    pub rate: f64,
+    #[serde(default = "defaults::time_limit_secs")]
+    pub time_limit_secs: u64,
+    #[serde(default = "defaults::nemesis_interval_secs")]
+    pub nemesis_interval_secs: u64,
+    #[serde(default = "defaults::backend")]
+    pub backend: Backend,
+    /// Fixed seed; a fresh one (printed) when absent.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+mod defaults {
+    pub fn nodes() -> usize {
+        5
+    }
+    pub fn concurrency() -> usize {
+        10
+    }
+    pub fn rate() -> f64 {
+        100.0
+    }
+    pub fn time_limit_secs() -> u64 {
+        60
+    }
+    pub fn nemesis_interval_secs() -> u64 {
+        5
+    }
+    pub fn backend() -> super::Backend {
+        super::Backend::Docker
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    scenario: Vec<Scenario>,
+}
+
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Parse { path: String, error: String },
+    #[error("{path}: scenario {name:?}: {problem}")]
+    Invalid { path: String, name: String, problem: String },
+}
+
+impl Scenario {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nodes == 0 || self.concurrency == 0 || self.time_limit_secs == 0 || self.nemesis_interval_secs == 0 {
+            return Err("nodes, concurrency, time_limit_secs and nemesis_interval_secs must be > 0".into());
+        }
+        if !(self.rate > 0.0 && self.rate.is_finite()) {
+            return Err(format!("rate must be a positive number, got {}", self.rate));
+        }
+        let needs_network =
+            self.nemesis.iter().any(|k| matches!(k, FaultKind::Partition | FaultKind::Loss | FaultKind::Delay));
+        if self.backend == Backend::Local && needs_network {
+            return Err("the local backend cannot partition or drop packets; use backend = \"docker\"".into());
+        }
+        Ok(())
+    }
+}
+
+pub fn load(path: &Path) -> Result<Vec<Scenario>, ScenarioError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read { path: shown.clone(), error })?;
+    let file: ScenarioFile = toml::from_str(&text)
+        .map_err(|error| ScenarioError::Parse { path: shown.clone(), error: error.to_string() })?;
+    for scenario in &file.scenario {
+        scenario.validate().map_err(|problem| ScenarioError::Invalid {
+            path: shown.clone(),
+            name: scenario.name.clone(),
+            problem,
+        })?;
+    }
+    Ok(file.scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_scenario_files_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            loaded += load(&path).unwrap_or_else(|e| panic!("{e}")).len();
+        }
+        assert!(loaded >= 2);
+    }
+
+    #[test]
+    fn bad_scenarios_are_refused_clearly() {
+        let dir = std::env::temp_dir().join(format!("scenario-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |text: &str| {
+            let path = dir.join("s.toml");
+            std::fs::write(&path, text).unwrap();
+            load(&path)
+        };
+        assert!(matches!(write("[[scenario]]\nname = \"x\"\nworkload = \"nope\""), Err(ScenarioError::Parse { .. })));
+        assert!(matches!(
+            write("[[scenario]]\nname = \"x\"\nworkload = \"register\"\ntypo = 1"),
+            Err(ScenarioError::Parse { .. })
+        ));
+        let local_partition =
+            "[[scenario]]\nname = \"x\"\nworkload = \"register\"\nnemesis = [\"partition\"]\nbackend = \"local\"";
+        assert!(matches!(write(local_partition), Err(ScenarioError::Invalid { .. })));
+        let fine = write("[[scenario]]\nname = \"x\"\nworkload = \"ttl\"").unwrap();
+        assert_eq!(fine[0].nodes, 5);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

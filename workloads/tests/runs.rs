@@ -1,0 +1,85 @@
+//! Short runs of every workload against local processes, and a short
+//! partition run against containers: a run folder with a well-formed
+//! history, node logs, replica states and results.
+
+use harness::history::{self, EventType, Process};
+use harness::nemesis::FaultKind;
+use harness::runner::Progress;
+use harness::verdict::Validity;
+use std::path::Path;
+use std::sync::Arc;
+use workloads::run::{run_scenario, RunReport};
+use workloads::scenario::{Backend, Scenario};
+use workloads::WorkloadKind;
+
+fn scenario(name: &str, workload: WorkloadKind, nemesis: Vec<FaultKind>, backend: Backend) -> Scenario {
+    Scenario {
+        name: name.into(),
+        workload,
+        nemesis,
+        nodes: 3,
+        concurrency: 4,
+        rate: 40.0,
+        time_limit_secs: 6,
+        nemesis_interval_secs: 2,
+        backend,
+        seed: Some(11),
+    }
+}
+
+fn reports_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("workload-runs-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn assert_complete_run(report: &RunReport, nemesis: bool) {
+    for file in ["config.json", "history.jsonl", "convergence.json", "results.json", "logs/n1.log"] {
+        assert!(report.folder.join(file).is_file(), "{file} missing from {}", report.folder.display());
+    }
+    let events = history::read(&report.folder.join("history.jsonl")).expect("a well-formed history");
+    let ok = events.iter().filter(|e| e.kind == EventType::Ok).count();
+    assert!(ok >= 50, "only {ok} operations succeeded");
+    let faults = events.iter().filter(|e| e.process == Process::NEMESIS).count();
+    assert_eq!(faults > 0, nemesis, "nemesis events: {faults}");
+    // Final strong reads of every key touched.
+    let finals = events.iter().filter(|e| matches!(e.process, Process::Client(p) if p >= 1_000_000)).count();
+    assert_eq!(finals, report.summary.keys * 2, "an invocation and a completion per key");
+    assert!(report.summary.converged, "replicas did not converge: {}", report.folder.display());
+    assert_ne!(report.validity, Validity::Invalid, "{:#?}", report.results);
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.folder.join("results.json")).unwrap()).unwrap();
+    assert!(results["results"].as_array().is_some_and(|r| r.len() >= 2));
+}
+
+async fn run(scenario: &Scenario, reports: &Path) -> RunReport {
+    run_scenario(scenario, reports, Arc::new(Progress::default())).await.expect("the run completes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_runs_against_local_processes() {
+    let reports = reports_dir("local");
+    let faults = vec![FaultKind::Kill, FaultKind::Clock];
+    for (workload, nemesis) in [
+        (WorkloadKind::Register, faults.clone()),
+        (WorkloadKind::Session, vec![FaultKind::Clock, FaultKind::Pause]),
+        (WorkloadKind::Durability, faults),
+        (WorkloadKind::Ttl, vec![]),
+    ] {
+        let has_nemesis = !nemesis.is_empty();
+        let report = run(&scenario(workload.name(), workload, nemesis, Backend::Local), &reports).await;
+        assert_complete_run(&report, has_nemesis);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_partition_run_against_containers() {
+    let reports = reports_dir("docker");
+    let report =
+        run(&scenario("partition", WorkloadKind::Register, vec![FaultKind::Partition], Backend::Docker), &reports)
+            .await;
+    assert_complete_run(&report, true);
+    let events = history::read(&report.folder.join("history.jsonl")).unwrap();
+    assert!(events.iter().any(|e| e.f == "start-partition"), "no partition was recorded");
+    assert_eq!(events.iter().rev().find(|e| e.process == Process::NEMESIS).map(|e| e.f.as_str()), Some("heal"));
+}
