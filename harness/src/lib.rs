@@ -8,10 +8,12 @@
 //!
 //! See ARCHITECTURE.md at the root.
 
+pub mod checker;
 pub mod client;
 pub mod db;
 pub mod generator;
 pub mod history;
+pub mod model;
 pub mod nemesis;
 pub mod node_api;
 pub mod runner;

@@ -8,10 +8,12 @@
 
 use crate::scenario::{Backend, Scenario};
 use crate::Workload;
+use harness::checker::linearizable::{self, Budget};
 use harness::db::docker::DockerDb;
 use harness::db::local::LocalDb;
 use harness::db::{ClusterSpec, Db};
 use harness::history;
+use harness::model::register::Register;
 use harness::nemesis::ClusterNemesis;
 use harness::runner::{self, Progress, RunConfig, RunSummary};
 use harness::verdict::{merge, CheckResult, Validity};
@@ -149,13 +151,17 @@ pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
 /// workload's; convergence is judged when the run's `summary` is known.
 pub fn check(checkers: &[&str], history_path: &Path, summary: Option<&RunSummary>) -> Vec<CheckResult> {
     let mut results = Vec::new();
-    match history::read(history_path) {
+    let events = match history::read(history_path) {
         Ok(events) => {
             let reason = format!("{} events, every completion matches an invocation", events.len());
             results.push(CheckResult::new("well-formed", Validity::Valid, reason));
+            events
         }
-        Err(error) => results.push(CheckResult::new("well-formed", Validity::Invalid, error.to_string())),
-    }
+        Err(error) => {
+            results.push(CheckResult::new("well-formed", Validity::Invalid, error.to_string()));
+            return results;
+        }
+    };
     match summary {
         Some(summary) if summary.converged => {
             let reason = format!("every owner of the {} keys holds the same version", summary.keys);
@@ -169,8 +175,13 @@ pub fn check(checkers: &[&str], history_path: &Path, summary: Option<&RunSummary
         None => {}
     }
     for checker in checkers.iter().filter(|c| **c != "convergence") {
-        let reason = format!("the {checker} checker is not built yet; no verdict without it");
-        results.push(CheckResult::new(checker, Validity::Unknown, reason));
+        results.push(match *checker {
+            "linearizable" => linearizable::check(&Register, &events, &Budget::default()),
+            other => {
+                let reason = format!("the {other} checker is not built yet; no verdict without it");
+                CheckResult::new(other, Validity::Unknown, reason)
+            }
+        });
     }
     if let Some(error) = summary.and_then(|s| s.nemesis_error.as_ref()) {
         results.push(CheckResult::new("nemesis", Validity::Unknown, format!("the nemesis failed: {error}")));

@@ -10,6 +10,11 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use harness::checker::linearizable::{self, Budget};
+use harness::model::append_kv::AppendKv;
+use harness::model::cas_register::CasRegister;
+use harness::model::register::Register;
+use harness::model::ModelKind;
 use harness::nemesis::FaultKind;
 use harness::runner::Progress;
 use harness::verdict::{exit_code, merge, Validity};
@@ -17,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workloads::run::{check, fresh_seed, run_scenario, RunReport};
+use workloads::run::{fresh_seed, run_scenario, RunReport};
 use workloads::scenario::{self, Backend, Scenario};
 use workloads::WorkloadKind;
 
@@ -69,8 +74,16 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
-    /// Checks an existing history file.
-    Check { history: PathBuf },
+    /// Checks an existing history file against a model.
+    Check {
+        history: PathBuf,
+        /// register (our API), cas-register or append-kv.
+        #[arg(long, default_value = "register", value_parser = ModelKind::parse)]
+        model: ModelKind,
+        /// Seconds the linearizability search may spend per key.
+        #[arg(long, default_value_t = 60)]
+        budget_secs: u64,
+    },
 }
 
 fn parse_fault(text: &str) -> Result<FaultKind, String> {
@@ -140,7 +153,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(exit_code(verdicts.iter().map(|(_, v, _)| *v).max().unwrap_or(Validity::Unknown)))
         }
-        Command::Check { history } => check_file(&history),
+        Command::Check { history, model, budget_secs } => check_file(&history, model, budget_secs),
     }
 }
 
@@ -239,13 +252,40 @@ fn print_summary(scenario: &Scenario, report: &RunReport) {
     println!("  reproduce:  {}", workloads::run::reproduce_command(scenario, report.seed));
 }
 
-fn check_file(path: &Path) -> anyhow::Result<i32> {
+fn check_file(path: &Path, model: ModelKind, budget_secs: u64) -> anyhow::Result<i32> {
     let events = harness::history::read(path).with_context(|| format!("reading {}", path.display()))?;
     let keys: std::collections::BTreeSet<_> = events.iter().filter_map(|e| e.key.clone()).collect();
-    let results = check(WorkloadKind::Register.checkers(), path, None);
-    println!("{} {} ({} events, {} keys)", label(merge(&results)), path.display(), events.len(), keys.len());
+    let budget = Budget { time: Duration::from_secs(budget_secs), ..Budget::default() };
+    let mut results = vec![harness::verdict::CheckResult::new(
+        "well-formed",
+        Validity::Valid,
+        format!("{} events, every completion matches an invocation", events.len()),
+    )];
+    results.push(match model {
+        ModelKind::Register => linearizable::check(&Register, &events, &budget),
+        ModelKind::CasRegister => linearizable::check(&CasRegister, &events, &budget),
+        ModelKind::AppendKv => linearizable::check(&AppendKv, &events, &budget),
+    });
+    println!(
+        "{} {} ({} events, {} keys, model {model:?})",
+        label(merge(&results)),
+        path.display(),
+        events.len(),
+        keys.len()
+    );
     for result in &results {
         println!("  {:<8} {:<14} {}", label(result.valid), result.checker, result.reason);
+        for anomaly in result.evidence["anomalies"].as_array().into_iter().flatten().take(5) {
+            println!("           - {}", anomaly["explanation"].as_str().unwrap_or("?"));
+            for op in anomaly["window"].as_array().into_iter().flatten() {
+                println!(
+                    "               {:>9.3} s  process {:<6} {}",
+                    op["invoke_s"].as_f64().unwrap_or(0.0),
+                    op["process"],
+                    op["op"].as_str().unwrap_or("?")
+                );
+            }
+        }
     }
     Ok(exit_code(merge(&results)))
 }

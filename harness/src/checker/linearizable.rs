@@ -1,0 +1,348 @@
+//! Linearizability, generic over a [`Model`]: the Wing–Gong–Lowe search
+//! with Porcupine's cache of (linearized set, state), on each key apart
+//! (P-compositionality), keys in parallel, under a time and memory budget.
+//!
+//! Operations whose outcome is unknown (`info`, or never completed) may
+//! take effect at any point after their invocation, or never; failed ones
+//! never happened. Over budget, a key's verdict is `unknown`, never a guess.
+
+use crate::history::{Event, EventType, Process};
+use crate::model::Model;
+use crate::verdict::{CheckResult, Validity};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One operation of one key.
+#[derive(Clone, Debug)]
+pub struct Operation<O> {
+    pub process: Process,
+    /// History index of the invocation (for evidence).
+    pub index: u64,
+    pub invoke_ns: u64,
+    /// `None`: unknown outcome; it may take effect at any later time.
+    pub return_ns: Option<u64>,
+    pub op: O,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Per key.
+    pub time: Duration,
+    /// Cache entries per key (each a linearized set and a state).
+    pub max_cache_entries: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget { time: Duration::from_secs(60), max_cache_entries: 4_000_000 }
+    }
+}
+
+/// Why a key's history is not linearizable.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The longest linearization found, as operation positions in order.
+    pub longest_prefix: Vec<usize>,
+    /// The operation that could not be placed after it.
+    pub blocked: usize,
+    /// The operations around it: concurrent with it, or just linearized.
+    pub window: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub enum KeyVerdict {
+    Linearizable,
+    NotLinearizable(Failure),
+    Unknown(String),
+}
+
+/// Each key's operations.
+pub type ByKey<O> = BTreeMap<String, Vec<Operation<O>>>;
+
+/// Pairs invocations with completions, per key, as the model sees them.
+pub fn operations<M: Model>(model: &M, events: &[Event]) -> Result<ByKey<M::Op>, String> {
+    let mut open: HashMap<Process, &Event> = HashMap::new();
+    let mut by_key: ByKey<M::Op> = BTreeMap::new();
+    let mut add = |invoke: &Event, completion: &Event, return_ns: Option<u64>| -> Result<(), String> {
+        let op = model.operation(invoke, completion).map_err(|e| format!("history line {}: {e}", invoke.index + 1))?;
+        if let Some(op) = op {
+            let key = invoke.key.clone().unwrap_or_default();
+            let operation =
+                Operation { process: invoke.process, index: invoke.index, invoke_ns: invoke.time, return_ns, op };
+            by_key.entry(key).or_default().push(operation);
+        }
+        Ok(())
+    };
+    for event in events.iter().filter(|e| e.process != Process::NEMESIS) {
+        if event.kind == EventType::Invoke {
+            open.insert(event.process, event);
+            continue;
+        }
+        let Some(invoke) = open.remove(&event.process) else { continue };
+        let return_ns = (event.kind == EventType::Ok).then_some(event.time);
+        add(invoke, event, return_ns)?;
+    }
+    // Never completed: unknown, like `info`.
+    let mut unfinished: Vec<&Event> = open.into_values().collect();
+    unfinished.sort_by_key(|e| e.index);
+    for invoke in unfinished {
+        let mut completion = invoke.clone();
+        completion.kind = EventType::Info;
+        add(invoke, &completion, None)?;
+    }
+    Ok(by_key)
+}
+
+/// A set of operation positions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn clear(&mut self, i: usize) {
+        self.0[i / 64] &= !(1 << (i % 64));
+    }
+}
+
+/// The call and return entries of all operations, in time order, as a
+/// doubly linked list that operations are lifted out of and put back into.
+struct Entries {
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// Entry `e` is the call of op `e` when `e < n`, its return otherwise.
+    n: usize,
+    call_at: Vec<usize>,
+    return_at: Vec<usize>,
+    head: usize,
+}
+
+impl Entries {
+    fn new<O>(ops: &[Operation<O>]) -> Entries {
+        let n = ops.len();
+        let mut order: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
+        for (i, op) in ops.iter().enumerate() {
+            order.push((op.invoke_ns, false, i));
+            order.push((op.return_ns.unwrap_or(u64::MAX), true, i));
+        }
+        // At equal times calls come first: the more permissive reading.
+        order.sort_unstable();
+        let head = 2 * n;
+        let mut next = vec![head; 2 * n + 1];
+        let mut prev = vec![head; 2 * n + 1];
+        let (mut call_at, mut return_at) = (vec![0; n], vec![0; n]);
+        let mut last = head;
+        for &(_, is_return, op) in &order {
+            let entry = if is_return { n + op } else { op };
+            if is_return {
+                return_at[op] = entry;
+            } else {
+                call_at[op] = entry;
+            }
+            next[last] = entry;
+            prev[entry] = last;
+            last = entry;
+        }
+        next[last] = head;
+        prev[head] = last;
+        Entries { next, prev, n, call_at, return_at, head }
+    }
+
+    fn unlink(&mut self, e: usize) {
+        let (p, q) = (self.prev[e], self.next[e]);
+        self.next[p] = q;
+        self.prev[q] = p;
+    }
+
+    fn relink(&mut self, e: usize) {
+        let (p, q) = (self.prev[e], self.next[e]);
+        self.next[p] = e;
+        self.prev[q] = e;
+    }
+
+    fn lift(&mut self, op: usize) {
+        self.unlink(self.call_at[op]);
+        self.unlink(self.return_at[op]);
+    }
+
+    fn unlift(&mut self, op: usize) {
+        self.relink(self.return_at[op]);
+        self.relink(self.call_at[op]);
+    }
+}
+
+/// Checks one key's operations.
+pub fn check_key<M: Model>(model: &M, ops: &[Operation<M::Op>], budget: &Budget) -> KeyVerdict {
+    let started = Instant::now();
+    let required = ops.iter().filter(|op| op.return_ns.is_some()).count();
+    let mut entries = Entries::new(ops);
+    let mut cache: HashSet<(Bits, M::State)> = HashSet::new();
+    let mut linearized = Bits::new(ops.len());
+    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    let mut state = model.init();
+    let mut done = 0;
+    let mut best: Option<(Vec<usize>, usize)> = None;
+    let mut entry = entries.next[entries.head];
+    let mut steps: u64 = 0;
+    loop {
+        if done == required {
+            return KeyVerdict::Linearizable;
+        }
+        steps += 1;
+        if steps.is_multiple_of(4096) {
+            if started.elapsed() > budget.time {
+                return KeyVerdict::Unknown(format!(
+                    "over the {:?} time budget after {steps} search steps",
+                    budget.time
+                ));
+            }
+            if cache.len() > budget.max_cache_entries {
+                return KeyVerdict::Unknown(format!("over the memory budget ({} cached configurations)", cache.len()));
+            }
+        }
+        let at_end = entry == entries.head;
+        if !at_end && entry < entries.n {
+            let op = entry;
+            if let Some(next_state) = model.step(&state, &ops[op].op) {
+                linearized.set(op);
+                if cache.insert((linearized.clone(), next_state.clone())) {
+                    stack.push((op, std::mem::replace(&mut state, next_state)));
+                    entries.lift(op);
+                    done += usize::from(ops[op].return_ns.is_some());
+                    entry = entries.next[entries.head];
+                    continue;
+                }
+                linearized.clear(op);
+            }
+            entry = entries.next[entry];
+            continue;
+        }
+        // A return reached (or the end): the operation it closes cannot be
+        // placed after what is linearized now. Remember the deepest such point.
+        if !at_end && best.as_ref().is_none_or(|(prefix, _)| stack.len() > prefix.len()) {
+            best = Some((stack.iter().map(|(op, _)| *op).collect(), entry - entries.n));
+        }
+        let Some((op, previous)) = stack.pop() else {
+            let (longest_prefix, blocked) = best.unwrap_or((Vec::new(), 0));
+            let window = window(ops, &longest_prefix, blocked);
+            return KeyVerdict::NotLinearizable(Failure { longest_prefix, blocked, window });
+        };
+        state = previous;
+        linearized.clear(op);
+        entries.unlift(op);
+        done -= usize::from(ops[op].return_ns.is_some());
+        entry = entries.next[entries.call_at[op]];
+    }
+}
+
+/// The blocked operation, the ones concurrent with it, and the last few
+/// linearized before it: where to look.
+fn window<O>(ops: &[Operation<O>], prefix: &[usize], blocked: usize) -> Vec<usize> {
+    let Some(b) = ops.get(blocked) else { return Vec::new() };
+    let b_return = b.return_ns.unwrap_or(u64::MAX);
+    let mut window: Vec<usize> = (0..ops.len())
+        .filter(|&i| i != blocked && ops[i].invoke_ns < b_return && ops[i].return_ns.unwrap_or(u64::MAX) > b.invoke_ns)
+        .collect();
+    window.extend(prefix.iter().rev().take(3));
+    window.push(blocked);
+    window.sort_unstable_by_key(|&i| (ops[i].invoke_ns, i));
+    window.dedup();
+    window.truncate(16);
+    window
+}
+
+/// Checks every key of `events`, keys in parallel.
+pub fn check<M: Model>(model: &M, events: &[Event], budget: &Budget) -> CheckResult {
+    let by_key = match operations(model, events) {
+        Ok(by_key) => by_key,
+        Err(error) => {
+            return CheckResult::new("linearizable", Validity::Unknown, format!("cannot read the history: {error}"))
+        }
+    };
+    let keys: Vec<(&String, &Vec<Operation<M::Op>>)> = by_key.iter().collect();
+    let verdicts: Mutex<Vec<(usize, KeyVerdict)>> = Mutex::new(Vec::with_capacity(keys.len()));
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(keys.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((_, ops)) = keys.get(i) else { return };
+                let verdict = check_key(model, ops, budget);
+                verdicts.lock().expect("verdicts lock").push((i, verdict));
+            });
+        }
+    });
+    let mut verdicts = verdicts.into_inner().expect("verdicts lock");
+    verdicts.sort_by_key(|(i, _)| *i);
+    summarize(model, &keys, verdicts)
+}
+
+fn summarize<M: Model>(
+    model: &M,
+    keys: &[(&String, &Vec<Operation<M::Op>>)],
+    verdicts: Vec<(usize, KeyVerdict)>,
+) -> CheckResult {
+    let operations: usize = keys.iter().map(|(_, ops)| ops.len()).sum();
+    let mut failures = Vec::new();
+    let mut unknown = Vec::new();
+    for (i, verdict) in verdicts {
+        let (key, ops) = keys[i];
+        match verdict {
+            KeyVerdict::Linearizable => {}
+            KeyVerdict::Unknown(why) => unknown.push(serde_json::json!({"key": key, "why": why})),
+            KeyVerdict::NotLinearizable(failure) => failures.push(evidence(model, key, ops, &failure)),
+        }
+    }
+    let evidence = serde_json::json!({"model": model.name(), "keys": keys.len(), "operations": operations,
+        "anomalies": failures, "unknown_keys": unknown});
+    let (valid, reason) = if let Some(first) = failures.first() {
+        let more = if failures.len() > 1 { format!(" (and {} more keys)", failures.len() - 1) } else { String::new() };
+        (Validity::Invalid, format!("{}{more}", first["explanation"].as_str().unwrap_or("not linearizable")))
+    } else if !unknown.is_empty() {
+        (Validity::Unknown, format!("{} of {} keys could not be decided within the budget", unknown.len(), keys.len()))
+    } else {
+        (Validity::Valid, format!("{operations} operations on {} keys are linearizable ({})", keys.len(), model.name()))
+    };
+    CheckResult { checker: "linearizable".into(), valid, reason, evidence }
+}
+
+pub(crate) fn seconds(ns: u64) -> String {
+    format!("{:.3} s", ns as f64 / 1e9)
+}
+
+fn evidence<M: Model>(model: &M, key: &str, ops: &[Operation<M::Op>], failure: &Failure) -> serde_json::Value {
+    let describe = |i: usize| {
+        let op = &ops[i];
+        serde_json::json!({
+            "op": model.describe(&op.op),
+            "process": op.process,
+            "index": op.index,
+            "invoke_s": op.invoke_ns as f64 / 1e9,
+            "return_s": op.return_ns.map(|ns| ns as f64 / 1e9),
+        })
+    };
+    let blocked = &ops[failure.blocked];
+    let explanation = format!(
+        "{key}: {} (process {:?}, {} → {}) cannot be placed after any order of the {} operations linearized before it",
+        model.describe(&blocked.op),
+        blocked.process,
+        seconds(blocked.invoke_ns),
+        blocked.return_ns.map_or("unknown".into(), seconds),
+        failure.longest_prefix.len(),
+    );
+    let explanation = model.explain(key, ops, failure.blocked).unwrap_or(explanation);
+    serde_json::json!({
+        "key": key,
+        "explanation": explanation,
+        "blocked": describe(failure.blocked),
+        "window": failure.window.iter().map(|&i| describe(i)).collect::<Vec<_>>(),
+        "longest_prefix": failure.longest_prefix.iter().map(|&i| model.describe(&ops[i].op)).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,4 @@
+//! Checkers: a history in, a verdict with its evidence out. Pure and
+//! synchronous: checkers do no I/O.
+
+pub mod linearizable;

@@ -1,0 +1,125 @@
+//! The register of our API, one per key: `put` sets it, `delete` empties
+//! it, a strong `get` must return what it holds (`null` when empty).
+//! Values are compared as the base64 text the history carries; puts write
+//! values unique in the run, so a read names the write it saw. Eventual
+//! gets take no part (they are not linearizable by design).
+
+use super::Model;
+use crate::checker::linearizable::{seconds, Operation};
+use crate::history::{Event, EventType};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegisterOp {
+    Put(String),
+    Delete,
+    Get(Option<String>),
+}
+
+pub struct Register;
+
+fn text(value: Option<&serde_json::Value>, what: &str) -> Result<Option<String>, String> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(format!("{what}: expected a base64 string or null, got {other}")),
+    }
+}
+
+impl Model for Register {
+    type State = Option<String>;
+    type Op = RegisterOp;
+
+    fn name(&self) -> &'static str {
+        "register"
+    }
+
+    fn init(&self) -> Option<String> {
+        None
+    }
+
+    fn step(&self, state: &Option<String>, op: &RegisterOp) -> Option<Option<String>> {
+        match op {
+            RegisterOp::Put(value) => Some(Some(value.clone())),
+            RegisterOp::Delete => Some(None),
+            RegisterOp::Get(read) => (read == state).then(|| state.clone()),
+        }
+    }
+
+    fn operation(&self, invoke: &Event, completion: &Event) -> Result<Option<RegisterOp>, String> {
+        if completion.kind == EventType::Fail {
+            return Ok(None);
+        }
+        match invoke.f.as_str() {
+            "put" => {
+                let value = text(invoke.value.json(), "put value")?.ok_or("a put without a value")?;
+                Ok(Some(RegisterOp::Put(value)))
+            }
+            "delete" => Ok(Some(RegisterOp::Delete)),
+            "get" if invoke.consistency.as_deref() == Some("eventual") => Ok(None),
+            "get" if completion.kind == EventType::Ok => {
+                Ok(Some(RegisterOp::Get(text(completion.value.json(), "get value")?)))
+            }
+            "get" => Ok(None),
+            other => Err(format!("the register model has no operation {other:?}")),
+        }
+    }
+
+    /// Stale reads, lost writes, values never written, new-then-old: the
+    /// newest write acknowledged before the read began, that started after
+    /// the seen value's write was acknowledged, should have been visible.
+    fn explain(&self, key: &str, ops: &[Operation<RegisterOp>], blocked: usize) -> Option<String> {
+        let read = &ops[blocked];
+        let RegisterOp::Get(seen) = &read.op else { return None };
+        let seen_text = seen.as_deref().map_or("nothing".to_owned(), shown);
+        let write_of_seen = ops.iter().find(|w| matches!(&w.op, RegisterOp::Put(v) if Some(v) == seen.as_ref()));
+        if seen.is_some() && write_of_seen.is_none() {
+            return Some(format!(
+                "read of {key} returned {seen_text} at {}, a value never written",
+                seconds(read.return_ns?)
+            ));
+        }
+        let after_seen = |w: &Operation<RegisterOp>| match write_of_seen.and_then(|s| s.return_ns) {
+            Some(seen_done) => w.invoke_ns > seen_done,
+            None => true, // nothing seen: any acknowledged write should show
+        };
+        let newer = ops
+            .iter()
+            .filter(|w| !matches!(w.op, RegisterOp::Get(_)))
+            .filter(|w| w.return_ns.is_some_and(|ret| ret < read.invoke_ns) && after_seen(w))
+            .max_by_key(|w| w.return_ns)?;
+        if seen.is_none() && newer.op == RegisterOp::Delete {
+            return None; // reading nothing after a delete is no anomaly by itself
+        }
+        let newer_text = match &newer.op {
+            RegisterOp::Put(v) => format!("put of {} was acknowledged", shown(v)),
+            _ => "delete was acknowledged".to_owned(),
+        };
+        Some(format!(
+            "read of {key} returned {seen_text} at {}, but a {newer_text} at {} (after {seen_text} was written) and nothing later overwrote it",
+            seconds(read.return_ns?),
+            seconds(newer.return_ns?),
+        ))
+    }
+
+    fn describe(&self, op: &RegisterOp) -> String {
+        match op {
+            RegisterOp::Put(value) => format!("put {}", shown(value)),
+            RegisterOp::Delete => "delete".into(),
+            RegisterOp::Get(Some(value)) => format!("get → {}", shown(value)),
+            RegisterOp::Get(None) => "get → not found".into(),
+        }
+    }
+}
+
+/// The value as text when the base64 decodes to printable UTF-8 (`v12`),
+/// else the base64 itself.
+pub fn shown(base64_value: &str) -> String {
+    use base64::Engine;
+    match base64::engine::general_purpose::STANDARD.decode(base64_value) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) if !text.is_empty() && text.chars().all(|c| !c.is_control()) => text,
+            _ => base64_value.to_owned(),
+        },
+        Err(_) => base64_value.to_owned(),
+    }
+}
