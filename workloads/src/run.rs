@@ -9,6 +9,7 @@
 use crate::scenario::{Backend, Scenario};
 use crate::Workload;
 use harness::checker::linearizable::{self, Budget};
+use harness::checker::{durability, session, staleness};
 use harness::db::docker::DockerDb;
 use harness::db::local::LocalDb;
 use harness::db::{ClusterSpec, Db};
@@ -177,6 +178,9 @@ pub fn check(checkers: &[&str], history_path: &Path, summary: Option<&RunSummary
     for checker in checkers.iter().filter(|c| **c != "convergence") {
         results.push(match *checker {
             "linearizable" => linearizable::check(&Register, &events, &Budget::default()),
+            "durability" => durability::check(&events),
+            "session" => session::check(&events),
+            "staleness" => staleness::check(&events),
             other => {
                 let reason = format!("the {other} checker is not built yet; no verdict without it");
                 CheckResult::new(other, Validity::Unknown, reason)

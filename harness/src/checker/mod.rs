@@ -1,4 +1,8 @@
 //! Checkers: a history in, a verdict with its evidence out. Pure and
 //! synchronous: checkers do no I/O.
 
+pub mod durability;
 pub mod linearizable;
+pub mod ops;
+pub mod session;
+pub mod staleness;

@@ -1,0 +1,108 @@
+//! Session guarantees of eventual reads, per key and per session (a client
+//! process), judged from the versions reads observed (values are unique, so
+//! a read names the write it saw; its server timestamp orders it):
+//!
+//! - read your writes: a session read never shows a version older than the
+//!   session's own acknowledged write;
+//! - monotonic reads: a session's reads never go back in version;
+//! - monotonic writes: a session's acknowledged writes get increasing
+//!   versions;
+//! - writes follow reads: a session's write gets a version above every
+//!   version the session read before it;
+//! - and the timestamp a read reports belongs to the write it observed.
+//!
+//! Reads count when they carried `min_timestamp` or were strong; plain
+//! eventual reads promise nothing (see [`super::staleness`]).
+
+use super::ops::{completed, Completed};
+use crate::history::Event;
+use crate::model::register::shown;
+use crate::verdict::{CheckResult, Validity};
+use std::collections::HashMap;
+
+#[derive(Default)]
+struct Session {
+    /// Highest version this session wrote (acknowledged).
+    wrote: u64,
+    /// Highest version this session read.
+    read: u64,
+}
+
+pub fn check(events: &[Event]) -> CheckResult {
+    let ops = completed(events);
+    let put_timestamps: HashMap<(&str, &str), u64> = ops
+        .iter()
+        .filter(|op| op.f == "put" && op.ok())
+        .filter_map(|op| Some(((op.key.as_str(), op.value.as_deref()?), op.timestamp?)))
+        .collect();
+    // Completions in the order they happened.
+    let mut by_completion: Vec<&Completed> = ops.iter().filter(|op| op.ok()).collect();
+    by_completion.sort_by_key(|op| op.complete_ns);
+    let mut sessions: HashMap<(u64, &str), Session> = HashMap::new();
+    let mut violations = Vec::new();
+    let mut checked_reads = 0;
+    for op in by_completion {
+        let session = sessions.entry((op.process, op.key.as_str())).or_default();
+        let ts = op.timestamp.unwrap_or(0);
+        let mut violation = |guarantee: &str, detail: String| {
+            violations.push(serde_json::json!({"guarantee": guarantee, "key": op.key, "process": op.process,
+                "index": op.index, "explanation": format!("{guarantee}: process {} on {}: {detail}", op.process, op.key)}));
+        };
+        if op.is_write() {
+            if op.timestamp.is_some() && ts <= session.wrote {
+                violation(
+                    "monotonic writes",
+                    format!("write got version {ts}, not above its earlier write's {}", session.wrote),
+                );
+            }
+            if op.timestamp.is_some() && ts <= session.read {
+                violation(
+                    "writes follow reads",
+                    format!("write got version {ts}, not above the {} it had read", session.read),
+                );
+            }
+            session.wrote = session.wrote.max(ts);
+            continue;
+        }
+        let session_read = op.min_timestamp.is_some() || op.consistency.as_deref() == Some("strong");
+        if op.f == "get" && session_read {
+            checked_reads += 1;
+            let seen = op.value.as_deref().map_or("nothing".to_owned(), shown);
+            if ts < session.wrote {
+                violation(
+                    "read your writes",
+                    format!("read {seen} (version {ts}) after writing version {}", session.wrote),
+                );
+            }
+            if ts < session.read {
+                violation(
+                    "monotonic reads",
+                    format!("read {seen} (version {ts}) after reading version {}", session.read),
+                );
+            }
+            if let (Some(value), Some(reported)) = (op.value.as_deref(), op.timestamp) {
+                if let Some(written) = put_timestamps.get(&(op.key.as_str(), value)) {
+                    if *written != reported {
+                        violation(
+                            "timestamp cross-check",
+                            format!("read {seen} reported version {reported}, but that write got {written}"),
+                        );
+                    }
+                }
+            }
+        }
+        if op.f == "get" {
+            session.read = session.read.max(ts);
+        }
+    }
+    let evidence = serde_json::json!({"violations": violations, "session_reads": checked_reads});
+    let (valid, reason) = match violations.first() {
+        Some(first) => (
+            Validity::Invalid,
+            format!("{} violations; {}", violations.len(), first["explanation"].as_str().unwrap_or("")),
+        ),
+        None if checked_reads == 0 => (Validity::Unknown, "no session read to judge".to_owned()),
+        None => (Validity::Valid, format!("{checked_reads} session reads kept all four guarantees")),
+    };
+    CheckResult { checker: "session".into(), valid, reason, evidence }
+}

@@ -1,0 +1,141 @@
+//! Durability, session and staleness checkers on hand-written histories.
+
+use harness::checker::{durability, session, staleness};
+use harness::history::{Event, EventType, Process, Value};
+use harness::verdict::Validity;
+use serde_json::json;
+
+/// `(process, type, f, value, timestamp, min_timestamp, consistency, time)`.
+#[derive(Default)]
+struct H(Vec<Event>);
+
+impl H {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        mut self,
+        p: u64,
+        kind: EventType,
+        f: &str,
+        value: Option<&str>,
+        ts: Option<u64>,
+        min: Option<u64>,
+        consistency: Option<&str>,
+    ) -> H {
+        let index = self.0.len() as u64;
+        self.0.push(Event {
+            index,
+            time: index * 10,
+            process: Process::Client(p),
+            kind,
+            f: f.into(),
+            key: Some("k".into()),
+            value: match (f, kind, value) {
+                ("get", EventType::Ok, None) => Value::Present(serde_json::Value::Null),
+                (_, _, Some(v)) => Value::Present(json!(v)),
+                _ => Value::Absent,
+            },
+            consistency: consistency.map(str::to_owned),
+            min_timestamp: min,
+            timestamp: ts,
+            node: None,
+            error: None,
+        });
+        self
+    }
+
+    fn put(self, p: u64, value: &str, ts: u64) -> H {
+        self.push(p, EventType::Invoke, "put", Some(value), None, None, None).push(
+            p,
+            EventType::Ok,
+            "put",
+            None,
+            Some(ts),
+            None,
+            None,
+        )
+    }
+
+    fn read(self, p: u64, value: Option<&str>, ts: Option<u64>, min: Option<u64>, consistency: &str) -> H {
+        self.push(p, EventType::Invoke, "get", None, None, min, Some(consistency)).push(
+            p,
+            EventType::Ok,
+            "get",
+            value,
+            ts,
+            min,
+            Some(consistency),
+        )
+    }
+}
+
+fn guarantee(h: H) -> (Validity, String) {
+    let result = session::check(&h.0);
+    (result.valid, result.reason)
+}
+
+#[test]
+fn each_session_guarantee_is_caught() {
+    let fine = H::default().put(1, "djE=", 100).read(1, Some("djE="), Some(100), Some(100), "eventual");
+    assert_eq!(guarantee(fine).0, Validity::Valid);
+
+    let read_your_writes =
+        H::default().put(1, "djE=", 100).put(2, "djA=", 90).read(1, Some("djA="), Some(90), Some(100), "eventual");
+    let (validity, reason) = guarantee(read_your_writes);
+    assert_eq!(validity, Validity::Invalid);
+    assert!(reason.contains("read your writes"), "{reason}");
+
+    let monotonic_reads = H::default()
+        .put(2, "djE=", 100)
+        .put(2, "djI=", 200)
+        .read(1, Some("djI="), Some(200), Some(1), "eventual")
+        .read(1, Some("djE="), Some(100), Some(200), "eventual");
+    let (validity, reason) = guarantee(monotonic_reads);
+    assert_eq!(validity, Validity::Invalid);
+    assert!(reason.contains("monotonic reads"), "{reason}");
+
+    let monotonic_writes = H::default().put(1, "djE=", 200).put(1, "djI=", 150);
+    let (validity, reason) = guarantee(monotonic_writes.read(1, Some("djE="), Some(200), Some(200), "strong"));
+    assert_eq!(validity, Validity::Invalid);
+    assert!(reason.contains("monotonic writes"), "{reason}");
+
+    let writes_follow_reads =
+        H::default().put(2, "djE=", 300).read(1, Some("djE="), Some(300), Some(1), "eventual").put(1, "djI=", 250);
+    let (validity, reason) = guarantee(writes_follow_reads);
+    assert_eq!(validity, Validity::Invalid);
+    assert!(reason.contains("writes follow reads"), "{reason}");
+
+    let wrong_timestamp = H::default().put(2, "djE=", 300).read(1, Some("djE="), Some(301), Some(1), "eventual");
+    let (validity, reason) = guarantee(wrong_timestamp);
+    assert_eq!(validity, Validity::Invalid);
+    assert!(reason.contains("cross-check"), "{reason}");
+}
+
+#[test]
+fn durability_lists_lost_writes() {
+    let kept = H::default().put(1, "djE=", 100).put(1, "djI=", 200).read(2, Some("djI="), Some(200), None, "strong");
+    assert_eq!(durability::check(&kept.0).valid, Validity::Valid);
+    let lost = H::default().put(1, "djE=", 100).put(1, "djI=", 200).read(2, Some("djE="), Some(100), None, "strong");
+    let result = durability::check(&lost.0);
+    assert_eq!(result.valid, Validity::Invalid);
+    assert!(result.reason.contains("put of v2") && result.reason.contains("lost"), "{}", result.reason);
+    assert_eq!(result.evidence["lost"].as_array().unwrap().len(), 1);
+    let gone = H::default().put(1, "djE=", 100).read(2, None, None, None, "strong");
+    assert_eq!(durability::check(&gone.0).valid, Validity::Invalid);
+    let no_final_read = H::default().put(1, "djE=", 100);
+    assert_eq!(durability::check(&no_final_read.0).valid, Validity::Unknown);
+}
+
+#[test]
+fn staleness_measures_how_far_behind_plain_reads_are() {
+    let h = H::default()
+        .put(1, "djE=", 100)
+        .put(1, "djI=", 200)
+        .read(2, Some("djE="), Some(100), None, "eventual")
+        .read(3, Some("djI="), Some(200), None, "eventual");
+    let result = staleness::check(&h.0);
+    assert_eq!(result.evidence["eventual_reads"], 2);
+    assert_eq!(result.evidence["stale_reads"], 1);
+    assert_eq!(result.evidence["versions_behind_max"], 1);
+    // The stale read began after v2 was acknowledged.
+    assert!(result.evidence["ms_behind"]["max"].as_f64().unwrap() > 0.0);
+}
