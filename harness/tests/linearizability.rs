@@ -332,3 +332,27 @@ fn the_budget_holds() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_ne!(result.valid, Validity::Invalid, "over budget is never a guess");
 }
+
+#[test]
+fn generated_append_and_register_histories_across_many_keys() {
+    use harness::checker::synthetic::{history, Flavor};
+    for seed in 0..30 {
+        for (flavor, model_is_register) in [(Flavor::Register, true), (Flavor::AppendKv, false)] {
+            let mut events = history(flavor, seed, 20, 400, 8, 0.1);
+            let result = if model_is_register {
+                check(&Register, &events, &Budget::default())
+            } else {
+                check(&AppendKv, &events, &Budget::default())
+            };
+            assert_eq!(result.valid, Validity::Valid, "seed {seed} {flavor:?}: {}", result.reason);
+            let read = events.iter().position(|e| e.f == "get" && e.kind == EventType::Ok).unwrap();
+            events[read].value = Value::Present(if model_is_register { json!("bmV2ZXI=") } else { json!("never.") });
+            let result = if model_is_register {
+                check(&Register, &events, &Budget::default())
+            } else {
+                check(&AppendKv, &events, &Budget::default())
+            };
+            assert_eq!(result.valid, Validity::Invalid, "seed {seed} {flavor:?}: an impossible read passed");
+        }
+    }
+}

@@ -6,3 +6,4 @@ pub mod linearizable;
 pub mod ops;
 pub mod session;
 pub mod staleness;
+pub mod synthetic;
