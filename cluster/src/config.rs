@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::coordinator::TestBug;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StorageKind {
     /// sled behind our write-ahead log: durable.
@@ -118,6 +120,12 @@ pub struct Config {
     /// in production: it lets anyone skew this node's clock.
     #[arg(long, env = "KV_TEST_HOOKS")]
     pub test_hooks: bool,
+
+    /// TEST ONLY: run with a known bug, for the harness to find: `lww`
+    /// (writes skip the learn phase: last-write-wins by local clock),
+    /// `no-write-back` (strong reads skip the write-back).
+    #[arg(long, env = "KV_TEST_BUG", value_enum)]
+    pub test_bug: Option<TestBug>,
 
     /// Log filter (tracing's `EnvFilter` syntax), e.g. `info` or `cluster=debug`.
     #[arg(long, env = "KV_LOG", default_value = "info")]

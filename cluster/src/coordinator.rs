@@ -105,6 +105,16 @@ pub fn read_outcome(held: Option<Record>, now_ms: u64) -> ReadOutcome {
     }
 }
 
+/// Known bugs a node can be started with (`--test-bug`), so that tests can
+/// show the harness finds them. Never on unless asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TestBug {
+    /// Writes skip the learn phase: Cassandra-style last-write-wins.
+    Lww,
+    /// Strong reads answer without writing the newest version back.
+    NoWriteBack,
+}
+
 pub struct CoordinatorConfig {
     pub node_id: String,
     pub quorum: Quorum,
@@ -116,6 +126,8 @@ pub struct CoordinatorConfig {
     /// Every this many eventual reads, one repairs the key in the background
     /// (0 turns read repair off).
     pub read_repair_every: u32,
+    /// `None` in every real deployment.
+    pub bug: Option<TestBug>,
 }
 
 pub struct Coordinator<T> {
@@ -177,8 +189,12 @@ impl<T: Transport> Coordinator<T> {
     async fn write(&self, key: &str, build: impl FnOnce(Version) -> Record) -> Result<Version, CoordinatorError> {
         let Quorum { r, w, .. } = self.config.quorum;
         let (live, down) = self.owners(key.as_bytes());
-        let learned = self.read_from(&live, key.as_bytes(), r).await?;
-        let highest = learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max();
+        let highest = if self.config.bug == Some(TestBug::Lww) {
+            None
+        } else {
+            let learned = self.read_from(&live, key.as_bytes(), r).await?;
+            learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max()
+        };
         let record = build(self.next_version(highest));
         let version = record.version;
         for owner in down {
@@ -205,7 +221,7 @@ impl<T: Transport> Coordinator<T> {
             .filter(|(_, record)| record.as_ref().map(|r| r.version) == Some(highest.version))
             .map(|(owner, _)| owner.as_str())
             .collect();
-        if holders.len() < w {
+        if holders.len() < w && self.config.bug != Some(TestBug::NoWriteBack) {
             // Write back before answering: once this read returns `highest`,
             // every later quorum read must find it.
             let behind: Vec<String> = live.iter().filter(|owner| !holders.contains(&owner.as_str())).cloned().collect();

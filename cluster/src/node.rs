@@ -128,6 +128,7 @@ impl Node {
                 rpc_timeout,
                 hedge_delay: Duration::from_millis(config.hedge_delay_ms),
                 read_repair_every: config.read_repair_every,
+                bug: config.test_bug,
             },
             clock.clone(),
             ring,

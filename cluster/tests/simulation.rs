@@ -151,6 +151,7 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
                 rpc_timeout: RPC_TIMEOUT,
                 hedge_delay: Duration::from_millis(15),
                 read_repair_every: 3,
+                bug: None,
             };
             let coordinator =
                 Coordinator::new(config, clock, ring.clone(), transport.clone(), detector.clone(), hints.clone());

@@ -121,6 +121,16 @@ fn durability_lists_lost_writes() {
     assert_eq!(result.evidence["lost"].as_array().unwrap().len(), 1);
     let gone = H::default().put(1, "djE=", 100).read(2, None, None, None, "strong");
     assert_eq!(durability::check(&gone.0).valid, Validity::Invalid);
+    // Timestamps are not trusted: v2 began after v1 was acknowledged, so a
+    // final read of v1 loses v2 even if the store gave v1 the larger one.
+    let skewed = H::default().put(1, "djE=", 900).put(1, "djI=", 200).read(2, Some("djE="), Some(900), None, "strong");
+    assert_eq!(durability::check(&skewed.0).valid, Validity::Invalid);
+    let deleted = H::default()
+        .put(1, "djE=", 100)
+        .push(1, EventType::Invoke, "delete", None, None, None, None)
+        .push(1, EventType::Ok, "delete", None, Some(200), None, None)
+        .read(2, None, Some(200), None, "strong");
+    assert_eq!(durability::check(&deleted.0).valid, Validity::Valid);
     let no_final_read = H::default().put(1, "djE=", 100);
     assert_eq!(durability::check(&no_final_read.0).valid, Validity::Unknown);
 }

@@ -65,7 +65,7 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
     let config =
         serde_json::json!({ "scenario": scenario, "seed": seed, "command": reproduce_command(scenario, seed) });
     std::fs::write(folder.join("config.json"), serde_json::to_string_pretty(&config)?)?;
-    let spec = ClusterSpec::new(scenario.nodes);
+    let spec = ClusterSpec { extra_flags: scenario.node_flags.clone(), ..ClusterSpec::new(scenario.nodes) };
     let started = Instant::now();
     let (summary, replicas) = match scenario.backend {
         Backend::Docker => {
@@ -144,6 +144,9 @@ pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
     );
     if !nemesis.is_empty() {
         command.push_str(&format!(" --nemesis {}", nemesis.join(",")));
+    }
+    for flag in &scenario.node_flags {
+        command.push_str(&format!(" --node-flag={flag}"));
     }
     command
 }

@@ -50,6 +50,9 @@ pub struct Scenario {
     /// Fixed seed; a fresh one (printed) when absent.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Extra `kvnode` flags for every node (e.g. `["--test-bug", "lww"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_flags: Vec<String>,
 }
 
 mod defaults {

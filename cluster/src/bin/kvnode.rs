@@ -35,6 +35,9 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(node_id = %config.node_id, listen = %config.listen, data_dir = %config.data_dir.display(),
         storage = ?config.storage, "starting");
+    if let Some(bug) = config.test_bug {
+        tracing::warn!(?bug, "A KNOWN BUG IS ON (--test-bug): this node breaks its guarantees on purpose, for tests");
+    }
     if config.test_hooks {
         tracing::warn!(
             "TEST HOOKS ARE ON (--test-hooks): /test/v1/* can skew this node's clock; never use in production"

@@ -66,6 +66,10 @@ enum Command {
         /// Names the run folder.
         #[arg(long)]
         name: Option<String>,
+        /// An extra kvnode flag for every node, repeatable (e.g.
+        /// `--node-flag=--test-bug --node-flag=lww` to plant a known bug).
+        #[arg(long = "node-flag", allow_hyphen_values = true)]
+        node_flags: Vec<String>,
     },
     /// Every scenario of a TOML file, one after the other.
     Suite {
@@ -119,6 +123,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             seed,
             backend,
             name,
+            node_flags,
         } => {
             let scenario = Scenario {
                 name: name.unwrap_or_else(|| format!("{}-{}", workload.name(), backend_name(backend))),
@@ -131,6 +136,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 nemesis_interval_secs: nemesis_interval,
                 backend,
                 seed: Some(seed.unwrap_or_else(fresh_seed)),
+                node_flags,
             };
             scenario.validate().map_err(anyhow::Error::msg)?;
             let report = run_one(&scenario, &cli.reports).await?;
