@@ -53,6 +53,10 @@ pub struct Event {
     /// (kept) for a get that found nothing.
     #[serde(default, skip_serializing_if = "Value::is_absent")]
     pub value: Value,
+    /// Put invocations with a TTL: whole seconds (an addition to SPEC
+    /// section 3, ignored by readers that do not know it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,6 +218,7 @@ mod tests {
             f: f.into(),
             key: None,
             value: Value::Absent,
+            ttl: None,
             consistency: None,
             min_timestamp: None,
             timestamp: None,

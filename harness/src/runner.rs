@@ -75,6 +75,8 @@ impl Progress {
 /// What a run left besides its history.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RunSummary {
+    /// Wall-clock milliseconds at history time 0 (for the TTL check).
+    pub start_unix_ms: u64,
     pub keys: usize,
     pub events: u64,
     /// Whether every touched key's owners held the same version after the
@@ -88,12 +90,15 @@ pub struct RunSummary {
 pub struct Recorder {
     writer: Mutex<HistoryWriter>,
     start: Instant,
+    start_unix_ms: u64,
     events: AtomicU64,
 }
 
 impl Recorder {
     pub fn new(writer: HistoryWriter) -> Recorder {
-        Recorder { writer: Mutex::new(writer), start: Instant::now(), events: AtomicU64::new(0) }
+        let start_unix_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Recorder { writer: Mutex::new(writer), start: Instant::now(), start_unix_ms, events: AtomicU64::new(0) }
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -119,6 +124,7 @@ fn blank(process: Process, kind: EventType, f: &str) -> Event {
         f: f.to_owned(),
         key: None,
         value: Value::Absent,
+        ttl: None,
         consistency: None,
         min_timestamp: None,
         timestamp: None,
@@ -133,7 +139,10 @@ pub fn invocation(process: u64, op: &Op, node: &str) -> Event {
     event.key = Some(op.key().to_owned());
     event.node = Some(node.to_owned());
     match op {
-        Op::Put { value, .. } => event.value = Value::Present(BASE64.encode(value).into()),
+        Op::Put { value, ttl_secs, .. } => {
+            event.value = Value::Present(BASE64.encode(value).into());
+            event.ttl = *ttl_secs;
+        }
         Op::Get { consistency, min_timestamp, .. } => {
             event.consistency = Some(consistency.as_str().to_owned());
             event.min_timestamp = *min_timestamp;
@@ -259,6 +268,7 @@ pub async fn run<D: Db, G: Generator, N: Nemesis>(
     let convergence_wait_ms = wait_started.elapsed().as_millis() as u64;
     final_reads(db, &client, &recorder, &keys, concurrency * 1_000_000).await?;
     let summary = RunSummary {
+        start_unix_ms: recorder.start_unix_ms,
         keys: keys.len(),
         events: recorder.events.load(Ordering::Relaxed),
         converged,

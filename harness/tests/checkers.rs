@@ -29,6 +29,7 @@ impl H {
             kind,
             f: f.into(),
             key: Some("k".into()),
+            ttl: None,
             value: match (f, kind, value) {
                 ("get", EventType::Ok, None) => Value::Present(serde_json::Value::Null),
                 (_, _, Some(v)) => Value::Present(json!(v)),
@@ -148,4 +149,29 @@ fn staleness_measures_how_far_behind_plain_reads_are() {
     assert_eq!(result.evidence["versions_behind_max"], 1);
     // The stale read began after v2 was acknowledged.
     assert!(result.evidence["ms_behind"]["max"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn ttl_expiry_is_checked_both_ways() {
+    use harness::checker::ttl;
+    // Times: index * 10 ns, so every event happens at start + 0 ms.
+    let with_ttl = |h: H, value: &str, ts: u64, ttl_secs: u32| {
+        let mut h = h.push(1, EventType::Invoke, "put", Some(value), None, None, None);
+        h.0.last_mut().unwrap().ttl = Some(ttl_secs);
+        h.push(1, EventType::Ok, "put", None, Some(ts), None, None)
+    };
+    let start = 1_000_000;
+    // Put at 1,000,000 ms with ttl 1 s; read at start (1,000,000 ms): live.
+    let live = with_ttl(H::default(), "djE=", 1_000_000, 1).read(2, Some("djE="), Some(1_000_000), None, "strong");
+    assert_eq!(ttl::check(&live.0, start, 250).valid, Validity::Valid);
+    // The same read 5 s later in wall time: still readable after expiry.
+    let late = with_ttl(H::default(), "djE=", 1_000_000, 1).read(2, Some("djE="), Some(1_000_000), None, "strong");
+    let result = ttl::check(&late.0, start + 5_000, 250);
+    assert_eq!(result.valid, Validity::Invalid);
+    assert!(result.reason.contains("still readable"), "{}", result.reason);
+    // Not found (the put's version) 2 s before the expiry: expired early.
+    let early = with_ttl(H::default(), "djE=", 1_000_000, 3).read(2, None, Some(1_000_000), None, "eventual");
+    let result = ttl::check(&early.0, start + 1_000, 250);
+    assert_eq!(result.valid, Validity::Invalid);
+    assert!(result.reason.contains("before it expired"), "{}", result.reason);
 }

@@ -30,6 +30,7 @@ impl H {
             f: f.into(),
             key: Some("k".into()),
             value: value.map_or(Value::Absent, Value::Present),
+            ttl: None,
             consistency,
             min_timestamp: None,
             timestamp: None,

@@ -9,7 +9,7 @@
 use crate::scenario::{Backend, Scenario};
 use crate::Workload;
 use harness::checker::linearizable::{self, Budget};
-use harness::checker::{durability, session, staleness};
+use harness::checker::{durability, session, staleness, ttl};
 use harness::db::docker::DockerDb;
 use harness::db::local::LocalDb;
 use harness::db::{ClusterSpec, Db};
@@ -124,6 +124,10 @@ async fn finish<D: Db>(
     Ok(outcome)
 }
 
+/// How far from `timestamp + ttl` an expiry may be seen: reads are timed
+/// at the harness, expiry at the node.
+pub const TTL_TOLERANCE_MS: u64 = 250;
+
 /// The command line that replays `scenario` with `seed`.
 pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
     let nemesis: Vec<String> = scenario.nemesis.iter().map(|k| format!("{k:?}").to_lowercase()).collect();
@@ -184,6 +188,10 @@ pub fn check(checkers: &[&str], history_path: &Path, summary: Option<&RunSummary
             "durability" => durability::check(&events),
             "session" => session::check(&events),
             "staleness" => staleness::check(&events),
+            "ttl" => match summary {
+                Some(summary) => ttl::check(&events, summary.start_unix_ms, TTL_TOLERANCE_MS),
+                None => CheckResult::new("ttl", Validity::Unknown, "the run's wall-clock start is unknown"),
+            },
             other => {
                 let reason = format!("the {other} checker is not built yet; no verdict without it");
                 CheckResult::new(other, Validity::Unknown, reason)

@@ -20,7 +20,7 @@ fn a_hand_written_history_is_read_and_judged() {
 "#;
     let (code, text) = check(history);
     assert!(text.contains("well-formed") && text.contains("5 events"), "{text}");
-    assert!(text.contains("linearizable"), "{text}");
+    assert!(text.contains("linearizable") && text.contains("durability"), "{text}");
     assert_eq!(code, 0, "{text}");
 }
 

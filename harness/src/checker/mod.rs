@@ -7,3 +7,4 @@ pub mod ops;
 pub mod session;
 pub mod staleness;
 pub mod synthetic;
+pub mod ttl;

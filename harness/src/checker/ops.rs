@@ -12,6 +12,8 @@ pub struct Completed {
     pub key: String,
     /// Put: the value written. Get (ok): the value read, `None` for not found.
     pub value: Option<String>,
+    /// Put: its TTL in seconds, if any.
+    pub ttl: Option<u32>,
     pub consistency: Option<String>,
     pub min_timestamp: Option<u64>,
     /// The server's timestamp of the version written or read.
@@ -54,6 +56,7 @@ pub fn completed(events: &[Event]) -> Vec<Completed> {
             f: invoke.f.clone(),
             key: invoke.key.clone().unwrap_or_default(),
             value,
+            ttl: invoke.ttl,
             consistency: invoke.consistency.clone(),
             min_timestamp: invoke.min_timestamp,
             timestamp: event.timestamp,
@@ -69,6 +72,7 @@ pub fn completed(events: &[Event]) -> Vec<Completed> {
             f: invoke.f.clone(),
             key: invoke.key.clone().unwrap_or_default(),
             value: invoke.value.json().and_then(|v| v.as_str().map(str::to_owned)),
+            ttl: invoke.ttl,
             consistency: invoke.consistency.clone(),
             min_timestamp: invoke.min_timestamp,
             timestamp: None,

@@ -40,6 +40,7 @@ fn event(index: u64, time: u64, process: u64, kind: EventType, f: &str, key: &st
         f: f.into(),
         key: Some(key.into()),
         value: Value::Absent,
+        ttl: None,
         consistency: None,
         min_timestamp: None,
         timestamp: None,

@@ -11,6 +11,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use harness::checker::linearizable::{self, Budget};
+use harness::checker::{durability, session, staleness, ttl};
 use harness::model::append_kv::AppendKv;
 use harness::model::cas_register::CasRegister;
 use harness::model::register::Register;
@@ -258,6 +259,13 @@ fn print_summary(scenario: &Scenario, report: &RunReport) {
     println!("  reproduce:  {}", workloads::run::reproduce_command(scenario, report.seed));
 }
 
+/// The wall-clock start of the run whose folder holds `history`, from its
+/// `results.json`, if there is one.
+fn run_start(history: &Path) -> Option<u64> {
+    let results = std::fs::read(history.parent()?.join("results.json")).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&results).ok()?["summary"]["start_unix_ms"].as_u64()
+}
+
 fn check_file(path: &Path, model: ModelKind, budget_secs: u64) -> anyhow::Result<i32> {
     let events = harness::history::read(path).with_context(|| format!("reading {}", path.display()))?;
     let keys: std::collections::BTreeSet<_> = events.iter().filter_map(|e| e.key.clone()).collect();
@@ -267,11 +275,25 @@ fn check_file(path: &Path, model: ModelKind, budget_secs: u64) -> anyhow::Result
         Validity::Valid,
         format!("{} events, every completion matches an invocation", events.len()),
     )];
-    results.push(match model {
-        ModelKind::Register => linearizable::check(&Register, &events, &budget),
-        ModelKind::CasRegister => linearizable::check(&CasRegister, &events, &budget),
-        ModelKind::AppendKv => linearizable::check(&AppendKv, &events, &budget),
-    });
+    match model {
+        ModelKind::Register => {
+            // Our API's histories: every checker that needs only the history,
+            // and the TTL check when the run's results.json gives its start.
+            results.push(linearizable::check(&Register, &events, &budget));
+            results.push(durability::check(&events));
+            if events.iter().any(|e| e.min_timestamp.is_some()) {
+                results.push(session::check(&events));
+            }
+            if events.iter().any(|e| e.consistency.as_deref() == Some("eventual")) {
+                results.push(staleness::check(&events));
+            }
+            if let Some(start_unix_ms) = run_start(path) {
+                results.push(ttl::check(&events, start_unix_ms, workloads::run::TTL_TOLERANCE_MS));
+            }
+        }
+        ModelKind::CasRegister => results.push(linearizable::check(&CasRegister, &events, &budget)),
+        ModelKind::AppendKv => results.push(linearizable::check(&AppendKv, &events, &budget)),
+    }
     println!(
         "{} {} ({} events, {} keys, model {model:?})",
         label(merge(&results)),
