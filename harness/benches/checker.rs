@@ -11,19 +11,24 @@ use harness::verdict::Validity;
 use std::time::Instant;
 
 fn main() {
-    println!("{:<10} {:>8} {:>8} {:>6} {:>10} {:>10}", "model", "ops", "clients", "keys", "check ms", "verdict");
+    println!(
+        "{:<10} {:>8} {:>8} {:>6} {:>8} {:>10} {:>10}",
+        "model", "ops", "clients", "keys", "crashed", "check ms", "verdict"
+    );
     let cases = [
-        (Flavor::AppendKv, 1_700, 50, 10),
-        (Flavor::AppendKv, 10_000, 50, 50),
-        (Flavor::AppendKv, 1_700, 50, 1),
-        (Flavor::Register, 1_000, 10, 1),
-        (Flavor::Register, 10_000, 20, 10),
-        (Flavor::Register, 100_000, 50, 200),
-        (Flavor::Register, 2_000, 100, 1),
+        (Flavor::AppendKv, 1_700, 50, 10, 0.0),
+        (Flavor::AppendKv, 1_700, 50, 10, 0.01),
+        (Flavor::AppendKv, 1_700, 50, 10, 0.05),
+        (Flavor::AppendKv, 10_000, 50, 50, 0.05),
+        (Flavor::Register, 1_000, 10, 1, 0.05),
+        (Flavor::Register, 10_000, 20, 10, 0.05),
+        (Flavor::Register, 100_000, 50, 200, 0.05),
+        (Flavor::Register, 2_000, 100, 1, 0.0),
+        (Flavor::Register, 2_000, 100, 1, 0.05),
     ];
-    for (flavor, ops, clients, keys) in cases {
-        let events = history(flavor, 42, clients, ops, keys, 0.05);
-        let budget = Budget { time: std::time::Duration::from_secs(60), ..Budget::default() };
+    for (flavor, ops, clients, keys, crashed) in cases {
+        let events = history(flavor, 42, clients, ops, keys, crashed);
+        let budget = Budget { time: std::time::Duration::from_secs(20), ..Budget::default() };
         let started = Instant::now();
         let result = match flavor {
             Flavor::Register => check(&Register, &events, &budget),
@@ -35,7 +40,8 @@ fn main() {
             Validity::Invalid => "INVALID",
             Validity::Unknown => "unknown",
         };
-        println!("{:<10} {ops:>8} {clients:>8} {keys:>6} {ms:>10.1} {verdict:>10}", format!("{flavor:?}"));
+        let crashed = format!("{:.0}%", crashed * 100.0);
+        println!("{:<10} {ops:>8} {clients:>8} {keys:>6} {crashed:>8} {ms:>10.1} {verdict:>10}", format!("{flavor:?}"));
         assert_ne!(result.valid, Validity::Invalid, "a generated history must be linearizable");
     }
 }

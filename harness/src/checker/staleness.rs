@@ -49,6 +49,7 @@ pub fn check(events: &[Event]) -> CheckResult {
         "stale_share": share,
         "ms_behind": {"p50": quantile(0.5), "p95": quantile(0.95), "p99": quantile(0.99), "max": quantile(1.0)},
         "versions_behind_max": versions_behind.last(),
+        "versions_behind_samples": versions_behind,
         "ms_behind_samples": ms_behind,
     });
     let reason = if reads == 0 {
