@@ -1,7 +1,8 @@
 //! `make bench` (checker part): linearizability check time on generated
 //! histories of growing size and concurrency, with crashed operations.
 //! Porcupine (Go) checks a 1,700-operation, 50-client append history split
-//! per key in about 0.2–0.4 s on a machine like this one.
+//! per key in about 0.2–0.4 s on a machine like this one. `BENCH_CASE=N`
+//! runs only the N-th case.
 
 use harness::checker::linearizable::{check, Budget};
 use harness::checker::synthetic::{history, Flavor};
@@ -26,7 +27,11 @@ fn main() {
         (Flavor::Register, 2_000, 100, 1, 0.0),
         (Flavor::Register, 2_000, 100, 1, 0.05),
     ];
-    for (flavor, ops, clients, keys, crashed) in cases {
+    let only: Option<usize> = std::env::var("BENCH_CASE").ok().and_then(|v| v.parse().ok());
+    for (i, (flavor, ops, clients, keys, crashed)) in cases.into_iter().enumerate() {
+        if only.is_some_and(|o| o != i) {
+            continue;
+        }
         let events = history(flavor, 42, clients, ops, keys, crashed);
         let budget = Budget { time: std::time::Duration::from_secs(20), ..Budget::default() };
         let started = Instant::now();
