@@ -14,21 +14,8 @@ use cluster::api::wire::{DeleteResponse, GetResponse, NotFoundResponse, PutRespo
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Consistency {
-    Eventual,
-    Strong,
-}
-
-impl Consistency {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Consistency::Eventual => "eventual",
-            Consistency::Strong => "strong",
-        }
-    }
-}
+/// The read consistency of our API, as the cluster defines it.
+pub use cluster::api::Consistency;
 
 /// What to do.
 #[derive(Clone, Debug, PartialEq, Eq)]

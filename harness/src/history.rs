@@ -69,6 +69,28 @@ pub struct Event {
     pub error: Option<String>,
 }
 
+impl Event {
+    /// An event with only its process, type and `f`; index and time are
+    /// set when it is written.
+    pub fn new(process: Process, kind: EventType, f: &str) -> Event {
+        Event {
+            index: 0,
+            time: 0,
+            process,
+            kind,
+            f: f.to_owned(),
+            key: None,
+            value: Value::Absent,
+            ttl: None,
+            consistency: None,
+            min_timestamp: None,
+            timestamp: None,
+            node: None,
+            error: None,
+        }
+    }
+}
+
 /// A `value` that tells "absent" from an explicit `null`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum Value {
@@ -210,21 +232,7 @@ mod tests {
 
     #[test]
     fn structure_is_checked() {
-        let event = |process, kind, f: &str| Event {
-            index: 0,
-            time: 0,
-            process: Process::Client(process),
-            kind,
-            f: f.into(),
-            key: None,
-            value: Value::Absent,
-            ttl: None,
-            consistency: None,
-            min_timestamp: None,
-            timestamp: None,
-            node: None,
-            error: None,
-        };
+        let event = |process, kind, f: &str| Event::new(Process::Client(process), kind, f);
         let fine =
             [event(0, EventType::Invoke, "put"), event(1, EventType::Invoke, "get"), event(0, EventType::Ok, "put")];
         assert!(validate(&fine).is_ok());

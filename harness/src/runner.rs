@@ -116,21 +116,7 @@ impl Recorder {
 }
 
 fn blank(process: Process, kind: EventType, f: &str) -> Event {
-    Event {
-        index: 0,
-        time: 0,
-        process,
-        kind,
-        f: f.to_owned(),
-        key: None,
-        value: Value::Absent,
-        ttl: None,
-        consistency: None,
-        min_timestamp: None,
-        timestamp: None,
-        node: None,
-        error: None,
-    }
+    Event::new(process, kind, f)
 }
 
 /// The invocation event of `op` by `process` on `node`.

@@ -32,21 +32,7 @@ struct Planned {
 }
 
 fn event(index: u64, time: u64, process: u64, kind: EventType, f: &str, key: &str) -> Event {
-    Event {
-        index,
-        time,
-        process: Process::Client(process),
-        kind,
-        f: f.into(),
-        key: Some(key.into()),
-        value: Value::Absent,
-        ttl: None,
-        consistency: None,
-        min_timestamp: None,
-        timestamp: None,
-        node: None,
-        error: None,
-    }
+    Event { index, time, key: Some(key.into()), ..Event::new(Process::Client(process), kind, f) }
 }
 
 /// `ops` operations by `processes` concurrent processes over `keys` keys;
