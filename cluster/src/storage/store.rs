@@ -79,7 +79,7 @@ impl Store {
         let thread_storage = storage.clone();
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || Writer { storage: thread_storage, wal: Some(wal), failed: None }.run(receiver))?;
+            .spawn(move || Writer { storage: thread_storage, wal, failed: None }.run(receiver))?;
         Ok(Store { storage, commands: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)), volatile: false })
     }
 
@@ -185,8 +185,7 @@ impl Drop for Store {
 
 struct Writer {
     storage: Arc<dyn Storage>,
-    /// `None` for a volatile store.
-    wal: Option<Wal>,
+    wal: Wal,
     /// After a failed log write the disk's state is unknown (fsync errors
     /// are not retryable), so every later write fails too.
     failed: Option<StoreError>,
@@ -218,7 +217,7 @@ impl Writer {
                 let _ = reply.send(self.compact(candidates));
             }
         }
-        if self.wal_len_bytes() >= CHECKPOINT_BYTES {
+        if self.wal.len_bytes() >= CHECKPOINT_BYTES {
             if let Err(error) = self.checkpoint() {
                 tracing::error!(%error, "checkpoint failed");
                 self.failed = Some(error.into());
@@ -237,8 +236,8 @@ impl Writer {
         if entries.is_empty() {
             return;
         }
-        if let (None, Some(wal)) = (&self.failed, &mut self.wal) {
-            if let Err(error) = wal.append_batch(&entries) {
+        if self.failed.is_none() {
+            if let Err(error) = self.wal.append_batch(&entries) {
                 tracing::error!(%error, "write-ahead log write failed; refusing further writes");
                 self.failed = Some(error.into());
             }
@@ -259,7 +258,7 @@ impl Writer {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
-        if self.wal_len_bytes() > 0 {
+        if self.wal.len_bytes() > 0 {
             self.checkpoint()?;
         }
         let mut removed = 0;
@@ -270,14 +269,7 @@ impl Writer {
     }
 
     fn checkpoint(&mut self) -> Result<(), StorageError> {
-        let Some(wal) = &mut self.wal else {
-            return Ok(());
-        };
         self.storage.flush()?;
-        wal.reset()
-    }
-
-    fn wal_len_bytes(&self) -> u64 {
-        self.wal.as_ref().map_or(0, Wal::len_bytes)
+        self.wal.reset()
     }
 }
