@@ -115,13 +115,9 @@ impl Recorder {
     }
 }
 
-fn blank(process: Process, kind: EventType, f: &str) -> Event {
-    Event::new(process, kind, f)
-}
-
 /// The invocation event of `op` by `process` on `node`.
 pub fn invocation(process: u64, op: &Op, node: &str) -> Event {
-    let mut event = blank(Process::Client(process), EventType::Invoke, op.f());
+    let mut event = Event::new(Process::Client(process), EventType::Invoke, op.f());
     event.key = Some(op.key().to_owned());
     event.node = Some(node.to_owned());
     match op {
@@ -140,7 +136,7 @@ pub fn invocation(process: u64, op: &Op, node: &str) -> Event {
 
 /// The completion event of `op`.
 pub fn completion(process: u64, op: &Op, node: &str, outcome: &Outcome) -> Event {
-    let mut event = blank(Process::Client(process), outcome.kind, op.f());
+    let mut event = Event::new(Process::Client(process), outcome.kind, op.f());
     event.key = Some(op.key().to_owned());
     event.node = Some(node.to_owned());
     event.timestamp = outcome.timestamp;
@@ -233,7 +229,7 @@ pub async fn run<D: Db, G: Generator, N: Nemesis>(
         let record = |event: crate::nemesis::Event| {
             *progress.fault.lock().expect("progress lock") =
                 if event.f == "heal" { String::new() } else { event.f.clone() };
-            let mut line = blank(Process::NEMESIS, EventType::Info, &event.f);
+            let mut line = Event::new(Process::NEMESIS, EventType::Info, &event.f);
             line.value = Value::Present(event.value);
             if let Err(error) = recorder.record(line) {
                 tracing::error!(%error, "could not record a nemesis event");

@@ -7,8 +7,6 @@ use harness::model::append_kv::AppendKv;
 use harness::model::cas_register::CasRegister;
 use harness::model::register::Register;
 use harness::verdict::Validity;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{json, Value as Json};
 
 /// A history written by hand: `(process, type, f, value, time)`.
@@ -207,100 +205,9 @@ fn append_kv_verdicts() {
     assert_eq!(check_kv(doubled), Validity::Invalid);
 }
 
-/// A history from a real sequential execution of a register: every
-/// operation takes effect at a random point inside its interval; some
-/// writes crash (no completion) and take effect or not.
+/// A register history from a real sequential execution, with crashes.
 fn generated(seed: u64, processes: u64, ops: usize) -> Vec<Event> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    struct Planned {
-        process: u64,
-        f: &'static str,
-        value: Option<String>,
-        invoke: u64,
-        effect: u64,
-        ret: Option<u64>,
-        applies: bool,
-    }
-    let mut busy_until = vec![0u64; processes as usize];
-    let mut planned = Vec::new();
-    for i in 0..ops {
-        let process = rng.random_range(0..processes);
-        let invoke = busy_until[process as usize] + rng.random_range(1..50);
-        let effect = invoke + rng.random_range(1..100);
-        let ret = effect + rng.random_range(1..100);
-        let (f, value) = match rng.random_range(0..10) {
-            0..=3 => ("put", Some(format!("v{i}"))),
-            4 => ("delete", None),
-            _ => ("get", None),
-        };
-        let crashed = f != "get" && rng.random_bool(0.15);
-        busy_until[process as usize] = if crashed { u64::MAX / 4 } else { ret };
-        if crashed {
-            // A crashed process never returns; it is replaced by a new one.
-            busy_until[process as usize] = 0;
-        }
-        planned.push(Planned {
-            process: process * 1000 + i as u64,
-            f,
-            value,
-            invoke,
-            effect,
-            ret: (!crashed).then_some(ret),
-            applies: !crashed || rng.random_bool(0.5),
-        });
-    }
-    // Execute in effect order to learn what each read returned.
-    let mut order: Vec<usize> = (0..planned.len()).collect();
-    order.sort_by_key(|&i| planned[i].effect);
-    let mut state: Option<String> = None;
-    let mut reads = vec![None; planned.len()];
-    for i in order {
-        let p = &planned[i];
-        match p.f {
-            "put" if p.applies => state = p.value.clone(),
-            "delete" if p.applies => state = None,
-            "get" => reads[i] = Some(state.clone()),
-            _ => {}
-        }
-    }
-    let mut events: Vec<(u64, Event)> = Vec::new();
-    let b64 = |s: &str| {
-        use base64::Engine;
-        json!(base64::engine::general_purpose::STANDARD.encode(s))
-    };
-    for (i, p) in planned.iter().enumerate() {
-        let base = H::new().call(p.process, p.f, p.value.as_deref().map(b64), p.invoke).0.remove(0);
-        events.push((p.invoke, base.clone()));
-        let mut done = base;
-        done.time = p.ret.unwrap_or(0);
-        match p.ret {
-            Some(ret) => {
-                done.kind = EventType::Ok;
-                done.time = ret;
-                done.value = match (&reads[i], p.f) {
-                    (Some(Some(read)), "get") => Value::Present(b64(read)),
-                    (Some(None), "get") => Value::Present(Json::Null),
-                    _ => Value::Absent,
-                };
-                events.push((ret, done));
-            }
-            None if rng.random_bool(0.5) => {
-                done.kind = EventType::Info;
-                done.time = p.invoke + 1_000;
-                events.push((done.time, done));
-            }
-            None => {} // never completed at all
-        }
-    }
-    events.sort_by_key(|(t, e)| (*t, e.kind != EventType::Invoke));
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, mut e))| {
-            e.index = i as u64;
-            e
-        })
-        .collect()
+    harness::checker::synthetic::history(harness::checker::synthetic::Flavor::Register, seed, processes, ops, 1, 0.15)
 }
 
 #[test]

@@ -104,22 +104,7 @@ impl Store {
     /// [`Store::apply`] for many records, sharing flushes; returns once all
     /// are durable.
     pub async fn apply_many(&self, entries: Vec<(Vec<u8>, Record)>) -> Result<(), StoreError> {
-        if self.volatile {
-            for (key, record) in entries {
-                self.storage.apply(&key, &record)?;
-            }
-            return Ok(());
-        }
-        let mut answers = Vec::with_capacity(entries.len());
-        for (key, record) in entries {
-            let (reply, answer) = oneshot::channel();
-            self.send(Command::Apply { entry: WalEntry { key, record }, reply }).await?;
-            answers.push(answer);
-        }
-        for answer in answers {
-            answer.await.map_err(|_| StoreError::Closed)??;
-        }
-        Ok(())
+        self.apply_each(entries).await.into_iter().try_for_each(|outcome| outcome.map(|_| ()))
     }
 
     /// [`Store::apply`] for many records, sharing flushes, with each
