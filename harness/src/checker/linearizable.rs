@@ -177,68 +177,222 @@ impl Entries {
     }
 }
 
+/// One step of the current linearization: the operation placed and the
+/// state before it. `forced` marks a read-only operation placed by the
+/// reduction below, which has no alternative to try when it is undone.
+struct Frame<S> {
+    op: usize,
+    previous: S,
+    forced: bool,
+}
+
+/// What placing an enabled read-only operation found.
+enum Forced {
+    Placed,
+    /// This configuration was already explored through the read: it fails.
+    Dead,
+    Nothing,
+}
+
+/// The Wing–Gong–Lowe search over one key, with Porcupine's cache.
+///
+/// One reduction on top: a read-only operation (one that never changes the
+/// state) that is enabled and matches the current state is placed at once,
+/// with no branch that places it later. Placing it earlier cannot hurt: it
+/// leaves the state as it is, every operation that returned before its
+/// invocation is already placed (or it would not be enabled), and moving an
+/// operation earlier never breaks a real-time order after it. So a
+/// configuration is linearizable exactly when it is with that read placed,
+/// and a cache hit there proves the configuration dead.
+struct Search<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [Operation<M::Op>],
+    entries: Entries,
+    cache: HashSet<(Bits, M::State)>,
+    linearized: Bits,
+    stack: Vec<Frame<M::State>>,
+    state: M::State,
+    /// Placed operations with a known outcome; the search ends when all are.
+    done: usize,
+    /// The deepest point where an operation's return could not be met.
+    best: Option<(Vec<usize>, usize)>,
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    fn new(model: &'a M, ops: &'a [Operation<M::Op>]) -> Self {
+        Search {
+            model,
+            ops,
+            entries: Entries::new(ops),
+            cache: HashSet::new(),
+            linearized: Bits::new(ops.len()),
+            stack: Vec::new(),
+            state: model.init(),
+            done: 0,
+            best: None,
+        }
+    }
+
+    /// Places `op` if the model allows it here and the configuration it
+    /// leads to is new. `None`: not allowed; `Some(false)`: already seen.
+    fn try_place(&mut self, op: usize, forced: bool) -> Option<bool> {
+        let next_state = self.model.step(&self.state, &self.ops[op].op)?;
+        self.linearized.set(op);
+        if !self.cache.insert((self.linearized.clone(), next_state.clone())) {
+            self.linearized.clear(op);
+            return Some(false);
+        }
+        let previous = std::mem::replace(&mut self.state, next_state);
+        self.stack.push(Frame { op, previous, forced });
+        self.entries.lift(op);
+        self.done += usize::from(self.ops[op].return_ns.is_some());
+        Some(true)
+    }
+
+    /// Undoes the last placement; returns it.
+    fn undo(&mut self) -> Option<Frame<()>> {
+        let frame = self.stack.pop()?;
+        self.state = frame.previous;
+        self.linearized.clear(frame.op);
+        self.entries.unlift(frame.op);
+        self.done -= usize::from(self.ops[frame.op].return_ns.is_some());
+        Some(Frame { op: frame.op, previous: (), forced: frame.forced })
+    }
+
+    /// Places the first enabled read-only operation that matches the state.
+    fn force_read(&mut self) -> Forced {
+        let mut entry = self.entries.next[self.entries.head];
+        while entry != self.entries.head && entry < self.entries.n {
+            if self.model.read_only(&self.ops[entry].op) {
+                match self.try_place(entry, true) {
+                    Some(true) => return Forced::Placed,
+                    Some(false) => return Forced::Dead,
+                    None => {}
+                }
+            }
+            entry = self.entries.next[entry];
+        }
+        Forced::Nothing
+    }
+
+    /// One of the next unplaced reads that can no longer succeed, if any: the
+    /// model says no order of the operations that may still come before it
+    /// leads from the current state to what it returned. Looking a few reads
+    /// past the enabled ones catches a wrong order of writes long before the
+    /// read that rules it out is reached.
+    fn starved_read(&self) -> Option<usize> {
+        const READS_CHECKED: usize = 8;
+        let (head, n) = (self.entries.head, self.entries.n);
+        let entries = || std::iter::successors(Some(self.entries.next[head]), |&e| Some(self.entries.next[e]));
+        let reads = entries().take_while(|&e| e != head).filter(|&e| e < n && self.model.read_only(&self.ops[e].op));
+        for read in reads.take(READS_CHECKED) {
+            let until = self.entries.return_at[read];
+            let writers = entries()
+                .take_while(|&e| e != until && e != head)
+                .filter(|&e| e < n && !self.model.read_only(&self.ops[e].op))
+                .map(|e| &self.ops[e].op);
+            if !self.model.may_read(&self.state, &self.ops[read].op, writers) {
+                return Some(read);
+            }
+        }
+        None
+    }
+
+    /// Remembers `op` as the one that could not be placed, when the current
+    /// linearization is the deepest found so far: the evidence shows it.
+    fn note_blocked(&mut self, op: usize) {
+        if self.best.as_ref().is_none_or(|(prefix, _)| self.stack.len() > prefix.len()) {
+            self.best = Some((self.stack.iter().map(|f| f.op).collect(), op));
+        }
+    }
+
+    /// Backtracks to the last placement that has an alternative; returns the
+    /// entry to resume scanning at, or `None` when nothing is left to try.
+    fn backtrack(&mut self) -> Option<usize> {
+        loop {
+            let frame = self.undo()?;
+            if !frame.forced {
+                return Some(self.entries.next[self.entries.call_at[frame.op]]);
+            }
+        }
+    }
+
+    fn run(&mut self, budget: &Budget) -> KeyVerdict {
+        let started = Instant::now();
+        let required = self.ops.iter().filter(|op| op.return_ns.is_some()).count();
+        let mut steps: u64 = 0;
+        let mut fresh = true;
+        let mut entry = self.entries.next[self.entries.head];
+        loop {
+            if self.done == required {
+                return KeyVerdict::Linearizable;
+            }
+            steps += 1;
+            if steps.is_multiple_of(4096) {
+                if let Some(why) = self.over_budget(budget, started, steps) {
+                    return KeyVerdict::Unknown(why);
+                }
+            }
+            if std::mem::take(&mut fresh) {
+                match self.force_read() {
+                    Forced::Placed => {
+                        fresh = true;
+                        entry = self.entries.next[self.entries.head];
+                        continue;
+                    }
+                    Forced::Dead => {
+                        let Some(resume) = self.backtrack() else { return self.not_linearizable() };
+                        entry = resume;
+                        continue;
+                    }
+                    Forced::Nothing => {}
+                }
+            }
+            let at_end = entry == self.entries.head;
+            if !at_end && entry < self.entries.n {
+                if self.try_place(entry, false) == Some(true) {
+                    if let Some(read) = self.starved_read() {
+                        self.undo();
+                        // The read is what cannot be placed: it names the anomaly.
+                        self.note_blocked(read);
+                        entry = self.entries.next[entry];
+                        continue;
+                    }
+                    fresh = true;
+                    entry = self.entries.next[self.entries.head];
+                } else {
+                    entry = self.entries.next[entry];
+                }
+                continue;
+            }
+            // A return reached (or the end): the operation it closes cannot be
+            // placed after what is linearized now. Remember the deepest such point.
+            if !at_end {
+                self.note_blocked(entry - self.entries.n);
+            }
+            let Some(resume) = self.backtrack() else { return self.not_linearizable() };
+            entry = resume;
+        }
+    }
+
+    fn over_budget(&self, budget: &Budget, started: Instant, steps: u64) -> Option<String> {
+        if started.elapsed() > budget.time {
+            return Some(format!("over the {:?} time budget after {steps} search steps", budget.time));
+        }
+        (self.cache.len() > budget.max_cache_entries)
+            .then(|| format!("over the memory budget ({} cached configurations)", self.cache.len()))
+    }
+
+    fn not_linearizable(&mut self) -> KeyVerdict {
+        let (longest_prefix, blocked) = self.best.take().unwrap_or((Vec::new(), 0));
+        let window = window(self.ops, &longest_prefix, blocked);
+        KeyVerdict::NotLinearizable(Failure { longest_prefix, blocked, window })
+    }
+}
+
 /// Checks one key's operations.
 pub fn check_key<M: Model>(model: &M, ops: &[Operation<M::Op>], budget: &Budget) -> KeyVerdict {
-    let started = Instant::now();
-    let required = ops.iter().filter(|op| op.return_ns.is_some()).count();
-    let mut entries = Entries::new(ops);
-    let mut cache: HashSet<(Bits, M::State)> = HashSet::new();
-    let mut linearized = Bits::new(ops.len());
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
-    let mut state = model.init();
-    let mut done = 0;
-    let mut best: Option<(Vec<usize>, usize)> = None;
-    let mut entry = entries.next[entries.head];
-    let mut steps: u64 = 0;
-    loop {
-        if done == required {
-            return KeyVerdict::Linearizable;
-        }
-        steps += 1;
-        if steps.is_multiple_of(4096) {
-            if started.elapsed() > budget.time {
-                return KeyVerdict::Unknown(format!(
-                    "over the {:?} time budget after {steps} search steps",
-                    budget.time
-                ));
-            }
-            if cache.len() > budget.max_cache_entries {
-                return KeyVerdict::Unknown(format!("over the memory budget ({} cached configurations)", cache.len()));
-            }
-        }
-        let at_end = entry == entries.head;
-        if !at_end && entry < entries.n {
-            let op = entry;
-            if let Some(next_state) = model.step(&state, &ops[op].op) {
-                linearized.set(op);
-                if cache.insert((linearized.clone(), next_state.clone())) {
-                    stack.push((op, std::mem::replace(&mut state, next_state)));
-                    entries.lift(op);
-                    done += usize::from(ops[op].return_ns.is_some());
-                    entry = entries.next[entries.head];
-                    continue;
-                }
-                linearized.clear(op);
-            }
-            entry = entries.next[entry];
-            continue;
-        }
-        // A return reached (or the end): the operation it closes cannot be
-        // placed after what is linearized now. Remember the deepest such point.
-        if !at_end && best.as_ref().is_none_or(|(prefix, _)| stack.len() > prefix.len()) {
-            best = Some((stack.iter().map(|(op, _)| *op).collect(), entry - entries.n));
-        }
-        let Some((op, previous)) = stack.pop() else {
-            let (longest_prefix, blocked) = best.unwrap_or((Vec::new(), 0));
-            let window = window(ops, &longest_prefix, blocked);
-            return KeyVerdict::NotLinearizable(Failure { longest_prefix, blocked, window });
-        };
-        state = previous;
-        linearized.clear(op);
-        entries.unlift(op);
-        done -= usize::from(ops[op].return_ns.is_some());
-        entry = entries.next[entries.call_at[op]];
-    }
+    Search::new(model, ops).run(budget)
 }
 
 /// The blocked operation, the ones concurrent with it, and the last few

@@ -40,6 +40,18 @@ impl Model for AppendKv {
         }
     }
 
+    fn read_only(&self, op: &AppendOp) -> bool {
+        matches!(op, AppendOp::Get(_))
+    }
+
+    /// Appends only lengthen the string, so a read of `r` needs the string
+    /// to be a prefix of `r` now, or a put of a prefix of `r` still to come.
+    fn may_read<'o>(&self, state: &String, read: &AppendOp, mut writers: impl Iterator<Item = &'o AppendOp>) -> bool {
+        let AppendOp::Get(seen) = read else { return true };
+        seen.starts_with(state.as_str())
+            || writers.any(|w| matches!(w, AppendOp::Put(value) if seen.starts_with(value.as_str())))
+    }
+
     fn operation(&self, invoke: &Event, completion: &Event) -> Result<Option<AppendOp>, String> {
         match (invoke.f.as_str(), completion.kind) {
             (_, EventType::Fail) => Ok(None),

@@ -53,6 +53,22 @@ impl Model for CasRegister {
         }
     }
 
+    fn read_only(&self, op: &CasOp) -> bool {
+        matches!(op, CasOp::Read(_) | CasOp::Cas { swapped: Some(false), .. })
+    }
+
+    /// A read of `v` needs the register to hold `v` now, or a write or a
+    /// swap to `v` still to come.
+    fn may_read<'o>(&self, state: &Option<i64>, read: &CasOp, mut writers: impl Iterator<Item = &'o CasOp>) -> bool {
+        let CasOp::Read(seen) = read else { return true };
+        seen == state
+            || writers.any(|w| match w {
+                CasOp::Write(value) => *seen == Some(*value),
+                CasOp::Cas { new, swapped, .. } => *swapped != Some(false) && *seen == Some(*new),
+                CasOp::Read(_) => false,
+            })
+    }
+
     fn operation(&self, invoke: &Event, completion: &Event) -> Result<Option<CasOp>, String> {
         let known = completion.kind == EventType::Ok;
         match (invoke.f.as_str(), completion.kind) {

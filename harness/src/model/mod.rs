@@ -25,6 +25,25 @@ pub trait Model: Sync {
     /// outcome is unknown (`info`) carries no output and always applies.
     fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
 
+    /// True when `op` never changes any state (a read, a failed
+    /// compare-and-set). The checker places such operations as soon as
+    /// they fit, which prunes most of its search; a wrong `true` makes it
+    /// unsound, so the default is `false`.
+    fn read_only(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
+    /// False when the read-only `read` can never succeed after `state`,
+    /// whatever subset of `writers` takes effect before it, in whatever
+    /// order. Lets the checker drop a branch long before the read's return
+    /// would; a wrong `false` makes it unsound, so the default is `true`.
+    fn may_read<'o>(&self, _state: &Self::State, _read: &Self::Op, _writers: impl Iterator<Item = &'o Self::Op>) -> bool
+    where
+        Self::Op: 'o,
+    {
+        true
+    }
+
     /// The operation an invocation and its completion stand for: `Ok(None)`
     /// when it takes no part (a failed operation, a read whose outcome is
     /// unknown, an eventual read), an error when the events make no sense

@@ -45,6 +45,27 @@ impl Model for Register {
         }
     }
 
+    fn read_only(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Get(_))
+    }
+
+    /// A read of `v` needs the register to hold `v` now, or a write of `v`
+    /// (a delete for "nothing") still to come.
+    fn may_read<'o>(
+        &self,
+        state: &Option<String>,
+        read: &RegisterOp,
+        mut writers: impl Iterator<Item = &'o RegisterOp>,
+    ) -> bool {
+        let RegisterOp::Get(seen) = read else { return true };
+        seen == state
+            || writers.any(|w| match w {
+                RegisterOp::Put(value) => seen.as_ref() == Some(value),
+                RegisterOp::Delete => seen.is_none(),
+                RegisterOp::Get(_) => false,
+            })
+    }
+
     fn operation(&self, invoke: &Event, completion: &Event) -> Result<Option<RegisterOp>, String> {
         if completion.kind == EventType::Fail {
             return Ok(None);
