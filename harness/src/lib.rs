@@ -5,6 +5,7 @@
 //! - [`nemesis`]: faults — partitions, kills, pauses, clock skew, packet
 //!   loss — injected and healed on a schedule.
 //! - [`node_api`]: the test-hook calls the harness makes to a node.
+//! - [`report`]: the HTML report of a run folder, and the index of runs.
 //!
 //! See ARCHITECTURE.md at the root.
 
@@ -16,5 +17,7 @@ pub mod history;
 pub mod model;
 pub mod nemesis;
 pub mod node_api;
+pub mod report;
 pub mod runner;
+pub mod utc;
 pub mod verdict;

@@ -73,7 +73,7 @@ impl Progress {
 }
 
 /// What a run left besides its history.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RunSummary {
     /// Wall-clock milliseconds at history time 0 (for the TTL check).
     pub start_unix_ms: u64,

@@ -33,23 +33,25 @@ pub struct RunReport {
     pub results: Vec<CheckResult>,
     pub summary: RunSummary,
     pub elapsed: Duration,
+    /// The HTML report, when it could be written.
+    pub page: Option<PathBuf>,
+}
+
+/// Writes the run's HTML report and rewrites the index of runs. A report
+/// that cannot be drawn costs the run nothing: the verdict stands, and
+/// the reason is logged.
+pub fn write_report(folder: &Path, reports: &Path) -> Option<PathBuf> {
+    let page = harness::report::render(folder).map_err(|error| tracing::error!(%error, "no HTML report")).ok();
+    if let Err(error) = harness::report::index::write(reports) {
+        tracing::error!(%error, "could not rewrite the index of runs");
+    }
+    page
 }
 
 /// `2026-11-29T05-07-00Z`, from the system clock, for folder names.
 pub fn utc_stamp() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}-{:02}-{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    harness::utc::stamp(secs)
 }
 
 pub fn fresh_seed() -> u64 {
@@ -84,7 +86,8 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
     let validity = merge(&results);
     let written = serde_json::json!({ "valid": validity, "results": results, "summary": summary });
     std::fs::write(folder.join("results.json"), serde_json::to_string_pretty(&written)?)?;
-    Ok(RunReport { folder, seed, validity, results, summary, elapsed: started.elapsed() })
+    let page = write_report(&folder, reports);
+    Ok(RunReport { folder, seed, validity, results, summary, elapsed: started.elapsed(), page })
 }
 
 async fn play<D: Db>(

@@ -7,7 +7,7 @@
 //! never happened. Over budget, a key's verdict is `unknown`, never a guess.
 
 use crate::history::{Event, EventType, Process};
-use crate::model::Model;
+use crate::model::{Explanation, Model};
 use crate::verdict::{CheckResult, Validity};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -472,6 +472,28 @@ pub(crate) fn seconds(ns: u64) -> String {
 }
 
 fn evidence<M: Model>(model: &M, key: &str, ops: &[Operation<M::Op>], failure: &Failure) -> serde_json::Value {
+    let blocked = &ops[failure.blocked];
+    let fallback = format!(
+        "{key}: {} (process {:?}, {} → {}) cannot be placed after any order of the {} operations linearized before it",
+        model.describe(&blocked.op),
+        blocked.process,
+        seconds(blocked.invoke_ns),
+        blocked.return_ns.map_or("unknown".into(), seconds),
+        failure.longest_prefix.len(),
+    );
+    let explanation =
+        model.explain(key, ops, failure.blocked).unwrap_or(Explanation { text: fallback, named: Vec::new() });
+    // Every operation a reader should see: the blocked one, the ones the
+    // explanation names, and the window around it, each with its role.
+    let mut shown: Vec<usize> = failure.window.iter().chain(&explanation.named).copied().collect();
+    shown.push(failure.blocked);
+    shown.sort_unstable_by_key(|&i| (ops[i].invoke_ns, i));
+    shown.dedup();
+    let role = |i: usize| match i {
+        _ if i == failure.blocked => "blocked",
+        _ if explanation.named.contains(&i) => "named",
+        _ => "context",
+    };
     let describe = |i: usize| {
         let op = &ops[i];
         serde_json::json!({
@@ -480,23 +502,14 @@ fn evidence<M: Model>(model: &M, key: &str, ops: &[Operation<M::Op>], failure: &
             "index": op.index,
             "invoke_s": op.invoke_ns as f64 / 1e9,
             "return_s": op.return_ns.map(|ns| ns as f64 / 1e9),
+            "role": role(i),
         })
     };
-    let blocked = &ops[failure.blocked];
-    let explanation = format!(
-        "{key}: {} (process {:?}, {} → {}) cannot be placed after any order of the {} operations linearized before it",
-        model.describe(&blocked.op),
-        blocked.process,
-        seconds(blocked.invoke_ns),
-        blocked.return_ns.map_or("unknown".into(), seconds),
-        failure.longest_prefix.len(),
-    );
-    let explanation = model.explain(key, ops, failure.blocked).unwrap_or(explanation);
     serde_json::json!({
         "key": key,
-        "explanation": explanation,
+        "explanation": explanation.text,
         "blocked": describe(failure.blocked),
-        "window": failure.window.iter().map(|&i| describe(i)).collect::<Vec<_>>(),
+        "window": shown.iter().map(|&i| describe(i)).collect::<Vec<_>>(),
         "longest_prefix": failure.longest_prefix.iter().map(|&i| model.describe(&ops[i].op)).collect::<Vec<_>>(),
     })
 }

@@ -55,9 +55,18 @@ pub trait Model: Sync {
 
     /// Plain words for why `ops[blocked]` cannot be placed, when the model
     /// knows its classic anomalies.
-    fn explain(&self, _key: &str, _ops: &[Operation<Self::Op>], _blocked: usize) -> Option<String> {
+    fn explain(&self, _key: &str, _ops: &[Operation<Self::Op>], _blocked: usize) -> Option<Explanation> {
         None
     }
+}
+
+/// Why an operation cannot be placed, in words, with the operations the
+/// words name (positions in the key's operations), so a report can
+/// highlight them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    pub text: String,
+    pub named: Vec<usize>,
 }
 
 /// The models `harness check --model` knows.

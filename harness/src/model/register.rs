@@ -4,7 +4,7 @@
 //! values unique in the run, so a read names the write it saw. Eventual
 //! gets take no part (they are not linearizable by design).
 
-use super::Model;
+use super::{Explanation, Model};
 use crate::checker::linearizable::{seconds, Operation};
 use crate::history::{Event, EventType};
 
@@ -88,26 +88,26 @@ impl Model for Register {
     /// Stale reads, lost writes, values never written, new-then-old: the
     /// newest write acknowledged before the read began, that started after
     /// the seen value's write was acknowledged, should have been visible.
-    fn explain(&self, key: &str, ops: &[Operation<RegisterOp>], blocked: usize) -> Option<String> {
+    fn explain(&self, key: &str, ops: &[Operation<RegisterOp>], blocked: usize) -> Option<Explanation> {
         let read = &ops[blocked];
         let RegisterOp::Get(seen) = &read.op else { return None };
         let seen_text = seen.as_deref().map_or("nothing".to_owned(), shown);
-        let write_of_seen = ops.iter().find(|w| matches!(&w.op, RegisterOp::Put(v) if Some(v) == seen.as_ref()));
+        let seen_at = ops.iter().position(|w| matches!(&w.op, RegisterOp::Put(v) if Some(v) == seen.as_ref()));
+        let write_of_seen = seen_at.map(|i| &ops[i]);
         if seen.is_some() && write_of_seen.is_none() {
-            return Some(format!(
-                "read of {key} returned {seen_text} at {}, a value never written",
-                seconds(read.return_ns?)
-            ));
+            let text =
+                format!("read of {key} returned {seen_text} at {}, a value never written", seconds(read.return_ns?));
+            return Some(Explanation { text, named: Vec::new() });
         }
         let after_seen = |w: &Operation<RegisterOp>| match write_of_seen.and_then(|s| s.return_ns) {
             Some(seen_done) => w.invoke_ns > seen_done,
             None => true, // nothing seen: any acknowledged write should show
         };
-        let newer = ops
-            .iter()
-            .filter(|w| !matches!(w.op, RegisterOp::Get(_)))
-            .filter(|w| w.return_ns.is_some_and(|ret| ret < read.invoke_ns) && after_seen(w))
-            .max_by_key(|w| w.return_ns)?;
+        let newer_at = (0..ops.len())
+            .filter(|&i| !matches!(ops[i].op, RegisterOp::Get(_)))
+            .filter(|&i| ops[i].return_ns.is_some_and(|ret| ret < read.invoke_ns) && after_seen(&ops[i]))
+            .max_by_key(|&i| ops[i].return_ns)?;
+        let newer = &ops[newer_at];
         if seen.is_none() && newer.op == RegisterOp::Delete {
             return None; // reading nothing after a delete is no anomaly by itself
         }
@@ -115,11 +115,13 @@ impl Model for Register {
             RegisterOp::Put(v) => format!("put of {} was acknowledged", shown(v)),
             _ => "delete was acknowledged".to_owned(),
         };
-        Some(format!(
-            "read of {key} returned {seen_text} at {}, but a {newer_text} at {} (after {seen_text} was written) and nothing later overwrote it",
+        let after = if seen.is_some() { format!(" (after {seen_text} was written)") } else { String::new() };
+        let text = format!(
+            "read of {key} returned {seen_text} at {}, but a {newer_text} at {}{after} and nothing later overwrote it",
             seconds(read.return_ns?),
             seconds(newer.return_ns?),
-        ))
+        );
+        Some(Explanation { text, named: seen_at.into_iter().chain([newer_at]).collect() })
     }
 
     fn describe(&self, op: &RegisterOp) -> String {

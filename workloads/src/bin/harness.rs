@@ -4,6 +4,7 @@
 //! harness run --workload register --nemesis partition --nodes 5 ...
 //! harness suite workloads/scenarios/partition.toml
 //! harness check reports/<run>/history.jsonl
+//! harness report reports/<run>
 //! ```
 //!
 //! Exit codes: 0 valid, 1 anomalies found, 2 unknown or the run failed.
@@ -78,6 +79,12 @@ enum Command {
         /// Run only the scenario with this name.
         #[arg(long)]
         only: Option<String>,
+    },
+    /// Redraws the HTML report of run folders, and the index of runs.
+    Report {
+        /// Run folders (each with config.json, results.json, history.jsonl).
+        #[arg(required = true)]
+        folders: Vec<PathBuf>,
     },
     /// Checks an existing history file against a model.
     Check {
@@ -161,6 +168,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit_code(verdicts.iter().map(|(_, v, _)| *v).max().unwrap_or(Validity::Unknown)))
         }
         Command::Check { history, model, budget_secs } => check_file(&history, model, budget_secs),
+        Command::Report { folders } => {
+            for folder in &folders {
+                let page = harness::report::render(folder)?;
+                println!("report: {}", page.display());
+            }
+            let index = harness::report::index::write(&cli.reports)?;
+            println!("index:  {}", index.display());
+            Ok(0)
+        }
     }
 }
 
@@ -256,6 +272,10 @@ fn print_summary(scenario: &Scenario, report: &RunReport) {
         report.summary.convergence_wait_ms
     );
     println!("  run folder: {}", report.folder.display());
+    match &report.page {
+        Some(page) => println!("  report:     {}", page.display()),
+        None => println!("  report:     not written (see the error above)"),
+    }
     println!("  reproduce:  {}", workloads::run::reproduce_command(scenario, report.seed));
 }
 

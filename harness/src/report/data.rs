@@ -1,0 +1,332 @@
+//! What a report shows, computed from the history: one sample per client
+//! operation, the fault windows, and the figures per time bucket and per
+//! phase (healthy or under a fault). Pure: no I/O, no drawing.
+
+use crate::checker::ops::{completed, Completed};
+use crate::history::{Event, EventType, Process};
+use crate::model::register::shown;
+
+/// How an operation ended, as SPEC section 3 names it; `Info` also stands
+/// for operations that never completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    Ok,
+    Fail,
+    Info,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Fail, Outcome::Info];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Fail => "fail",
+            Outcome::Info => "info",
+        }
+    }
+}
+
+/// One client operation, as plotted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub process: u64,
+    /// "put", "delete", "get strong", "get eventual", "get session".
+    pub kind: String,
+    pub key: String,
+    /// "put v12", "get strong → v9", for timelines.
+    pub description: String,
+    pub outcome: Outcome,
+    pub invoke_s: f64,
+    /// `None` when it never completed.
+    pub complete_s: Option<f64>,
+    /// History index of the invocation.
+    pub index: u64,
+}
+
+impl Sample {
+    pub fn latency_ms(&self) -> Option<f64> {
+        self.complete_s.map(|done| ((done - self.invoke_s) * 1000.0).max(0.001))
+    }
+}
+
+/// A fault from its start event to the heal after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultWindow {
+    /// The family: "partition", "kill", "pause", "clock", "loss", "delay".
+    pub kind: String,
+    /// What exactly: the partition shape, the nodes, the offset.
+    pub detail: String,
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+/// The kind label of an operation (consistency matters for gets).
+fn kind_of(op: &Completed) -> String {
+    match (op.f.as_str(), op.consistency.as_deref()) {
+        ("get", Some("eventual")) if op.min_timestamp.is_some() => "get session".into(),
+        ("get", Some(consistency)) => format!("get {consistency}"),
+        (f, _) => f.to_owned(),
+    }
+}
+
+fn describe(op: &Completed, kind: &str) -> String {
+    let value = op.value.as_deref().map(shown);
+    match (op.f.as_str(), op.kind, value) {
+        ("get", EventType::Ok, Some(v)) => format!("{kind} → {v}"),
+        ("get", EventType::Ok, None) => format!("{kind} → not found"),
+        ("put", _, Some(v)) => format!("put {v}"),
+        _ => kind.to_owned(),
+    }
+}
+
+/// Every client operation of the history, in invocation order.
+pub fn samples(events: &[Event]) -> Vec<Sample> {
+    completed(events)
+        .iter()
+        .map(|op| {
+            let kind = kind_of(op);
+            Sample {
+                process: op.process,
+                description: describe(op, &kind),
+                kind,
+                key: op.key.clone(),
+                outcome: match op.kind {
+                    EventType::Ok => Outcome::Ok,
+                    EventType::Fail => Outcome::Fail,
+                    _ => Outcome::Info,
+                },
+                invoke_s: op.invoke_ns as f64 / 1e9,
+                complete_s: op.complete_ns.map(|ns| ns as f64 / 1e9),
+                index: op.index,
+            }
+        })
+        .collect()
+}
+
+/// The fault family of a nemesis event's `f`, or `None` for a heal.
+fn fault_kind(f: &str) -> Option<&'static str> {
+    Some(match f {
+        "start-partition" => "partition",
+        "kill" => "kill",
+        "pause" => "pause",
+        "bump-clock" | "strobe-clock" => "clock",
+        "start-loss" => "loss",
+        "start-delay" => "delay",
+        _ => return None,
+    })
+}
+
+/// "halves: [n1 n2] | [n3 n4 n5]", "n3 +20535 ms": the fault in a few words.
+fn fault_detail(value: Option<&serde_json::Value>) -> String {
+    let Some(value) = value else { return String::new() };
+    let nodes = |v: &serde_json::Value| -> String {
+        v.as_array().map(|a| a.iter().filter_map(|n| n.as_str()).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    };
+    if let Some(shape) = value.get("shape").and_then(|s| s.as_str()) {
+        return shape.to_owned();
+    }
+    let mut parts = Vec::new();
+    if let Some(node) = value.get("node").and_then(|n| n.as_str()) {
+        parts.push(node.to_owned());
+    }
+    if let Some(list) = value.get("nodes") {
+        parts.push(nodes(list));
+    }
+    if let Some(offset) = value.get("offset_ms").and_then(|o| o.as_i64()) {
+        parts.push(format!("{offset:+} ms"));
+    }
+    if let Some(p) = value.get("probability").and_then(|p| p.as_f64()) {
+        parts.push(format!("{:.0}% loss", p * 100.0));
+    }
+    if let Some(d) = value.get("delay_ms").and_then(|d| d.as_u64()) {
+        parts.push(format!("+{d} ms"));
+    }
+    parts.join(", ")
+}
+
+/// The fault windows: each start event to the next heal (or to `end_s`
+/// when the history stops before one).
+pub fn fault_windows(events: &[Event], end_s: f64) -> Vec<FaultWindow> {
+    let mut open: Vec<FaultWindow> = Vec::new();
+    let mut closed = Vec::new();
+    for event in events.iter().filter(|e| e.process == Process::NEMESIS) {
+        let at_s = event.time as f64 / 1e9;
+        match fault_kind(&event.f) {
+            Some(kind) => open.push(FaultWindow {
+                kind: kind.to_owned(),
+                detail: fault_detail(event.value.json()),
+                start_s: at_s,
+                end_s: at_s,
+            }),
+            None if event.f == "heal" => closed.extend(open.drain(..).map(|w| FaultWindow { end_s: at_s, ..w })),
+            None => {}
+        }
+    }
+    closed.extend(open.into_iter().map(|w| FaultWindow { end_s, ..w }));
+    closed.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    closed
+}
+
+/// The nemesis events as (time in s, `f`), for markers on timelines.
+pub fn nemesis_marks(events: &[Event]) -> Vec<(f64, String)> {
+    events.iter().filter(|e| e.process == Process::NEMESIS).map(|e| (e.time as f64 / 1e9, e.f.clone())).collect()
+}
+
+/// The phase an operation ran in: the fault kinds active at its invocation
+/// ("partition", "kill+pause"), or "healthy".
+pub fn phase(faults: &[FaultWindow], at_s: f64) -> String {
+    let mut active: Vec<&str> =
+        faults.iter().filter(|f| f.start_s <= at_s && at_s < f.end_s).map(|f| f.kind.as_str()).collect();
+    active.sort_unstable();
+    active.dedup();
+    if active.is_empty() {
+        "healthy".to_owned()
+    } else {
+        active.join("+")
+    }
+}
+
+/// The `q` quantile (0..=1) of sorted values, nearest rank.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
+}
+
+/// A bucket width giving about `target` buckets over `duration_s`, rounded
+/// to a readable step.
+pub fn bucket_width_s(duration_s: f64, target: usize) -> f64 {
+    let raw = (duration_s / target.max(1) as f64).max(0.1);
+    [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0]
+        .into_iter()
+        .find(|&step| step >= raw)
+        .unwrap_or(raw.ceil())
+}
+
+/// Latency quantiles of one kind of operation in one time bucket.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantilePoint {
+    pub at_s: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Quantiles per bucket of the completed operations of `kind`, by
+/// completion time.
+pub fn quantiles_over_time(samples: &[Sample], kind: &str, width_s: f64) -> Vec<QuantilePoint> {
+    let mut buckets: std::collections::BTreeMap<u64, Vec<f64>> = std::collections::BTreeMap::new();
+    for s in samples.iter().filter(|s| s.kind == kind) {
+        if let (Some(done), Some(latency)) = (s.complete_s, s.latency_ms()) {
+            buckets.entry((done / width_s) as u64).or_default().push(latency);
+        }
+    }
+    buckets
+        .into_iter()
+        .map(|(bucket, mut latencies)| {
+            latencies.sort_by(|a, b| a.total_cmp(b));
+            let q = |q: f64| quantile(&latencies, q).unwrap_or(0.0);
+            QuantilePoint {
+                at_s: (bucket as f64 + 0.5) * width_s,
+                p50_ms: q(0.5),
+                p95_ms: q(0.95),
+                p99_ms: q(0.99),
+                max_ms: q(1.0),
+            }
+        })
+        .collect()
+}
+
+/// Completions per second of each outcome, per bucket (operations that
+/// never completed are counted at `end_s`, as unknown).
+pub fn throughput(samples: &[Sample], width_s: f64, end_s: f64) -> Vec<(f64, [f64; 3])> {
+    let buckets = ((end_s / width_s).ceil() as usize).max(1);
+    let mut counts = vec![[0f64; 3]; buckets];
+    for s in samples {
+        let at = s.complete_s.unwrap_or(end_s);
+        let bucket = ((at / width_s) as usize).min(buckets - 1);
+        counts[bucket][s.outcome as usize] += 1.0 / width_s;
+    }
+    counts.into_iter().enumerate().map(|(i, c)| ((i as f64 + 0.5) * width_s, c)).collect()
+}
+
+/// One row of the availability table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhaseRow {
+    pub kind: String,
+    pub phase: String,
+    pub total: usize,
+    pub by_outcome: [usize; 3],
+    /// Over successful operations.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl PhaseRow {
+    /// Successful share of the operations.
+    pub fn availability(&self) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        self.by_outcome[Outcome::Ok as usize] as f64 / self.total as f64
+    }
+}
+
+/// Availability and latency per kind of operation and phase, healthy first.
+pub fn phase_table(samples: &[Sample], faults: &[FaultWindow]) -> Vec<PhaseRow> {
+    /// Operations, counts by outcome, and successful latencies of a group.
+    type Group = (usize, [usize; 3], Vec<f64>);
+    let mut groups: std::collections::BTreeMap<(String, String), Group> = std::collections::BTreeMap::new();
+    for s in samples {
+        let phase = phase(faults, s.invoke_s);
+        // "healthy" sorts first among a kind's phases.
+        let phase_key = if phase == "healthy" { String::new() } else { phase };
+        let entry = groups.entry((s.kind.clone(), phase_key)).or_default();
+        entry.0 += 1;
+        entry.1[s.outcome as usize] += 1;
+        if s.outcome == Outcome::Ok {
+            entry.2.extend(s.latency_ms());
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((kind, phase), (total, by_outcome, mut latencies))| {
+            latencies.sort_by(|a, b| a.total_cmp(b));
+            PhaseRow {
+                kind,
+                phase: if phase.is_empty() { "healthy".into() } else { phase },
+                total,
+                by_outcome,
+                p50_ms: quantile(&latencies, 0.5),
+                p99_ms: quantile(&latencies, 0.99),
+                max_ms: quantile(&latencies, 1.0),
+            }
+        })
+        .collect()
+}
+
+/// Counts by kind of operation and outcome.
+pub fn counts(samples: &[Sample]) -> Vec<(String, [usize; 3])> {
+    let mut counts: std::collections::BTreeMap<&str, [usize; 3]> = std::collections::BTreeMap::new();
+    for s in samples {
+        counts.entry(s.kind.as_str()).or_default()[s.outcome as usize] += 1;
+    }
+    counts.into_iter().map(|(k, c)| (k.to_owned(), c)).collect()
+}
+
+/// At most `max` samples for a scatter plot: every failed and unknown one
+/// (up to half of `max`), and an even stride over the successful ones.
+/// Returns the chosen samples and the stride used (1: nothing dropped).
+pub fn downsample(samples: &[Sample], max: usize) -> (Vec<&Sample>, usize) {
+    if samples.len() <= max {
+        return (samples.iter().collect(), 1);
+    }
+    let mut chosen: Vec<&Sample> = samples.iter().filter(|s| s.outcome != Outcome::Ok).take(max / 2).collect();
+    let ok: Vec<&Sample> = samples.iter().filter(|s| s.outcome == Outcome::Ok).collect();
+    let room = max.saturating_sub(chosen.len()).max(1);
+    let stride = ok.len().div_ceil(room).max(1);
+    chosen.extend(ok.into_iter().step_by(stride));
+    chosen.sort_by(|a, b| a.invoke_s.total_cmp(&b.invoke_s));
+    (chosen, stride)
+}
