@@ -330,3 +330,78 @@ pub fn downsample(samples: &[Sample], max: usize) -> (Vec<&Sample>, usize) {
     chosen.sort_by(|a, b| a.invoke_s.total_cmp(&b.invoke_s));
     (chosen, stride)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Value;
+
+    fn nemesis(time_s: f64, f: &str, value: serde_json::Value) -> Event {
+        let mut e = Event::new(Process::NEMESIS, EventType::Info, f);
+        e.time = (time_s * 1e9) as u64;
+        e.value = Value::Present(value);
+        e
+    }
+
+    fn sample(invoke_s: f64, outcome: Outcome) -> Sample {
+        Sample {
+            process: 0,
+            kind: "put".into(),
+            key: "k".into(),
+            description: "put v1".into(),
+            outcome,
+            invoke_s,
+            complete_s: Some(invoke_s + 0.01),
+            index: (invoke_s * 1000.0) as u64,
+        }
+    }
+
+    #[test]
+    fn fault_windows_run_from_start_to_heal_or_end() {
+        let events = [
+            nemesis(2.0, "start-partition", serde_json::json!({"shape": "halves"})),
+            nemesis(4.0, "heal", serde_json::json!({})),
+            nemesis(6.0, "kill", serde_json::json!({"nodes": ["n1", "n2"]})),
+        ];
+        let windows = fault_windows(&events, 9.0);
+        assert_eq!(windows.len(), 2);
+        assert_eq!((windows[0].kind.as_str(), windows[0].detail.as_str()), ("partition", "halves"));
+        assert_eq!((windows[0].start_s, windows[0].end_s), (2.0, 4.0));
+        assert_eq!((windows[1].kind.as_str(), windows[1].detail.as_str(), windows[1].end_s), ("kill", "n1 n2", 9.0));
+        assert_eq!(phase(&windows, 3.0), "partition");
+        assert_eq!(phase(&windows, 5.0), "healthy");
+        assert_eq!(phase(&windows, 8.9), "kill");
+    }
+
+    #[test]
+    fn downsampling_keeps_every_failure_and_says_by_how_much() {
+        let samples: Vec<Sample> = (0..10_000)
+            .map(|i| sample(i as f64 / 1000.0, if i % 100 == 0 { Outcome::Info } else { Outcome::Ok }))
+            .collect();
+        let (all, stride) = downsample(&samples, 20_000);
+        assert_eq!((all.len(), stride), (10_000, 1));
+        let (shown, stride) = downsample(&samples, 1_000);
+        assert!(shown.len() <= 1_000 && stride > 1, "{} shown, stride {stride}", shown.len());
+        assert_eq!(shown.iter().filter(|s| s.outcome == Outcome::Info).count(), 100);
+    }
+
+    #[test]
+    fn phase_table_splits_healthy_from_faulty_and_counts_outcomes() {
+        let faults =
+            [FaultWindow { kind: "partition".into(), detail: String::new(), start_s: 1.0, end_s: 2.0 }];
+        let samples = [sample(0.5, Outcome::Ok), sample(1.5, Outcome::Ok), sample(1.6, Outcome::Info)];
+        let rows = phase_table(&samples, &faults);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].phase.as_str(), rows[0].total, rows[0].availability()), ("healthy", 1, 1.0));
+        assert_eq!((rows[1].phase.as_str(), rows[1].total, rows[1].by_outcome), ("partition", 2, [1, 0, 1]));
+        assert_eq!(rows[1].availability(), 0.5);
+    }
+
+    #[test]
+    fn throughput_counts_completions_per_second() {
+        let samples: Vec<Sample> = (0..40).map(|i| sample(i as f64 * 0.05, Outcome::Ok)).collect();
+        let buckets = throughput(&samples, 1.0, 2.0);
+        assert_eq!(buckets.len(), 2);
+        assert_eq!(buckets.iter().map(|(_, c)| c[0]).sum::<f64>(), 40.0);
+    }
+}
