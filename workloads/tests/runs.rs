@@ -35,7 +35,8 @@ fn reports_dir(name: &str) -> std::path::PathBuf {
 }
 
 fn assert_complete_run(report: &RunReport, nemesis: bool) {
-    for file in ["config.json", "history.jsonl", "convergence.json", "results.json", "logs/n1.log"] {
+    let files = ["config.json", "history.jsonl", "convergence.json", "results.json", "logs/n1.log", "index.html"];
+    for file in files {
         assert!(report.folder.join(file).is_file(), "{file} missing from {}", report.folder.display());
     }
     let events = history::read(&report.folder.join("history.jsonl")).expect("a well-formed history");
@@ -51,6 +52,11 @@ fn assert_complete_run(report: &RunReport, nemesis: bool) {
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(report.folder.join("results.json")).unwrap()).unwrap();
     assert!(results["results"].as_array().is_some_and(|r| r.len() >= 2));
+    assert_eq!(report.page.as_deref(), Some(report.folder.join("index.html").as_path()), "the report is written");
+    assert!(
+        report.folder.join("plots/latency-raw.svg").is_file() && report.folder.join("plots/throughput.svg").is_file()
+    );
+    assert!(report.folder.parent().unwrap().join("index.html").is_file(), "the index of runs is rewritten");
 }
 
 async fn run(scenario: &Scenario, reports: &Path) -> RunReport {

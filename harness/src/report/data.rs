@@ -387,8 +387,7 @@ mod tests {
 
     #[test]
     fn phase_table_splits_healthy_from_faulty_and_counts_outcomes() {
-        let faults =
-            [FaultWindow { kind: "partition".into(), detail: String::new(), start_s: 1.0, end_s: 2.0 }];
+        let faults = [FaultWindow { kind: "partition".into(), detail: String::new(), start_s: 1.0, end_s: 2.0 }];
         let samples = [sample(0.5, Outcome::Ok), sample(1.5, Outcome::Ok), sample(1.6, Outcome::Info)];
         let rows = phase_table(&samples, &faults);
         assert_eq!(rows.len(), 2);
