@@ -2,7 +2,7 @@
 //! histories of growing size and concurrency, with crashed operations.
 //! Porcupine (Go) checks a 1,700-operation, 50-client append history split
 //! per key in about 0.2–0.4 s on a machine like this one. `BENCH_CASE=N`
-//! runs only the N-th case.
+//! runs only the N-th case; `PORCUPINE_KV_DIR` adds Porcupine's own logs.
 
 use harness::checker::linearizable::{check, Budget};
 use harness::checker::synthetic::{history, Flavor};
@@ -49,4 +49,55 @@ fn main() {
         println!("{:<10} {ops:>8} {clients:>8} {keys:>6} {crashed:>8} {ms:>10.1} {verdict:>10}", format!("{flavor:?}"));
         assert_ne!(result.valid, Validity::Invalid, "a generated history must be linearizable");
     }
+    porcupine_logs();
+}
+
+/// Porcupine's own key-value logs (`test_data/kv/c*-{ok,bad}.txt` of
+/// anishathalye/porcupine), when `PORCUPINE_KV_DIR` points at a copy: the
+/// like-for-like comparison. Lines look like
+/// `{:process 6, :type :invoke, :f :append, :key "0", :value "x 6 0 y"}`;
+/// the line number is the time, as in Porcupine's own parser.
+fn porcupine_logs() {
+    let Some(dir) = std::env::var_os("PORCUPINE_KV_DIR") else {
+        println!("\n(set PORCUPINE_KV_DIR to a copy of Porcupine's test_data/kv to time its own logs)");
+        return;
+    };
+    println!("\n{:<16} {:>8} {:>10} {:>10}", "porcupine log", "events", "check ms", "verdict");
+    for name in ["c01-ok", "c01-bad", "c10-ok", "c10-bad", "c50-ok", "c50-bad"] {
+        let Ok(text) = std::fs::read_to_string(std::path::Path::new(&dir).join(format!("{name}.txt"))) else {
+            continue;
+        };
+        let events: Vec<harness::history::Event> =
+            text.lines().enumerate().filter_map(|(i, l)| kv_event(i, l)).collect();
+        let started = Instant::now();
+        let result = check(&AppendKv, &events, &Budget::default());
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        println!("{name:<16} {:>8} {ms:>10.1} {:>10}", events.len(), format!("{:?}", result.valid));
+    }
+}
+
+fn kv_event(line_no: usize, line: &str) -> Option<harness::history::Event> {
+    use harness::history::{Event, EventType, Process, Value};
+    let field = |name: &str| -> Option<&str> {
+        let start = line.find(name)? + name.len();
+        let rest = &line[start..];
+        Some(rest[..rest.find([',', '}'])?].trim())
+    };
+    let process: u64 = field(":process ")?.parse().ok()?;
+    let kind = match field(":type :")? {
+        "invoke" => EventType::Invoke,
+        "ok" => EventType::Ok,
+        "fail" => EventType::Fail,
+        _ => EventType::Info,
+    };
+    let mut event = Event::new(Process::Client(process), kind, field(":f :")?);
+    event.index = line_no as u64;
+    event.time = line_no as u64;
+    event.key = Some(field(":key ")?.trim_matches('"').to_owned());
+    event.value = match field(":value ")? {
+        "nil" if kind == EventType::Ok && event.f == "get" => Value::Present(serde_json::json!("")),
+        "nil" => Value::Absent,
+        quoted => Value::Present(serde_json::json!(quoted.trim_matches('"'))),
+    };
+    Some(event)
 }

@@ -10,7 +10,7 @@ use crate::history::{Event, EventType, Process};
 use crate::model::{Explanation, Model};
 use crate::verdict::{CheckResult, Validity};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,11 @@ impl Default for Budget {
         Budget { time: Duration::from_secs(60), max_cache_entries: 4_000_000 }
     }
 }
+
+/// Once one key is known not linearizable, the verdict is settled: the
+/// other keys get this long each, so a failing run does not also pay the
+/// full budget on every hard key (Porcupine stops them at once).
+pub const AFTER_ANOMALY: Duration = Duration::from_secs(2);
 
 /// Why a key's history is not linearizable.
 #[derive(Clone, Debug)]
@@ -184,6 +189,8 @@ struct Frame<S> {
     op: usize,
     previous: S,
     forced: bool,
+    /// Unobserved writes placed just before `op`, as one step with it.
+    absorbed: usize,
 }
 
 /// What placing an enabled read-only operation found.
@@ -204,6 +211,15 @@ enum Forced {
 /// operation earlier never breaks a real-time order after it. So a
 /// configuration is linearizable exactly when it is with that read placed,
 /// and a cache hit there proves the configuration dead.
+///
+/// A second one for blind writes (writes that ignore the state) that no
+/// operation of the key could ever observe: after such a write the next
+/// operation placed must be another blind write (nothing can succeed on
+/// its state), or nothing at all. So such a write is placed alone only
+/// when its return is the next one due or at the very end; otherwise
+/// placing any blind write first places every enabled unobserved one just
+/// before it, as one step (moving them earlier is safe for the same
+/// reasons as for reads).
 struct Search<'a, M: Model> {
     model: &'a M,
     ops: &'a [Operation<M::Op>],
@@ -216,10 +232,41 @@ struct Search<'a, M: Model> {
     done: usize,
     /// The deepest point where an operation's return could not be met.
     best: Option<(Vec<usize>, usize)>,
+    blind: Vec<bool>,
+    /// Blind writes whose state no operation of the key accepts.
+    unobserved: Vec<bool>,
+    /// Unplaced operations with a known outcome that are not unobserved.
+    pending_observable: usize,
+    /// Set when another key is already not linearizable.
+    anomaly_elsewhere: &'a AtomicBool,
+}
+
+/// Above this many (blind write, other operation) pairs, the unobserved
+/// writes are not looked for: the reduction is skipped, not the check.
+const MAX_OBSERVATION_PAIRS: usize = 20_000_000;
+
+/// Which blind writes no other operation of the key could observe.
+fn unobserved_writes<M: Model>(model: &M, ops: &[Operation<M::Op>], blind: &[bool]) -> Vec<bool> {
+    let writes = blind.iter().filter(|b| **b).count();
+    if writes * (ops.len() - writes) > MAX_OBSERVATION_PAIRS {
+        return vec![false; ops.len()];
+    }
+    let init = model.init();
+    (0..ops.len())
+        .map(|w| {
+            blind[w]
+                && model.step(&init, &ops[w].op).is_some_and(|after| {
+                    (0..ops.len()).filter(|&r| !blind[r]).all(|r| model.step(&after, &ops[r].op).is_none())
+                })
+        })
+        .collect()
 }
 
 impl<'a, M: Model> Search<'a, M> {
-    fn new(model: &'a M, ops: &'a [Operation<M::Op>]) -> Self {
+    fn new(model: &'a M, ops: &'a [Operation<M::Op>], anomaly_elsewhere: &'a AtomicBool) -> Self {
+        let blind: Vec<bool> = ops.iter().map(|op| model.blind(&op.op)).collect();
+        let unobserved = unobserved_writes(model, ops, &blind);
+        let pending_observable = (0..ops.len()).filter(|&i| ops[i].return_ns.is_some() && !unobserved[i]).count();
         Search {
             model,
             ops,
@@ -230,33 +277,113 @@ impl<'a, M: Model> Search<'a, M> {
             state: model.init(),
             done: 0,
             best: None,
+            blind,
+            unobserved,
+            pending_observable,
+            anomaly_elsewhere,
         }
+    }
+
+    /// Marks `op` placed (the caller pushes its frame).
+    fn lift(&mut self, op: usize) {
+        self.linearized.set(op);
+        self.entries.lift(op);
+        if self.ops[op].return_ns.is_some() {
+            self.done += 1;
+            self.pending_observable -= usize::from(!self.unobserved[op]);
+        }
+    }
+
+    fn unlift(&mut self, op: usize) {
+        self.linearized.clear(op);
+        self.entries.unlift(op);
+        if self.ops[op].return_ns.is_some() {
+            self.done -= 1;
+            self.pending_observable += usize::from(!self.unobserved[op]);
+        }
+    }
+
+    /// An unobserved write is placed alone only when nothing else can
+    /// wait for it: at the very end, or when its return is the next return
+    /// in time (a blind write that follows it in some order was invoked
+    /// after it returned, so no absorption could ever place it).
+    fn waits_to_be_absorbed(&self, op: usize) -> bool {
+        self.unobserved[op] && self.pending_observable > 0 && self.first_return() != self.entries.return_at[op]
+    }
+
+    /// The first return entry in the list: the next operation that must be
+    /// placed.
+    fn first_return(&self) -> usize {
+        let mut entry = self.entries.next[self.entries.head];
+        while entry != self.entries.head && entry < self.entries.n {
+            entry = self.entries.next[entry];
+        }
+        entry
+    }
+
+    /// Places every enabled unobserved write but `except`, without cache
+    /// entries (these configurations are not explored on their own).
+    fn absorb(&mut self, except: usize) -> usize {
+        let mut writes = Vec::new();
+        let mut entry = self.entries.next[self.entries.head];
+        while entry != self.entries.head && entry < self.entries.n {
+            if entry != except && self.unobserved[entry] {
+                writes.push(entry);
+            }
+            entry = self.entries.next[entry];
+        }
+        for &op in &writes {
+            let next_state = self.model.step(&self.state, &self.ops[op].op).expect("a blind write always applies");
+            let previous = std::mem::replace(&mut self.state, next_state);
+            self.stack.push(Frame { op, previous, forced: true, absorbed: 0 });
+            self.lift(op);
+        }
+        writes.len()
+    }
+
+    /// Places `op`, with the unobserved writes it absorbs when it is blind.
+    fn place(&mut self, op: usize) -> Option<bool> {
+        let absorbed = if self.blind[op] { self.absorb(op) } else { 0 };
+        let placed = self.try_place(op, false, absorbed);
+        if placed != Some(true) {
+            for _ in 0..absorbed {
+                self.undo();
+            }
+        }
+        placed
     }
 
     /// Places `op` if the model allows it here and the configuration it
     /// leads to is new. `None`: not allowed; `Some(false)`: already seen.
-    fn try_place(&mut self, op: usize, forced: bool) -> Option<bool> {
+    fn try_place(&mut self, op: usize, forced: bool, absorbed: usize) -> Option<bool> {
         let next_state = self.model.step(&self.state, &self.ops[op].op)?;
         self.linearized.set(op);
-        if !self.cache.insert((self.linearized.clone(), next_state.clone())) {
-            self.linearized.clear(op);
+        let new = self.cache.insert((self.linearized.clone(), next_state.clone()));
+        self.linearized.clear(op);
+        if !new {
             return Some(false);
         }
         let previous = std::mem::replace(&mut self.state, next_state);
-        self.stack.push(Frame { op, previous, forced });
-        self.entries.lift(op);
-        self.done += usize::from(self.ops[op].return_ns.is_some());
+        self.stack.push(Frame { op, previous, forced, absorbed });
+        self.lift(op);
         Some(true)
     }
 
-    /// Undoes the last placement; returns it.
+    /// Undoes the last frame; returns it.
     fn undo(&mut self) -> Option<Frame<()>> {
         let frame = self.stack.pop()?;
         self.state = frame.previous;
-        self.linearized.clear(frame.op);
-        self.entries.unlift(frame.op);
-        self.done -= usize::from(self.ops[frame.op].return_ns.is_some());
-        Some(Frame { op: frame.op, previous: (), forced: frame.forced })
+        self.unlift(frame.op);
+        Some(Frame { op: frame.op, previous: (), forced: frame.forced, absorbed: frame.absorbed })
+    }
+
+    /// Undoes the last placement, with the writes it absorbed.
+    fn undo_step(&mut self) -> Option<Frame<()>> {
+        let frame = self.undo()?;
+        for _ in 0..frame.absorbed {
+            self.undo().expect("absorbed frames lie below the one that absorbed them");
+        }
+        Some(frame)
     }
 
     /// Places the first enabled read-only operation that matches the state.
@@ -264,7 +391,7 @@ impl<'a, M: Model> Search<'a, M> {
         let mut entry = self.entries.next[self.entries.head];
         while entry != self.entries.head && entry < self.entries.n {
             if self.model.read_only(&self.ops[entry].op) {
-                match self.try_place(entry, true) {
+                match self.try_place(entry, true, 0) {
                     Some(true) => return Forced::Placed,
                     Some(false) => return Forced::Dead,
                     None => {}
@@ -310,7 +437,7 @@ impl<'a, M: Model> Search<'a, M> {
     /// entry to resume scanning at, or `None` when nothing is left to try.
     fn backtrack(&mut self) -> Option<usize> {
         loop {
-            let frame = self.undo()?;
+            let frame = self.undo_step()?;
             if !frame.forced {
                 return Some(self.entries.next[self.entries.call_at[frame.op]]);
             }
@@ -350,9 +477,13 @@ impl<'a, M: Model> Search<'a, M> {
             }
             let at_end = entry == self.entries.head;
             if !at_end && entry < self.entries.n {
-                if self.try_place(entry, false) == Some(true) {
+                if self.waits_to_be_absorbed(entry) {
+                    entry = self.entries.next[entry];
+                    continue;
+                }
+                if self.place(entry) == Some(true) {
                     if let Some(read) = self.starved_read() {
-                        self.undo();
+                        self.undo_step();
                         // The read is what cannot be placed: it names the anomaly.
                         self.note_blocked(read);
                         entry = self.entries.next[entry];
@@ -376,6 +507,9 @@ impl<'a, M: Model> Search<'a, M> {
     }
 
     fn over_budget(&self, budget: &Budget, started: Instant, steps: u64) -> Option<String> {
+        if started.elapsed() > AFTER_ANOMALY.min(budget.time) && self.anomaly_elsewhere.load(Ordering::Relaxed) {
+            return Some(format!("stopped after {AFTER_ANOMALY:?}: another key is already not linearizable"));
+        }
         if started.elapsed() > budget.time {
             return Some(format!("over the {:?} time budget after {steps} search steps", budget.time));
         }
@@ -392,7 +526,7 @@ impl<'a, M: Model> Search<'a, M> {
 
 /// Checks one key's operations.
 pub fn check_key<M: Model>(model: &M, ops: &[Operation<M::Op>], budget: &Budget) -> KeyVerdict {
-    Search::new(model, ops).run(budget)
+    Search::new(model, ops, &AtomicBool::new(false)).run(budget)
 }
 
 /// The blocked operation, the ones concurrent with it, and the last few
@@ -422,13 +556,17 @@ pub fn check<M: Model>(model: &M, events: &[Event], budget: &Budget) -> CheckRes
     let keys: Vec<(&String, &Vec<Operation<M::Op>>)> = by_key.iter().collect();
     let verdicts: Mutex<Vec<(usize, KeyVerdict)>> = Mutex::new(Vec::with_capacity(keys.len()));
     let next = AtomicUsize::new(0);
+    let anomaly = AtomicBool::new(false);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(keys.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((_, ops)) = keys.get(i) else { return };
-                let verdict = check_key(model, ops, budget);
+                let verdict = Search::new(model, ops, &anomaly).run(budget);
+                if matches!(verdict, KeyVerdict::NotLinearizable(_)) {
+                    anomaly.store(true, Ordering::Relaxed);
+                }
                 verdicts.lock().expect("verdicts lock").push((i, verdict));
             });
         }

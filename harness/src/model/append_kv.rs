@@ -40,6 +40,10 @@ impl Model for AppendKv {
         }
     }
 
+    fn blind(&self, op: &AppendOp) -> bool {
+        matches!(op, AppendOp::Put(_))
+    }
+
     fn read_only(&self, op: &AppendOp) -> bool {
         matches!(op, AppendOp::Get(_))
     }

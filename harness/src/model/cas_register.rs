@@ -53,6 +53,10 @@ impl Model for CasRegister {
         }
     }
 
+    fn blind(&self, op: &CasOp) -> bool {
+        matches!(op, CasOp::Write(_))
+    }
+
     fn read_only(&self, op: &CasOp) -> bool {
         matches!(op, CasOp::Read(_) | CasOp::Cas { swapped: Some(false), .. })
     }

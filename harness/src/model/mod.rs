@@ -33,6 +33,14 @@ pub trait Model: Sync {
         false
     }
 
+    /// True when `op` is a blind write: it always applies, and the state
+    /// after it is the same whatever the state before (a plain put). The
+    /// checker then skips writes nothing could observe; a wrong `true`
+    /// makes it unsound, so the default is `false`.
+    fn blind(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
     /// False when the read-only `read` can never succeed after `state`,
     /// whatever subset of `writers` takes effect before it, in whatever
     /// order. Lets the checker drop a branch long before the read's return

@@ -45,6 +45,10 @@ impl Model for Register {
         }
     }
 
+    fn blind(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Put(_) | RegisterOp::Delete)
+    }
+
     fn read_only(&self, op: &RegisterOp) -> bool {
         matches!(op, RegisterOp::Get(_))
     }
