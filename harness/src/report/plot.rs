@@ -197,6 +197,7 @@ pub fn throughput(buckets: &[(f64, [f64; 3])], faults: &[FaultWindow], end_s: f6
             .configure_mesh()
             .x_desc("time since start (s)")
             .y_desc("completions per second")
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .label_style((FONT, 13))
             .light_line_style(WHITE)
             .draw()?;
@@ -253,6 +254,9 @@ pub fn staleness(fresh: u64, ms_behind: &[f64]) -> Result<String, PlotError> {
             .x_label_formatter(&|x| labels.get(x.round() as usize).cloned().unwrap_or_default())
             .x_desc("how far behind the newest acknowledged write")
             .y_desc("plain eventual reads")
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .label_style((FONT, 13))
+            .light_line_style(WHITE)
             .draw()?;
         chart.draw_series(counts.iter().enumerate().map(|(i, (_, n))| {
             let colour = if i == 0 { RGBColor(44, 160, 44) } else { RGBColor(255, 127, 14) };

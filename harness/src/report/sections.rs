@@ -10,6 +10,10 @@ use crate::verdict::Validity;
 use std::collections::HashMap;
 use std::fmt::Write;
 
+/// Operations on one anomaly's timeline: the involved ones, then the
+/// nearest others on the key.
+const MAX_TIMELINE_BARS: usize = 30;
+
 /// What every section needs, computed once.
 struct Context<'a> {
     run: &'a Run,
@@ -291,14 +295,14 @@ fn timeline_bars<'s>(
         .map(|s| Bar { sample: s, role: role(s) })
         .collect();
     // Keep the involved ones and the context nearest the culprit.
-    if bars.len() > 30 {
+    if bars.len() > MAX_TIMELINE_BARS {
         let centre = involved.first().map_or(from, |s| s.invoke_s);
         bars.sort_by(|a, b| {
             (a.role == Role::Context, (a.sample.invoke_s - centre).abs())
                 .partial_cmp(&(b.role == Role::Context, (b.sample.invoke_s - centre).abs()))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        bars.truncate(30);
+        bars.truncate(MAX_TIMELINE_BARS);
     }
     Some((bars, from, to))
 }
@@ -330,7 +334,12 @@ fn anomaly_section(cx: &mut Context) -> Result<String, ReportError> {
         if let Some((bars, from, to)) = timeline_bars(&cx.samples, &by_index, anomaly) {
             let svg = plot::timeline(&bars, &cx.marks, from, to)?;
             let file = format!("plots/anomaly-{}.svg", n + 1);
-            html += &figure(&file, &format!("timeline of anomaly {}", n + 1), "");
+            let caption = if bars.len() == MAX_TIMELINE_BARS {
+                format!("The {MAX_TIMELINE_BARS} operations on the key nearest to it; all are in history.jsonl.")
+            } else {
+                "Every operation on the key in this time range.".to_owned()
+            };
+            html += &figure(&file, &format!("timeline of anomaly {}", n + 1), &caption);
             cx.plots.push((file, svg));
             html += &involved_table(&bars);
         }

@@ -163,8 +163,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             println!("\nsuite {}:", file.display());
             for (name, validity, folder) in &verdicts {
-                println!("  {:<8} {name:<28} {}", label(*validity), folder.display());
+                println!("  {:<8} {name:<28} {}", label(*validity), folder.join("index.html").display());
             }
+            println!("  every run: {}", cli.reports.join("index.html").display());
             Ok(exit_code(verdicts.iter().map(|(_, v, _)| *v).max().unwrap_or(Validity::Unknown)))
         }
         Command::Check { history, model, budget_secs } => check_file(&history, model, budget_secs),
