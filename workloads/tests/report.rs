@@ -71,7 +71,7 @@ fn a_stored_run_with_a_known_anomaly_renders_its_evidence() {
         let explanation = report::html::esc(&anomaly.explanation);
         assert!(html.contains(&explanation), "the page explains: {}", anomaly.explanation);
         for index in anomaly.culprits.iter().chain(&anomaly.named) {
-            assert!(html.contains(&format!("<td>{index}</td>")), "operation {index} is listed");
+            assert!(html.contains(&format!("<tr><td>{index}</td>")), "operation {index} is listed");
         }
     }
     // The first anomaly's timeline names the read and the write it contradicts.

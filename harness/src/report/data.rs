@@ -62,7 +62,13 @@ pub struct FaultWindow {
 }
 
 /// The kind label of an operation (consistency matters for gets).
+/// The runner's final reads use process numbers from a million up.
+pub const FIRST_FINAL_READ_PROCESS: u64 = 1_000_000;
+
 fn kind_of(op: &Completed) -> String {
+    if op.process >= FIRST_FINAL_READ_PROCESS {
+        return "final read".into();
+    }
     match (op.f.as_str(), op.consistency.as_deref()) {
         ("get", Some("eventual")) if op.min_timestamp.is_some() => "get session".into(),
         ("get", Some(consistency)) => format!("get {consistency}"),
@@ -237,17 +243,26 @@ pub fn quantiles_over_time(samples: &[Sample], kind: &str, width_s: f64) -> Vec<
         .collect()
 }
 
-/// Completions per second of each outcome, per bucket (operations that
-/// never completed are counted at `end_s`, as unknown).
+/// Completions per second of each outcome, per bucket, plotted at each
+/// bucket's middle. The last bucket may be short: it is divided by its
+/// real length. Operations that never completed are not completions.
 pub fn throughput(samples: &[Sample], width_s: f64, end_s: f64) -> Vec<(f64, [f64; 3])> {
     let buckets = ((end_s / width_s).ceil() as usize).max(1);
     let mut counts = vec![[0f64; 3]; buckets];
     for s in samples {
-        let at = s.complete_s.unwrap_or(end_s);
+        let Some(at) = s.complete_s else { continue };
         let bucket = ((at / width_s) as usize).min(buckets - 1);
-        counts[bucket][s.outcome as usize] += 1.0 / width_s;
+        counts[bucket][s.outcome as usize] += 1.0;
     }
-    counts.into_iter().enumerate().map(|(i, c)| ((i as f64 + 0.5) * width_s, c)).collect()
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let from = i as f64 * width_s;
+            let to = (from + width_s).min(end_s.max(from + 1e-3));
+            (f64::midpoint(from, to), c.map(|n| n / (to - from)))
+        })
+        .collect()
 }
 
 /// One row of the availability table.
@@ -315,20 +330,38 @@ pub fn counts(samples: &[Sample]) -> Vec<(String, [usize; 3])> {
     counts.into_iter().map(|(k, c)| (k.to_owned(), c)).collect()
 }
 
-/// At most `max` samples for a scatter plot: every failed and unknown one
-/// (up to half of `max`), and an even stride over the successful ones.
-/// Returns the chosen samples and the stride used (1: nothing dropped).
-pub fn downsample(samples: &[Sample], max: usize) -> (Vec<&Sample>, usize) {
-    if samples.len() <= max {
-        return (samples.iter().collect(), 1);
+/// What a downsampled scatter shows: every `stride`-th operation of each
+/// kind of outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Downsampled<'a> {
+    pub shown: Vec<&'a Sample>,
+    /// Per outcome (ok, fail, info): how many there are, and the stride.
+    pub strides: [(usize, usize); 3],
+}
+
+impl Downsampled<'_> {
+    pub fn is_complete(&self) -> bool {
+        self.strides.iter().all(|(_, stride)| *stride == 1)
     }
-    let mut chosen: Vec<&Sample> = samples.iter().filter(|s| s.outcome != Outcome::Ok).take(max / 2).collect();
-    let ok: Vec<&Sample> = samples.iter().filter(|s| s.outcome == Outcome::Ok).collect();
-    let room = max.saturating_sub(chosen.len()).max(1);
-    let stride = ok.len().div_ceil(room).max(1);
-    chosen.extend(ok.into_iter().step_by(stride));
-    chosen.sort_by(|a, b| a.invoke_s.total_cmp(&b.invoke_s));
-    (chosen, stride)
+}
+
+/// At most `max` samples for a scatter plot, spread evenly over the run:
+/// failed and unknown operations first (up to half of `max` between them,
+/// all of them when they fit), the successful ones in the rest.
+pub fn downsample(samples: &[Sample], max: usize) -> Downsampled<'_> {
+    let of = |outcome: Outcome| samples.iter().filter(move |s| s.outcome == outcome);
+    let count = |outcome: Outcome| of(outcome).count();
+    let (ok, fail, info) = (count(Outcome::Ok), count(Outcome::Fail), count(Outcome::Info));
+    let stride = |n: usize, room: usize| n.div_ceil(room.max(1)).max(1);
+    let bad_room = (max / 2).max(max.saturating_sub(ok));
+    let (fail_stride, info_stride) =
+        if fail + info <= bad_room { (1, 1) } else { (stride(fail, bad_room / 2), stride(info, bad_room / 2)) };
+    let mut shown: Vec<&Sample> = of(Outcome::Fail).step_by(fail_stride).collect();
+    shown.extend(of(Outcome::Info).step_by(info_stride));
+    let ok_stride = stride(ok, max.saturating_sub(shown.len()));
+    shown.extend(of(Outcome::Ok).step_by(ok_stride));
+    shown.sort_by(|a, b| a.invoke_s.total_cmp(&b.invoke_s));
+    Downsampled { shown, strides: [(ok, ok_stride), (fail, fail_stride), (info, info_stride)] }
 }
 
 #[cfg(test)]
@@ -378,11 +411,24 @@ mod tests {
         let samples: Vec<Sample> = (0..10_000)
             .map(|i| sample(i as f64 / 1000.0, if i % 100 == 0 { Outcome::Info } else { Outcome::Ok }))
             .collect();
-        let (all, stride) = downsample(&samples, 20_000);
-        assert_eq!((all.len(), stride), (10_000, 1));
-        let (shown, stride) = downsample(&samples, 1_000);
-        assert!(shown.len() <= 1_000 && stride > 1, "{} shown, stride {stride}", shown.len());
-        assert_eq!(shown.iter().filter(|s| s.outcome == Outcome::Info).count(), 100);
+        let all = downsample(&samples, 20_000);
+        assert!(all.is_complete() && all.shown.len() == 10_000);
+        let some = downsample(&samples, 1_000);
+        assert!(some.shown.len() <= 1_000 && !some.is_complete(), "{} shown", some.shown.len());
+        assert_eq!(some.shown.iter().filter(|s| s.outcome == Outcome::Info).count(), 100);
+        assert_eq!(some.strides[Outcome::Info as usize], (100, 1));
+    }
+
+    #[test]
+    fn downsampling_spreads_failures_over_the_whole_run_when_they_are_many() {
+        let samples: Vec<Sample> = (0..21_000)
+            .map(|i| sample(i as f64 / 1000.0, if i % 7 < 5 { Outcome::Fail } else { Outcome::Ok }))
+            .collect();
+        let d = downsample(&samples, 2_000);
+        assert!(d.shown.len() <= 2_000 && !d.is_complete());
+        let fails: Vec<&&Sample> = d.shown.iter().filter(|s| s.outcome == Outcome::Fail).collect();
+        assert!(fails.last().unwrap().invoke_s > 20.0, "late failures are drawn too");
+        assert!(d.strides[Outcome::Fail as usize].1 > 1, "and the stride says they were thinned");
     }
 
     #[test]
@@ -402,5 +448,10 @@ mod tests {
         let buckets = throughput(&samples, 1.0, 2.0);
         assert_eq!(buckets.len(), 2);
         assert_eq!(buckets.iter().map(|(_, c)| c[0]).sum::<f64>(), 40.0);
+        // A short last bucket is a rate over its own length.
+        let buckets = throughput(&samples, 1.5, 2.0);
+        assert_eq!(buckets.len(), 2);
+        assert!((buckets[0].1[0] - 20.0).abs() < 1e-9 && (buckets[1].1[0] - 20.0).abs() < 1e-9, "{buckets:?}");
+        assert!((buckets[1].0 - 1.75).abs() < 1e-9);
     }
 }

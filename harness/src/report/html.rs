@@ -66,8 +66,22 @@ pub fn ms(value: Option<f64>) -> String {
     }
 }
 
+/// A relative path as a URL path: every byte but unreserved ones and `/`
+/// percent-encoded (folder and file names come from free text).
+pub fn url_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(byte as char),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
 /// A figure: an image beside the page, linked to itself, with a caption.
 pub fn figure(src: &str, alt: &str, caption: &str) -> String {
+    let src = esc(&url_path(src));
     format!(
         "<figure><a href=\"{src}\"><img src=\"{src}\" alt=\"{}\"></a><figcaption>{caption}</figcaption></figure>",
         esc(alt)

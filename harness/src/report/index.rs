@@ -1,7 +1,7 @@
 //! `reports/index.html`: every run folder, newest first, with its date,
 //! scenario, verdict and a link to its page. Rewritten after each run.
 
-use super::html::{badge, esc, page, table};
+use super::html::{badge, esc, page, table, url_path};
 use super::ReportError;
 use crate::verdict::Validity;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 pub struct Entry {
     pub folder: String,
     pub started: String,
-    pub sort_key: u64,
     pub scenario: String,
     pub seed: String,
     pub validity: Option<Validity>,
@@ -44,7 +43,6 @@ fn entry(folder: &Path) -> Option<Entry> {
     };
     Some(Entry {
         started: start_ms.map_or_else(|| name.chars().take(20).collect(), crate::utc::text_from_unix_ms),
-        sort_key: start_ms.unwrap_or(0),
         scenario: config["scenario"]["name"].as_str().unwrap_or("?").to_owned(),
         seed: config["seed"].to_string(),
         validity,
@@ -63,7 +61,7 @@ pub fn build(entries: &[Entry]) -> String {
             let link = if e.has_page { format!("{}/index.html", e.folder) } else { format!("{}/", e.folder) };
             vec![
                 esc(&e.started),
-                format!("<a href=\"{}\">{}</a>", esc(&link), esc(&e.scenario)),
+                format!("<a href=\"{}\">{}</a>", esc(&url_path(&link)), esc(&e.scenario)),
                 e.validity.map_or("<span class=\"badge unknown\">UNFINISHED</span>".into(), badge),
                 e.events.map_or("–".into(), |n| n.to_string()),
                 esc(&e.seed),
@@ -84,7 +82,9 @@ pub fn write(reports: &Path) -> Result<PathBuf, ReportError> {
     let listing = std::fs::read_dir(reports)
         .map_err(|e| ReportError::Read { path: reports.to_owned(), message: e.to_string() })?;
     let mut entries: Vec<Entry> = listing.filter_map(|e| e.ok()).filter_map(|e| entry(&e.path())).collect();
-    entries.sort_by(|a, b| (b.sort_key, &b.folder).cmp(&(a.sort_key, &a.folder)));
+    // Folder names start with their UTC start time: newest first, also for
+    // runs that never wrote results.
+    entries.sort_by(|a, b| b.folder.cmp(&a.folder));
     let path = reports.join("index.html");
     std::fs::write(&path, build(&entries)).map_err(|source| ReportError::Write { path: path.clone(), source })?;
     Ok(path)

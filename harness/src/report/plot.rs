@@ -1,7 +1,7 @@
 //! The report's plots, drawn with plotters to SVG text. Every time plot
 //! shades the fault windows so a reader sees what each fault did.
 
-use super::data::{FaultWindow, Outcome, QuantilePoint, Sample};
+use super::data::{FaultWindow, Outcome, QuantilePoint, Sample, FIRST_FINAL_READ_PROCESS};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -117,8 +117,9 @@ pub fn latency_scatter(samples: &[&Sample], faults: &[FaultWindow], end_s: f64) 
                     .filter(|s| s.outcome == Outcome::Fail)
                     .filter_map(|s| Some(Cross::new((s.invoke_s, s.latency_ms()?), 4, colour.stroke_width(2)))),
             )?;
+            // Never completed: on the top edge, where no measured latency is.
             chart.draw_series(of_kind().filter(|s| s.outcome == Outcome::Info).map(|s| {
-                let latency = s.latency_ms().unwrap_or(max_ms / 1.5);
+                let latency = s.latency_ms().unwrap_or(max_ms / 1.05);
                 TriangleMarker::new((s.invoke_s, latency), 5, colour.stroke_width(2))
             }))?;
         }
@@ -298,9 +299,10 @@ pub fn timeline(bars: &[Bar], marks: &[(f64, String)], from_s: f64, to_s: f64) -
     let row = |p: u64| processes.iter().position(|&q| q == p).unwrap_or(0) as f64;
     let height = 90 + 34 * processes.len() as u32;
     let rows = processes.len() as f64;
-    // The runner's final reads use process numbers from a million up.
-    let names: Vec<String> =
-        processes.iter().map(|&p| if p >= 1_000_000 { "final reads".into() } else { format!("process {p}") }).collect();
+    let names: Vec<String> = processes
+        .iter()
+        .map(|&p| if p >= FIRST_FINAL_READ_PROCESS { "final reads".into() } else { format!("process {p}") })
+        .collect();
     draw("anomaly timeline", height, |root| {
         let mut chart = ChartBuilder::on(root)
             .margin(12)

@@ -3,7 +3,7 @@
 
 use super::anomaly::{anomalies, Anomaly};
 use super::data::{self, FaultWindow, Outcome, Sample};
-use super::html::{badge, esc, figure, ms, page, table, verdict_word};
+use super::html::{badge, esc, figure, ms, page, table, url_path, verdict_word};
 use super::plot::{self, Bar, Role};
 use super::{Page, ReportError, Run, MAX_SCATTER_POINTS, MAX_TABLE_ROWS, MAX_TIMELINES};
 use crate::verdict::Validity;
@@ -156,6 +156,15 @@ fn faults(cx: &Context) -> String {
     html
 }
 
+/// A file name part from history text: lowercase letters, digits, dashes.
+fn slug(text: &str) -> String {
+    let slug: String =
+        text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    // Distinct texts must not share a file: add a short hash of the text.
+    let hash = text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    format!("{slug}-{:04x}", hash & 0xffff)
+}
+
 fn kinds(samples: &[Sample]) -> Vec<String> {
     let mut kinds: Vec<String> = samples.iter().map(|s| s.kind.clone()).collect();
     kinds.sort();
@@ -164,21 +173,27 @@ fn kinds(samples: &[Sample]) -> Vec<String> {
 }
 
 fn latency(cx: &mut Context) -> Result<String, ReportError> {
-    let (shown, stride) = data::downsample(&cx.samples, MAX_SCATTER_POINTS);
-    let svg = plot::latency_scatter(&shown, &cx.faults, cx.end_s)?;
-    let sampled = if stride == 1 {
+    let sampled = data::downsample(&cx.samples, MAX_SCATTER_POINTS);
+    let svg = plot::latency_scatter(&sampled.shown, &cx.faults, cx.end_s)?;
+    let note = if sampled.is_complete() {
         format!("All {} operations are drawn.", cx.samples.len())
     } else {
+        let part = |(outcome, (n, stride)): (&str, (usize, usize))| match stride {
+            1 => format!("all {n} {outcome}"),
+            _ => format!("every {stride}th of {n} {outcome}"),
+        };
+        let parts: Vec<String> = ["ok", "failed", "unknown"].into_iter().zip(sampled.strides).map(part).collect();
         format!(
-            "Downsampled: {} of {} operations drawn — every failed and unknown one (up to {}), and every {stride}th successful one.",
-            shown.len(),
+            "Downsampled to {} of {} operations, evenly over the run: {}.",
+            sampled.shown.len(),
             cx.samples.len(),
-            MAX_SCATTER_POINTS / 2
+            parts.join(", ")
         )
     };
     let caption = format!(
         "Latency of each operation at its invocation time (log scale): colour by operation, dot = ok, \
-         cross = failed, triangle = unknown outcome (timed out; drawn at its timeout). Shaded: faults. {sampled}"
+         cross = failed, triangle = unknown outcome (at the time it was given up on; operations that never \
+         completed sit on the top edge). Shaded: faults. {note}"
     );
     cx.plots.push(("plots/latency-raw.svg".into(), svg));
     let mut html = String::from("<h2 id=\"latency\">Latency</h2>");
@@ -192,7 +207,7 @@ fn latency(cx: &mut Context) -> Result<String, ReportError> {
     for kind in kinds(&cx.samples) {
         let points = data::quantiles_over_time(&cx.samples, &kind, width_s);
         let svg = plot::latency_quantiles(&kind, &points, &cx.faults, cx.end_s)?;
-        let file = format!("plots/latency-quantiles-{}.svg", kind.replace(' ', "-"));
+        let file = format!("plots/latency-quantiles-{}.svg", slug(&kind));
         html +=
             &figure(&file, &format!("{kind} latency quantiles"), &format!("<b>{}</b>: p50, p95, p99, max", esc(&kind)));
         cx.plots.push((file, svg));
@@ -205,9 +220,10 @@ fn throughput(cx: &mut Context) -> Result<String, ReportError> {
     let buckets = data::throughput(&cx.samples, width_s, cx.end_s);
     let svg = plot::throughput(&buckets, &cx.faults, cx.end_s)?;
     cx.plots.push(("plots/throughput.svg".into(), svg));
+    let never = cx.samples.iter().filter(|s| s.complete_s.is_none()).count();
     let caption = format!(
         "Completions per second ({width_s} s buckets) by outcome: ok (green), failed (red), unknown (orange). \
-         Operations that never completed count as unknown at the end. Shaded: faults."
+         {never} operations never completed and are not counted. Shaded: faults."
     );
     Ok(format!(
         "<h2 id=\"throughput\">Throughput and availability over time</h2>{}",
@@ -265,11 +281,15 @@ fn staleness(cx: &mut Context) -> Result<String, ReportError> {
 }
 
 /// The samples on `key` around the anomaly, and the time range to draw.
-fn timeline_bars<'s>(
-    samples: &'s [Sample],
-    by_index: &HashMap<u64, usize>,
-    anomaly: &Anomaly,
-) -> Option<(Vec<Bar<'s>>, f64, f64)> {
+/// An anomaly's timeline: its bars, its time range, whether bars were cut.
+struct Timeline<'s> {
+    bars: Vec<Bar<'s>>,
+    from_s: f64,
+    to_s: f64,
+    truncated: bool,
+}
+
+fn timeline_bars<'s>(samples: &'s [Sample], by_index: &HashMap<u64, usize>, anomaly: &Anomaly) -> Option<Timeline<'s>> {
     let involved: Vec<&Sample> =
         anomaly.culprits.iter().chain(&anomaly.named).filter_map(|i| by_index.get(i).map(|&p| &samples[p])).collect();
     let from = involved.iter().map(|s| s.invoke_s).fold(f64::INFINITY, f64::min);
@@ -295,7 +315,8 @@ fn timeline_bars<'s>(
         .map(|s| Bar { sample: s, role: role(s) })
         .collect();
     // Keep the involved ones and the context nearest the culprit.
-    if bars.len() > MAX_TIMELINE_BARS {
+    let truncated = bars.len() > MAX_TIMELINE_BARS;
+    if truncated {
         let centre = involved.first().map_or(from, |s| s.invoke_s);
         bars.sort_by(|a, b| {
             (a.role == Role::Context, (a.sample.invoke_s - centre).abs())
@@ -304,7 +325,7 @@ fn timeline_bars<'s>(
         });
         bars.truncate(MAX_TIMELINE_BARS);
     }
-    Some((bars, from, to))
+    Some(Timeline { bars, from_s: from, to_s: to, truncated })
 }
 
 fn anomaly_section(cx: &mut Context) -> Result<String, ReportError> {
@@ -331,10 +352,10 @@ fn anomaly_section(cx: &mut Context) -> Result<String, ReportError> {
             esc(&anomaly.key),
             esc(&anomaly.explanation)
         );
-        if let Some((bars, from, to)) = timeline_bars(&cx.samples, &by_index, anomaly) {
-            let svg = plot::timeline(&bars, &cx.marks, from, to)?;
+        if let Some(Timeline { bars, from_s, to_s, truncated }) = timeline_bars(&cx.samples, &by_index, anomaly) {
+            let svg = plot::timeline(&bars, &cx.marks, from_s, to_s)?;
             let file = format!("plots/anomaly-{}.svg", n + 1);
-            let caption = if bars.len() == MAX_TIMELINE_BARS {
+            let caption = if truncated {
                 format!("The {MAX_TIMELINE_BARS} operations on the key nearest to it; all are in history.jsonl.")
             } else {
                 "Every operation on the key in this time range.".to_owned()
@@ -402,7 +423,7 @@ fn files(run: &Run) -> String {
     };
     let mut html = String::from("<h2 id=\"files\">Files</h2><ul>");
     for file in &run.files {
-        let _ = write!(html, "<li><a href=\"{0}\">{0}</a> — {1}</li>", esc(file), describe(file));
+        let _ = write!(html, "<li><a href=\"{}\">{}</a> — {}</li>", esc(&url_path(file)), esc(file), describe(file));
     }
     html + "</ul>"
 }

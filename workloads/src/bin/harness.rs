@@ -80,7 +80,8 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
-    /// Redraws the HTML report of run folders, and the index of runs.
+    /// Redraws the HTML report of run folders, and the index of runs
+    /// beside them.
     Report {
         /// Run folders (each with config.json, results.json, history.jsonl).
         #[arg(required = true)]
@@ -170,12 +171,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Check { history, model, budget_secs } => check_file(&history, model, budget_secs),
         Command::Report { folders } => {
+            let mut parents = std::collections::BTreeSet::new();
             for folder in &folders {
                 let page = harness::report::render(folder)?;
                 println!("report: {}", page.display());
+                // The page links `../index.html`: the index of its own parent.
+                parents.insert(folder.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf));
             }
-            let index = harness::report::index::write(&cli.reports)?;
-            println!("index:  {}", index.display());
+            for parent in parents {
+                let parent = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent };
+                println!("index:  {}", harness::report::index::write(&parent)?.display());
+            }
             Ok(0)
         }
     }
