@@ -15,6 +15,11 @@ use std::io::Write;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
+/// The node allocates for every request (hyper buffers, JSON, records);
+/// mimalloc costs less per call than glibc's malloc under these loads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     if let Err(problem) = config.validate() {
