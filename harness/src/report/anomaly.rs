@@ -24,8 +24,25 @@ fn text(value: &serde_json::Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
 
-/// Every anomaly in `results`, in checker order.
+/// Every anomaly in `results`, taken in turn from each checker (its first,
+/// every checker's second, ...), so that the first few, which a report
+/// draws, show what every failing checker found.
 pub fn anomalies(results: &[CheckResult]) -> Vec<Anomaly> {
+    let mut by_checker: Vec<std::collections::VecDeque<Anomaly>> = Vec::new();
+    for anomaly in in_checker_order(results) {
+        match by_checker.iter_mut().find(|list| list.front().is_some_and(|a| a.checker == anomaly.checker)) {
+            Some(list) => list.push_back(anomaly),
+            None => by_checker.push(std::collections::VecDeque::from([anomaly])),
+        }
+    }
+    let mut turns = Vec::new();
+    while by_checker.iter().any(|list| !list.is_empty()) {
+        turns.extend(by_checker.iter_mut().filter_map(|list| list.pop_front()));
+    }
+    turns
+}
+
+fn in_checker_order(results: &[CheckResult]) -> Vec<Anomaly> {
     let mut found = Vec::new();
     for result in results {
         let evidence = &result.evidence;

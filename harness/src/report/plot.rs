@@ -324,7 +324,14 @@ pub fn timeline(bars: &[Bar], marks: &[(f64, String)], from_s: f64, to_s: f64) -
         chart.draw_series(marks.iter().filter(|(at, _)| (from_s..=to_s).contains(at)).map(|(at, f)| {
             Text::new(f.clone(), (*at, rows - 0.45), (FONT, 12).into_font().color(&fault_colour("partition")))
         }))?;
-        for bar in bars {
+        // Labels must not pile up: a context label that would overlap the
+        // previous label on its row is left out (the table lists every
+        // operation); the blamed and named ones are always labelled.
+        let seconds_per_char = (to_s - from_s) / 980.0 * 6.6;
+        let mut taken: std::collections::HashMap<u64, Vec<(f64, f64)>> = std::collections::HashMap::new();
+        let mut ordered: Vec<&Bar> = bars.iter().collect();
+        ordered.sort_by_key(|b| b.role == Role::Context);
+        for bar in ordered {
             let s = bar.sample;
             let (y, end) = (row(s.process), s.complete_s.unwrap_or(to_s).min(to_s));
             let colour = match bar.role {
@@ -344,6 +351,12 @@ pub fn timeline(bars: &[Bar], marks: &[(f64, String)], from_s: f64, to_s: f64) -
                 Outcome::Info => " (unknown)",
             };
             let label = format!("{}{mark}", s.description);
+            let span = (start, start + label.chars().count() as f64 * seconds_per_char);
+            let row_labels = taken.entry(s.process).or_default();
+            if bar.role == Role::Context && row_labels.iter().any(|&(a, b)| span.0 < b && a < span.1) {
+                continue;
+            }
+            row_labels.push(span);
             // Anchored at its top-left corner, just above the bar.
             chart.draw_series(std::iter::once(Text::new(label, (start, y + 0.48), (FONT, 12))))?;
         }
