@@ -2,6 +2,8 @@
 //! shades the fault windows so a reader sees what each fault did.
 
 use super::data::{FaultWindow, Outcome, QuantilePoint, Sample, FIRST_FINAL_READ_PROCESS};
+use plotters::coord::combinators::LogCoord;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -58,6 +60,48 @@ pub fn fault_colour(kind: &str) -> RGBColor {
     }
 }
 
+type LatencyChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, LogCoord<f64>>>;
+
+/// Time on x, latency in ms on a log y axis, with its mesh drawn.
+fn latency_chart<'a, 'b>(
+    root: &'a Area<'b>,
+    end_s: f64,
+    min_ms: f64,
+    max_ms: f64,
+) -> Result<LatencyChart<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..end_s.max(1.0), (min_ms..max_ms).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("time since start (s)")
+        .y_desc("latency (ms)")
+        .label_style((FONT, 13))
+        .light_line_style(WHITE)
+        .draw()?;
+    Ok(chart)
+}
+
+/// The series' legend, boxed, at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 13))
+        .draw()?;
+    Ok(())
+}
+
 /// Shaded fault bands over `y_min..y_max`, each labelled at the top.
 fn bands<DB: DrawingBackend, Y: plotters::coord::ranged1d::Ranged<ValueType = f64>>(
     chart: &mut ChartContext<DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
@@ -88,18 +132,7 @@ pub fn latency_scatter(samples: &[&Sample], faults: &[FaultWindow], end_s: f64) 
     kinds.sort_unstable();
     kinds.dedup();
     draw("latency scatter", 460, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..end_s.max(1.0), (min_ms..max_ms).log_scale())?;
-        chart
-            .configure_mesh()
-            .x_desc("time since start (s)")
-            .y_desc("latency (ms)")
-            .label_style((FONT, 13))
-            .light_line_style(WHITE)
-            .draw()?;
+        let mut chart = latency_chart(root, end_s, min_ms, max_ms)?;
         bands(&mut chart, faults, min_ms, max_ms)?;
         for kind in &kinds {
             let colour = kind_colour(kind);
@@ -123,13 +156,7 @@ pub fn latency_scatter(samples: &[&Sample], faults: &[FaultWindow], end_s: f64) 
                 TriangleMarker::new((s.invoke_s, latency), 5, colour.stroke_width(2))
             }))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -153,18 +180,7 @@ pub fn latency_quantiles(
         ("max", |p| p.max_ms, 0.3),
     ];
     draw("latency quantiles", 300, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..end_s.max(1.0), (min_ms..max_ms).log_scale())?;
-        chart
-            .configure_mesh()
-            .x_desc("time since start (s)")
-            .y_desc("latency (ms)")
-            .label_style((FONT, 13))
-            .light_line_style(WHITE)
-            .draw()?;
+        let mut chart = latency_chart(root, end_s, min_ms, max_ms)?;
         bands(&mut chart, faults, min_ms, max_ms)?;
         for (name, value, alpha) in lines {
             let style = colour.mix(alpha).stroke_width(2);
@@ -173,13 +189,7 @@ pub fn latency_quantiles(
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -210,13 +220,7 @@ pub fn throughput(buckets: &[(f64, [f64; 3])], faults: &[FaultWindow], end_s: f6
                 .label(outcome.name())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
