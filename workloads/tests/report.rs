@@ -95,7 +95,10 @@ fn browser() -> Option<PathBuf> {
 /// Loads `page` headless; returns the console lines it logged.
 fn load_in_browser(browser: &Path, page: &Path, screenshot: &Path) -> Vec<String> {
     let output = Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"])
+        // Root in CI needs --no-sandbox; a small /dev/shm in containers needs
+        // --disable-dev-shm-usage.
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"])
+        .args(["--enable-logging=stderr", "--v=0"])
         .arg(format!("--screenshot={}", screenshot.display()))
         .arg("--window-size=1280,3000")
         .arg(format!("file://{}", page.display()))
