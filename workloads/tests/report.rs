@@ -94,7 +94,10 @@ fn browser() -> Option<PathBuf> {
 
 /// Loads `page` headless; returns the console lines it logged.
 fn load_in_browser(browser: &Path, page: &Path, screenshot: &Path) -> Vec<String> {
-    let output = Command::new(browser)
+    // Bounded: a browser that hangs fails the test instead of CI.
+    let output = Command::new("timeout")
+        .args(["--kill-after=10", "120"])
+        .arg(browser)
         // Root in CI needs --no-sandbox; a small /dev/shm in containers needs
         // --disable-dev-shm-usage.
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"])
