@@ -609,8 +609,30 @@ pub(crate) fn seconds(ns: u64) -> String {
     format!("{:.3} s", ns as f64 / 1e9)
 }
 
+/// Reads tried when the blocked operation has no explanation in words.
+const MAX_BLAME_CANDIDATES: usize = 256;
+
+/// The operation to show as the anomaly: the blocked one when the model can
+/// say why in words; else the read nearest to it that the model can explain
+/// (a model's explanation is a proof on its own, so it never blames a read
+/// that could be fine); else the blocked one, without words.
+fn blame<M: Model>(model: &M, key: &str, ops: &[Operation<M::Op>], blocked: usize) -> (usize, Option<Explanation>) {
+    if let Some(explanation) = model.explain(key, ops, blocked) {
+        return (blocked, Some(explanation));
+    }
+    let at = ops[blocked].invoke_ns;
+    let mut reads: Vec<usize> = (0..ops.len()).filter(|&i| i != blocked && model.read_only(&ops[i].op)).collect();
+    reads.sort_by_key(|&i| ops[i].invoke_ns.abs_diff(at));
+    reads
+        .into_iter()
+        .take(MAX_BLAME_CANDIDATES)
+        .find_map(|i| model.explain(key, ops, i).map(|e| (i, Some(e))))
+        .unwrap_or((blocked, None))
+}
+
 fn evidence<M: Model>(model: &M, key: &str, ops: &[Operation<M::Op>], failure: &Failure) -> serde_json::Value {
-    let blocked = &ops[failure.blocked];
+    let (blamed, explained) = blame(model, key, ops, failure.blocked);
+    let blocked = &ops[blamed];
     let fallback = format!(
         "{key}: {} (process {:?}, {} → {}) cannot be placed after any order of the {} operations linearized before it",
         model.describe(&blocked.op),
@@ -619,16 +641,17 @@ fn evidence<M: Model>(model: &M, key: &str, ops: &[Operation<M::Op>], failure: &
         blocked.return_ns.map_or("unknown".into(), seconds),
         failure.longest_prefix.len(),
     );
-    let explanation =
-        model.explain(key, ops, failure.blocked).unwrap_or(Explanation { text: fallback, named: Vec::new() });
-    // Every operation a reader should see: the blocked one, the ones the
-    // explanation names, and the window around it, each with its role.
+    let explanation = explained.unwrap_or(Explanation { text: fallback, named: Vec::new() });
+    // Every operation a reader should see: the blamed one, the ones the
+    // explanation names, and the window around the blocked one, each with
+    // its role.
     let mut shown: Vec<usize> = failure.window.iter().chain(&explanation.named).copied().collect();
     shown.push(failure.blocked);
+    shown.push(blamed);
     shown.sort_unstable_by_key(|&i| (ops[i].invoke_ns, i));
     shown.dedup();
     let role = |i: usize| match i {
-        _ if i == failure.blocked => "blocked",
+        _ if i == blamed => "blocked",
         _ if explanation.named.contains(&i) => "named",
         _ => "context",
     };
@@ -646,7 +669,7 @@ fn evidence<M: Model>(model: &M, key: &str, ops: &[Operation<M::Op>], failure: &
     serde_json::json!({
         "key": key,
         "explanation": explanation.text,
-        "blocked": describe(failure.blocked),
+        "blocked": describe(blamed),
         "window": shown.iter().map(|&i| describe(i)).collect::<Vec<_>>(),
         "longest_prefix": failure.longest_prefix.iter().map(|&i| model.describe(&ops[i].op)).collect::<Vec<_>>(),
     })

@@ -92,6 +92,8 @@ impl Model for Register {
     /// Stale reads, lost writes, values never written, new-then-old: the
     /// newest write acknowledged before the read began, that started after
     /// the seen value's write was acknowledged, should have been visible.
+    /// Every `Some` is a proof on its own, from real-time order alone
+    /// (values are unique); anything less certain is `None`.
     fn explain(&self, key: &str, ops: &[Operation<RegisterOp>], blocked: usize) -> Option<Explanation> {
         let read = &ops[blocked];
         let RegisterOp::Get(seen) = &read.op else { return None };
@@ -103,10 +105,14 @@ impl Model for Register {
                 format!("read of {key} returned {seen_text} at {}, a value never written", seconds(read.return_ns?));
             return Some(Explanation { text, named: Vec::new() });
         }
-        let after_seen = |w: &Operation<RegisterOp>| match write_of_seen.and_then(|s| s.return_ns) {
-            Some(seen_done) => w.invoke_ns > seen_done,
-            None => true, // nothing seen: any acknowledged write should show
+        let after_seen = match write_of_seen {
+            // A write whose outcome is unknown may take effect at any time:
+            // no later write rules out reading it.
+            Some(write) if write.return_ns.is_none() => return None,
+            Some(write) => write.return_ns.unwrap_or(u64::MAX),
+            None => 0, // nothing seen: any acknowledged write should show
         };
+        let after_seen = |w: &Operation<RegisterOp>| write_of_seen.is_none() || w.invoke_ns > after_seen;
         let newer_at = (0..ops.len())
             .filter(|&i| !matches!(ops[i].op, RegisterOp::Get(_)))
             .filter(|&i| ops[i].return_ns.is_some_and(|ret| ret < read.invoke_ns) && after_seen(&ops[i]))
@@ -114,6 +120,16 @@ impl Model for Register {
         let newer = &ops[newer_at];
         if seen.is_none() && newer.op == RegisterOp::Delete {
             return None; // reading nothing after a delete is no anomaly by itself
+        }
+        // Reading nothing is explained by any delete that may take effect
+        // after `newer` and before the read ends.
+        let delete_between = |d: &Operation<RegisterOp>| {
+            d.op == RegisterOp::Delete
+                && d.invoke_ns < read.return_ns.unwrap_or(u64::MAX)
+                && d.return_ns.is_none_or(|done| done > newer.invoke_ns)
+        };
+        if seen.is_none() && ops.iter().any(delete_between) {
+            return None;
         }
         let newer_text = match &newer.op {
             RegisterOp::Put(v) => format!("put of {} was acknowledged", shown(v)),
@@ -148,5 +164,40 @@ pub fn shown(base64_value: &str) -> String {
             _ => base64_value.to_owned(),
         },
         Err(_) => base64_value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Process;
+
+    fn op(invoke_ns: u64, return_ns: Option<u64>, op: RegisterOp) -> Operation<RegisterOp> {
+        Operation { process: Process::Client(invoke_ns), index: invoke_ns, invoke_ns, return_ns, op }
+    }
+
+    fn put(v: &str) -> RegisterOp {
+        RegisterOp::Put(v.into())
+    }
+
+    #[test]
+    fn a_stale_read_is_explained_with_the_writes_it_contradicts() {
+        let ops =
+            [op(0, Some(1), put("a")), op(2, Some(3), put("b")), op(4, Some(5), RegisterOp::Get(Some("a".into())))];
+        let explanation = Register.explain("k", &ops, 2).expect("a stale read");
+        assert!(explanation.text.contains("put of b was acknowledged"), "{}", explanation.text);
+        assert_eq!(explanation.named, vec![0, 1]);
+    }
+
+    #[test]
+    fn nothing_is_claimed_where_the_read_could_be_fine() {
+        // Not found after a put, but a delete may take effect in between.
+        let ops =
+            [op(0, Some(1), put("a")), op(2, Some(10), RegisterOp::Delete), op(3, Some(4), RegisterOp::Get(None))];
+        assert_eq!(Register.explain("k", &ops, 2), None);
+        // The value read was written by a put of unknown outcome: it may take
+        // effect after the later put.
+        let ops = [op(0, None, put("a")), op(2, Some(3), put("b")), op(4, Some(5), RegisterOp::Get(Some("a".into())))];
+        assert_eq!(Register.explain("k", &ops, 2), None);
     }
 }
