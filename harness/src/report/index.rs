@@ -12,6 +12,8 @@ pub struct Entry {
     pub folder: String,
     pub started: String,
     pub scenario: String,
+    /// "register under partition, kill".
+    pub what: String,
     pub seed: String,
     pub validity: Option<Validity>,
     pub reason: String,
@@ -44,6 +46,7 @@ fn entry(folder: &Path) -> Option<Entry> {
     Some(Entry {
         started: start_ms.map_or_else(|| name.chars().take(20).collect(), crate::utc::text_from_unix_ms),
         scenario: config["scenario"]["name"].as_str().unwrap_or("?").to_owned(),
+        what: describe_scenario(&config["scenario"]),
         seed: config["seed"].to_string(),
         validity,
         reason,
@@ -51,6 +54,18 @@ fn entry(folder: &Path) -> Option<Entry> {
         has_page: folder.join("index.html").is_file(),
         folder: name,
     })
+}
+
+/// The workload and its faults, in words.
+fn describe_scenario(scenario: &serde_json::Value) -> String {
+    let workload = scenario["workload"].as_str().unwrap_or("?");
+    let faults: Vec<&str> = scenario["nemesis"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+    let nodes = scenario["nodes"].as_u64().map_or(String::new(), |n| format!(", {n} nodes"));
+    if faults.is_empty() {
+        format!("{workload}, no faults{nodes}")
+    } else {
+        format!("{workload} under {}{nodes}", faults.join(", "))
+    }
 }
 
 /// The index page of `entries`. Pure.
@@ -62,6 +77,7 @@ pub fn build(entries: &[Entry]) -> String {
             vec![
                 esc(&e.started),
                 format!("<a href=\"{}\">{}</a>", esc(&url_path(&link)), esc(&e.scenario)),
+                esc(&e.what),
                 e.validity.map_or("<span class=\"badge unknown\">UNFINISHED</span>".into(), badge),
                 e.events.map_or("–".into(), |n| n.to_string()),
                 esc(&e.seed),
@@ -72,7 +88,7 @@ pub fn build(entries: &[Entry]) -> String {
     let body = format!(
         "<header><h1>Runs</h1><p>{} runs, newest first. Each links to its report.</p></header>{}",
         entries.len(),
-        table(&["started", "scenario", "verdict", "events", "seed", "what failed or is unknown"], &rows)
+        table(&["started", "scenario", "what ran", "verdict", "events", "seed", "what failed or is unknown"], &rows)
     );
     page("Runs", &body)
 }
