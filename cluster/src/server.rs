@@ -100,9 +100,13 @@ impl AppState {
 
 async fn put_item(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let limit = state.limits.max_put_body_bytes();
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(format!("request body is over {limit} bytes (or could not be read)")))?;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let error = ApiError::too_large(format!("request body is over {limit} bytes (or could not be read)"));
+            return Ok(closing(error.into_response()));
+        }
+    };
     let command = parse_put(&bytes, &state.limits)?;
     let key = command.key.clone();
     let version = state.bounded(state.node.put(command)).await.map_err(|e| e.with_key(&key))?;
@@ -156,7 +160,15 @@ async fn internal_body(state: &AppState, headers: &HeaderMap, path: &str, body: 
     rpc::routes::authorize(headers, &state.node.config.cluster_secret, path).map_err(IntoResponse::into_response)?;
     axum::body::to_bytes(body, MAX_INTERNAL_BODY_BYTES)
         .await
-        .map_err(|error| (StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response())
+        .map_err(|error| closing((StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response()))
+}
+
+/// `response` with `Connection: close`. After a body is refused unread, the
+/// connection cannot carry another request: saying so keeps a client from
+/// reusing it and seeing it closed under its next request.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    response
 }
 
 macro_rules! internal_handler {

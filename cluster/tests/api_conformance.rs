@@ -288,3 +288,19 @@ async fn unknown_paths_and_methods_answer_json() {
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.body["node_id"], "n1");
 }
+
+/// A body refused before it is read leaves the connection unusable; the
+/// answer says `Connection: close` so that no client reuses it (without it,
+/// the next request on a pooled connection could fail mid-flight).
+#[tokio::test]
+async fn a_refused_unread_body_closes_the_connection() {
+    let api = Api::start("unread-body");
+    let body = format!("{{\"key\":\"k\",\"value\":\"{}\"}}", "A".repeat(200_000));
+    let url = format!("{}/api/v1/item", api.node.base_url);
+    let response = api.client.post(&url).header("content-type", "application/json").body(body).send().await;
+    let response = response.expect("node answers");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"));
+    // The next request on the same client still gets its answer.
+    assert_eq!(api.get("key=k").await.status, StatusCode::NOT_FOUND);
+}
