@@ -184,8 +184,11 @@ pub fn latency_quantiles(
         bands(&mut chart, faults, min_ms, max_ms)?;
         for (name, value, alpha) in lines {
             let style = colour.mix(alpha).stroke_width(2);
+            // A line needs two buckets; dots show every bucket, also a lone one.
+            let at = |p: &QuantilePoint| (p.at_s, value(p).max(min_ms));
+            chart.draw_series(points.iter().map(|p| Circle::new(at(p), 2, style.filled())))?;
             chart
-                .draw_series(LineSeries::new(points.iter().map(|p| (p.at_s, value(p).max(min_ms))), style))?
+                .draw_series(LineSeries::new(points.iter().map(at), style))?
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
         }

@@ -204,7 +204,8 @@ fn latency(cx: &mut Context) -> Result<String, ReportError> {
         "<h3>Latency quantiles over time</h3><p class=\"note\">Per {width_s} s bucket, over completed operations \
          (ok, failed and timed out), by completion time.</p>"
     );
-    for kind in kinds(&cx.samples) {
+    // The runner's final reads all happen at the end: no curve to draw.
+    for kind in kinds(&cx.samples).into_iter().filter(|k| k != "final read") {
         let points = data::quantiles_over_time(&cx.samples, &kind, width_s);
         let svg = plot::latency_quantiles(&kind, &points, &cx.faults, cx.end_s)?;
         let file = format!("plots/latency-quantiles-{}.svg", slug(&kind));
