@@ -3,8 +3,9 @@
 //!
 //! The run folder `reports/<UTC time>-<name>/` holds `config.json` (the
 //! scenario and its seed), `history.jsonl`, `logs/NODE.log`,
-//! `convergence.json` (replica states after the final heal) and
-//! `results.json` (every check's verdict).
+//! `convergence.json` (replica states after the final heal),
+//! `results.json` (every check's verdict) and the HTML report
+//! (`index.html`, `plots/`).
 
 use crate::scenario::{Backend, Scenario};
 use crate::Workload;
@@ -37,11 +38,14 @@ pub struct RunReport {
     pub page: Option<PathBuf>,
 }
 
-/// Writes the run's HTML report and rewrites the index of runs. A report
-/// that cannot be drawn costs the run nothing: the verdict stands, and
-/// the reason is logged.
-pub fn write_report(folder: &Path, reports: &Path) -> Option<PathBuf> {
-    let page = harness::report::render(folder).map_err(|error| tracing::error!(%error, "no HTML report")).ok();
+/// Writes the run's HTML report from its `events` (already read) and
+/// rewrites the index of runs. A report that cannot be drawn costs the run
+/// nothing: the verdict stands, and the reason is logged.
+fn write_report(folder: &Path, reports: &Path, events: Vec<history::Event>) -> Option<PathBuf> {
+    let page = harness::report::load_with_events(folder, events)
+        .and_then(|run| harness::report::write(folder, &run))
+        .map_err(|error| tracing::error!(%error, "no HTML report"))
+        .ok();
     if let Err(error) = harness::report::index::write(reports) {
         tracing::error!(%error, "could not rewrite the index of runs");
     }
@@ -82,11 +86,19 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
         }
     };
     std::fs::write(folder.join("convergence.json"), serde_json::to_string_pretty(&replicas)?)?;
-    let results = check(scenario.workload.checkers(), &folder.join("history.jsonl"), Some(&summary));
+    // Read once: the checks and the report share these events.
+    let events = history::read(&folder.join("history.jsonl"));
+    let results = check_events(scenario.workload.checkers(), &events, Some(&summary));
     let validity = merge(&results);
     let written = serde_json::json!({ "valid": validity, "results": results, "summary": summary });
     std::fs::write(folder.join("results.json"), serde_json::to_string_pretty(&written)?)?;
-    let page = write_report(&folder, reports);
+    let page = match events {
+        Ok(events) => write_report(&folder, reports, events),
+        Err(_) => {
+            tracing::error!("no HTML report: the history could not be read (see the well-formed check)");
+            None
+        }
+    };
     Ok(RunReport { folder, seed, validity, results, summary, elapsed: started.elapsed(), page })
 }
 
@@ -158,11 +170,22 @@ pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
     command
 }
 
-/// Every check that can run on this history today: `checkers` are the
-/// workload's; convergence is judged when the run's `summary` is known.
+/// Every check that can run on the history at `history_path`; see
+/// [`check_events`].
 pub fn check(checkers: &[&str], history_path: &Path, summary: Option<&RunSummary>) -> Vec<CheckResult> {
+    check_events(checkers, &history::read(history_path), summary)
+}
+
+/// Every check that can run on this history today: `checkers` are the
+/// workload's; convergence is judged when the run's `summary` is known. A
+/// history that could not be read is judged not well-formed.
+pub fn check_events(
+    checkers: &[&str],
+    events: &Result<Vec<history::Event>, history::HistoryError>,
+    summary: Option<&RunSummary>,
+) -> Vec<CheckResult> {
     let mut results = Vec::new();
-    let events = match history::read(history_path) {
+    let events = match events {
         Ok(events) => {
             let reason = format!("{} events, every completion matches an invocation", events.len());
             results.push(CheckResult::new("well-formed", Validity::Valid, reason));
@@ -187,12 +210,12 @@ pub fn check(checkers: &[&str], history_path: &Path, summary: Option<&RunSummary
     }
     for checker in checkers.iter().filter(|c| **c != "convergence") {
         results.push(match *checker {
-            "linearizable" => linearizable::check(&Register, &events, &Budget::default()),
-            "durability" => durability::check(&events),
-            "session" => session::check(&events),
-            "staleness" => staleness::check(&events),
+            "linearizable" => linearizable::check(&Register, events, &Budget::default()),
+            "durability" => durability::check(events),
+            "session" => session::check(events),
+            "staleness" => staleness::check(events),
             "ttl" => match summary {
-                Some(summary) => ttl::check(&events, summary.start_unix_ms, TTL_TOLERANCE_MS),
+                Some(summary) => ttl::check(events, summary.start_unix_ms, TTL_TOLERANCE_MS),
                 None => CheckResult::new("ttl", Validity::Unknown, "the run's wall-clock start is unknown"),
             },
             other => {

@@ -13,7 +13,9 @@ use std::process::Command;
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lww-bug");
 
 /// A fresh run folder from the fixture, with results recomputed from its
-/// history by today's checkers; under a fresh `reports` folder.
+/// history by today's checkers; under a fresh `reports` folder. (The
+/// fixture's `results.json` keeps only the run's summary: the verdicts are
+/// always today's.)
 fn stored_run(name: &str) -> (PathBuf, PathBuf, Vec<CheckResult>) {
     let reports = std::env::temp_dir().join(format!("report-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&reports);

@@ -28,56 +28,50 @@ fn text(value: &serde_json::Value) -> String {
 /// every checker's second, ...), so that the first few, which a report
 /// draws, show what every failing checker found.
 pub fn anomalies(results: &[CheckResult]) -> Vec<Anomaly> {
-    let mut by_checker: Vec<std::collections::VecDeque<Anomaly>> = Vec::new();
-    for anomaly in in_checker_order(results) {
-        match by_checker.iter_mut().find(|list| list.front().is_some_and(|a| a.checker == anomaly.checker)) {
-            Some(list) => list.push_back(anomaly),
-            None => by_checker.push(std::collections::VecDeque::from([anomaly])),
-        }
-    }
+    let mut by_checker: Vec<std::vec::IntoIter<Anomaly>> = results.iter().map(|r| of(r).into_iter()).collect();
     let mut turns = Vec::new();
-    while by_checker.iter().any(|list| !list.is_empty()) {
-        turns.extend(by_checker.iter_mut().filter_map(|list| list.pop_front()));
+    loop {
+        let round: Vec<Anomaly> = by_checker.iter_mut().filter_map(Iterator::next).collect();
+        if round.is_empty() {
+            return turns;
+        }
+        turns.extend(round);
     }
-    turns
 }
 
-fn in_checker_order(results: &[CheckResult]) -> Vec<Anomaly> {
-    let mut found = Vec::new();
-    for result in results {
-        let evidence = &result.evidence;
-        let list = |field: &str| evidence.get(field).and_then(|l| l.as_array()).cloned().unwrap_or_default();
-        match result.checker.as_str() {
-            "linearizable" => found.extend(list("anomalies").iter().map(|a| {
+/// The anomalies in one checker's evidence, in its order.
+fn of(result: &CheckResult) -> Vec<Anomaly> {
+    let list = |field: &str| result.evidence.get(field).and_then(|l| l.as_array()).cloned().unwrap_or_default();
+    let anomaly = |key: &serde_json::Value, explanation: &serde_json::Value, culprit, named: Vec<u64>| Anomaly {
+        checker: result.checker.clone(),
+        key: text(key),
+        explanation: text(explanation),
+        culprits: index(culprit).into_iter().collect(),
+        named,
+    };
+    match result.checker.as_str() {
+        "linearizable" => list("anomalies")
+            .iter()
+            .map(|a| {
                 let window = a["window"].as_array().cloned().unwrap_or_default();
-                Anomaly {
-                    checker: result.checker.clone(),
-                    key: text(&a["key"]),
-                    explanation: text(&a["explanation"]),
-                    culprits: index(&a["blocked"]["index"]).into_iter().collect(),
-                    named: window
-                        .iter()
-                        .filter(|op| op["role"] == "named")
-                        .filter_map(|op| index(&op["index"]))
-                        .collect(),
-                }
-            })),
-            "durability" => found.extend(list("lost").iter().map(|lost| Anomaly {
-                checker: result.checker.clone(),
-                key: text(&lost["key"]),
-                explanation: text(&lost["explanation"]),
-                culprits: index(&lost["write_index"]).into_iter().collect(),
-                named: index(&lost["final_read_index"]).into_iter().collect(),
-            })),
-            "session" | "ttl" => found.extend(list("violations").iter().map(|v| Anomaly {
-                checker: result.checker.clone(),
-                key: text(&v["key"]),
-                explanation: text(&v["explanation"]),
-                culprits: index(&v["index"]).into_iter().collect(),
-                named: Vec::new(),
-            })),
-            _ => {}
+                let named = window.iter().filter(|op| op["role"] == "named").filter_map(|op| index(&op["index"]));
+                anomaly(&a["key"], &a["explanation"], &a["blocked"]["index"], named.collect())
+            })
+            .collect(),
+        "durability" => list("lost")
+            .iter()
+            .map(|l| {
+                anomaly(
+                    &l["key"],
+                    &l["explanation"],
+                    &l["write_index"],
+                    index(&l["final_read_index"]).into_iter().collect(),
+                )
+            })
+            .collect(),
+        "session" | "ttl" => {
+            list("violations").iter().map(|v| anomaly(&v["key"], &v["explanation"], &v["index"], Vec::new())).collect()
         }
+        _ => Vec::new(),
     }
-    found
 }

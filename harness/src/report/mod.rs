@@ -3,7 +3,7 @@
 //! `reports/index.html`, every run newest first.
 //!
 //! [`build`] is pure (a loaded [`Run`] in, the page and its SVG files
-//! out); [`render`] reads the folder and writes the files.
+//! out); [`write`] writes the files; [`render`] loads a folder and writes.
 
 pub mod anomaly;
 pub mod data;
@@ -64,14 +64,19 @@ fn read_json(path: &Path) -> Result<serde_json::Value, ReportError> {
 
 /// Loads a run folder: `config.json`, `results.json`, `history.jsonl`.
 pub fn load(folder: &Path) -> Result<Run, ReportError> {
+    let history_path = folder.join("history.jsonl");
+    let events =
+        history::read(&history_path).map_err(|e| ReportError::Read { path: history_path, message: e.to_string() })?;
+    load_with_events(folder, events)
+}
+
+/// [`load`] for a caller that already holds the folder's history.
+pub fn load_with_events(folder: &Path, events: Vec<Event>) -> Result<Run, ReportError> {
     let config = read_json(&folder.join("config.json"))?;
     let results_path = folder.join("results.json");
     let written = read_json(&results_path)?;
     let results: Vec<CheckResult> = serde_json::from_value(written["results"].clone())
         .map_err(|e| ReportError::Read { path: results_path, message: format!("its results: {e}") })?;
-    let history_path = folder.join("history.jsonl");
-    let events =
-        history::read(&history_path).map_err(|e| ReportError::Read { path: history_path, message: e.to_string() })?;
     let mut files: Vec<String> = ["config.json", "history.jsonl", "results.json", "convergence.json"]
         .into_iter()
         .filter(|f| folder.join(f).is_file())
@@ -102,10 +107,14 @@ pub fn build(run: &Run) -> Result<Page, ReportError> {
     sections::build(run)
 }
 
-/// Writes `index.html` and `plots/` into the run folder; returns the page.
+/// Loads the run folder and [`write`]s its report; returns the page.
 pub fn render(folder: &Path) -> Result<PathBuf, ReportError> {
-    let run = load(folder)?;
-    let page = build(&run)?;
+    write(folder, &load(folder)?)
+}
+
+/// Writes `index.html` and `plots/` for `run` into its folder.
+pub fn write(folder: &Path, run: &Run) -> Result<PathBuf, ReportError> {
+    let page = build(run)?;
     let plots = folder.join("plots");
     std::fs::create_dir_all(&plots).map_err(|source| ReportError::Write { path: plots.clone(), source })?;
     for (name, svg) in &page.plots {
