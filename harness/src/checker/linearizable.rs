@@ -201,9 +201,10 @@ enum Forced {
     Nothing,
 }
 
-/// The Wing–Gong–Lowe search over one key, with Porcupine's cache.
+/// The Wing–Gong–Lowe search over one key, with Porcupine's cache, and
+/// three reductions: two described here, the third at [`Search::starved_read`].
 ///
-/// One reduction on top: a read-only operation (one that never changes the
+/// First: a read-only operation (one that never changes the
 /// state) that is enabled and matches the current state is placed at once,
 /// with no branch that places it later. Placing it earlier cannot hurt: it
 /// leaves the state as it is, every operation that returned before its
@@ -212,7 +213,7 @@ enum Forced {
 /// configuration is linearizable exactly when it is with that read placed,
 /// and a cache hit there proves the configuration dead.
 ///
-/// A second one for blind writes (writes that ignore the state) that no
+/// Second, for blind writes (writes that ignore the state) that no
 /// operation of the key could ever observe: after such a write the next
 /// operation placed must be another blind write (nothing can succeed on
 /// its state), or nothing at all. So such a write is placed alone only
