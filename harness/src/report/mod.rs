@@ -3,7 +3,7 @@
 //! `reports/index.html`, every run newest first.
 //!
 //! [`build`] is pure (a loaded [`Run`] in, the page and its SVG files
-//! out); [`write`] writes the files; [`render`] loads a folder and writes.
+//! out); [`write()`] writes the files; [`render`] loads a folder and writes.
 
 pub mod anomaly;
 pub mod data;
@@ -107,7 +107,7 @@ pub fn build(run: &Run) -> Result<Page, ReportError> {
     sections::build(run)
 }
 
-/// Loads the run folder and [`write`]s its report; returns the page.
+/// Loads the run folder and writes its report ([`write()`]); returns the page.
 pub fn render(folder: &Path) -> Result<PathBuf, ReportError> {
     write(folder, &load(folder)?)
 }
