@@ -148,6 +148,10 @@ impl Config {
         if self.max_key_bytes == 0 || self.max_value_bytes > 16 * 1024 * 1024 {
             return Err("--max-key-bytes must be > 0 and --max-value-bytes at most 16 MiB".into());
         }
+        let secret_ok = !self.cluster_secret.is_empty() && self.cluster_secret.bytes().all(|b| b.is_ascii_graphic());
+        if !secret_ok {
+            return Err("--cluster-secret must be non-empty visible ASCII (it travels in an HTTP header)".into());
+        }
         if self.request_timeout_ms == 0 || self.compaction_interval_secs == 0 || self.max_inflight_requests == 0 {
             return Err("timeouts, intervals and the in-flight limit must be > 0".into());
         }
@@ -181,5 +185,16 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("R + W > N"));
         config.read_quorum = 4;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_secret_that_cannot_be_a_header_is_refused() {
+        let mut config = Config::for_tests("n1");
+        for bad in ["", "two words", "caf\u{e9}", "line\nbreak"] {
+            config.cluster_secret = bad.into();
+            assert!(config.validate().unwrap_err().contains("--cluster-secret"), "{bad:?} accepted");
+        }
+        config.cluster_secret = "s3cret-_.~!".into();
+        assert!(config.validate().is_ok());
     }
 }

@@ -23,12 +23,12 @@ use crate::membership::FailureDetector;
 use crate::record::Record;
 use crate::ring::Ring;
 use crate::version::{node_tag, Version};
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::task::JoinSet;
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum RpcError {
@@ -320,44 +320,38 @@ impl<T: Transport> Coordinator<T> {
     /// `need` at once (the local replica first); asks the rest when one
     /// fails, or all of them once `hedge_delay` passes without enough
     /// answers (a slow or paused replica costs a hedge, not a timeout).
+    /// The calls run in this task, under one deadline for the phase: no
+    /// task or timer per call (both showed in profiles of the put path).
     async fn read_from(&self, owners: &[String], key: &[u8], need: usize) -> Result<Vec<Response>, CoordinatorError> {
-        let mut calls = JoinSet::new();
-        let mut spare = owners.iter();
-        let spawn = |calls: &mut JoinSet<_>, owner: &String| {
-            let (transport, owner, key, timeout) =
-                (self.transport.clone(), owner.clone(), key.to_vec(), self.config.rpc_timeout);
-            calls.spawn(async move {
-                let answer = tokio::time::timeout(timeout, transport.read(&owner, &key)).await;
+        let call = |owner: &String| {
+            let (transport, owner) = (&self.transport, owner.clone());
+            async move {
+                let answer = transport.read(&owner, key).await;
                 (owner, answer)
-            });
+            }
         };
-        for owner in spare.by_ref().take(need) {
-            spawn(&mut calls, owner);
-        }
+        let mut spare = owners.iter();
+        let mut calls: FuturesUnordered<_> = spare.by_ref().take(need).map(call).collect();
         let hedge = tokio::time::sleep(self.config.hedge_delay);
-        tokio::pin!(hedge);
+        let expiry = tokio::time::sleep(self.config.rpc_timeout);
+        tokio::pin!(hedge, expiry);
         let mut hedged = false;
         let mut responses = Vec::with_capacity(need);
-        while responses.len() < need {
+        // Empty `calls` means every owner was asked and none is left to wait for.
+        while responses.len() < need && !calls.is_empty() {
             tokio::select! {
-                joined = calls.join_next() => {
-                    let Some(joined) = joined else { break };
-                    match joined.expect("replica read task does not panic") {
-                        (owner, Ok(Ok(record))) => responses.push((owner, record)),
-                        (owner, failed) => {
-                            tracing::debug!(%owner, ?failed, "replica read failed or timed out");
-                            if let Some(next) = spare.next() {
-                                spawn(&mut calls, next);
-                            }
-                        }
+                Some((owner, answer)) = calls.next() => match answer {
+                    Ok(record) => responses.push((owner, record)),
+                    Err(error) => {
+                        tracing::debug!(%owner, %error, "replica read failed");
+                        calls.extend(spare.next().map(call));
                     }
-                }
+                },
                 () = &mut hedge, if !hedged => {
                     hedged = true;
-                    for owner in spare.by_ref() {
-                        spawn(&mut calls, owner);
-                    }
+                    calls.extend(spare.by_ref().map(call));
                 }
+                () = &mut expiry => break,
             }
         }
         if responses.len() < need {
@@ -384,39 +378,41 @@ impl<T: Transport> Coordinator<T> {
     }
 
     /// Sends `record` to every target; returns once `need` have acknowledged
-    /// or all have answered. Calls still running go on in the background;
-    /// a target that fails gets a hint.
+    /// or all have answered. One background task drives all the calls, so
+    /// they finish even if this request is dropped (a client that hangs up
+    /// does not cut a write short), and a target that fails or misses the
+    /// deadline gets a hint.
     async fn replicate(&self, targets: &[String], key: &[u8], record: &Record, need: usize) -> usize {
-        let (done, mut results) = tokio::sync::mpsc::channel(targets.len().max(1));
-        for target in targets {
-            let (transport, hints, done) = (self.transport.clone(), self.hints.clone(), done.clone());
-            let (target, key, record, timeout) =
-                (target.clone(), key.to_vec(), record.clone(), self.config.rpc_timeout);
-            tokio::spawn(async move {
-                let acked = match tokio::time::timeout(timeout, transport.write(&target, &key, &record)).await {
-                    Ok(Ok(())) => true,
-                    Ok(Err(error)) => {
+        let (progress, mut acks_seen) = tokio::sync::watch::channel((0usize, false));
+        let (transport, hints, timeout) = (self.transport.clone(), self.hints.clone(), self.config.rpc_timeout);
+        let (targets, key, record) = (targets.to_vec(), key.to_vec(), record.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let call = |target: String| {
+                let (transport, key, record) = (&transport, &key, &record);
+                async move {
+                    let written = tokio::time::timeout_at(deadline, transport.write(&target, key, record)).await;
+                    let acked = matches!(written, Ok(Ok(())));
+                    if let Ok(Err(error)) = &written {
                         tracing::debug!(%target, %error, "replica write failed; leaving a hint");
-                        false
                     }
-                    Err(_) => false,
-                };
-                if !acked {
-                    hints.add_or_log(&target, key, record).await;
+                    (target, acked)
                 }
-                let _ = done.send(acked).await;
-            });
-        }
-        drop(done);
-        let mut acks = 0;
-        while acks < need {
-            match results.recv().await {
-                Some(true) => acks += 1,
-                Some(false) => {}
-                None => break,
+            };
+            let mut calls: FuturesUnordered<_> = targets.into_iter().map(call).collect();
+            let mut acks = 0;
+            while let Some((target, acked)) = calls.next().await {
+                if acked {
+                    acks += 1;
+                } else {
+                    hints.add_or_log(&target, key.clone(), record.clone()).await;
+                }
+                progress.send_replace((acks, calls.is_empty()));
             }
-        }
-        acks
+            progress.send_replace((acks, true));
+        });
+        let seen = acks_seen.wait_for(|(acks, all_answered)| *acks >= need || *all_answered).await;
+        seen.map_or(0, |seen| seen.0)
     }
 
     fn hint_later(&self, target: String, key: Vec<u8>, record: Record) {

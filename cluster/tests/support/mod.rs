@@ -15,6 +15,12 @@ pub struct NodeProcess {
     pub data_dir: PathBuf,
 }
 
+/// The `kvnode` this build made, or `KVNODE_BIN` (to compare two builds
+/// of the node under one benchmark binary, run after run).
+fn kvnode_binary() -> PathBuf {
+    std::env::var_os("KVNODE_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kvnode")), PathBuf::from)
+}
+
 /// A fresh, empty folder for one node's data.
 pub fn temp_data_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -34,7 +40,7 @@ impl NodeProcess {
 
     /// [`NodeProcess::start`] on a given `listen` address.
     pub fn start_on(node_id: &str, listen: &str, data_dir: &Path, extra: &[&str]) -> NodeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
+        let mut child = Command::new(kvnode_binary())
             .args(["--node-id", node_id, "--listen", listen, "--log", "warn"])
             .arg("--data-dir")
             .arg(data_dir)
