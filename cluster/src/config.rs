@@ -74,6 +74,10 @@ pub struct Config {
     #[arg(long, env = "KV_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     pub request_timeout_ms: u64,
 
+    /// Threads serving requests (default: one per CPU).
+    #[arg(long, env = "KV_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
     /// Client requests served at once; more answer 503 at once.
     #[arg(long, env = "KV_MAX_INFLIGHT_REQUESTS", default_value_t = 4096)]
     pub max_inflight_requests: usize,
@@ -151,6 +155,9 @@ impl Config {
         let secret_ok = !self.cluster_secret.is_empty() && self.cluster_secret.bytes().all(|b| b.is_ascii_graphic());
         if !secret_ok {
             return Err("--cluster-secret must be non-empty visible ASCII (it travels in an HTTP header)".into());
+        }
+        if self.worker_threads == Some(0) {
+            return Err("--worker-threads must be at least 1".into());
         }
         if self.request_timeout_ms == 0 || self.compaction_interval_secs == 0 || self.max_inflight_requests == 0 {
             return Err("timeouts, intervals and the in-flight limit must be > 0".into());

@@ -27,7 +27,11 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     init_logging(&config.log)?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    runtime.enable_all().build()?.block_on(run(config))
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {
