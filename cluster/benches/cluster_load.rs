@@ -7,11 +7,13 @@
 //! `BENCH_SECS` sets each phase's length (default 10), `BENCH_CLIENTS` the
 //! concurrency (default 32).
 //!
-//! Because this machine's speed varies by about 2x between sessions, the
-//! etcd comparison is made in the same run: when an `etcd` binary is on the
-//! PATH (Debian: `apt install etcd-server`), the same load generator then
-//! drives a three-member etcd on loopback through its HTTP gateway (puts,
-//! linearizable ranges, serializable ranges) and the ratios are printed.
+//! Because this machine's speed varies by about 2x between sessions (and by
+//! tens of percent within minutes), the etcd comparison is made in the same
+//! run: when an `etcd` binary is on the PATH (Debian: `apt install
+//! etcd-server`), the same load generator also drives a three-member etcd
+//! on loopback through its HTTP gateway (puts, linearizable ranges,
+//! serializable ranges), phase by phase, interleaved with ours, and the
+//! ratios are printed.
 //! `BENCH_ETCD=off` skips it; `BENCH_PHASES=put` runs only the puts (for a
 //! profiler).
 
@@ -95,6 +97,21 @@ impl CpuUse {
 }
 
 impl Report {
+    /// Two runs of one phase as one.
+    fn merge(mut self, other: Report) -> Report {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+        self.cpu = CpuUse {
+            busy_ticks: self.cpu.busy_ticks + other.cpu.busy_ticks,
+            idle_ticks: self.cpu.idle_ticks + other.cpu.idle_ticks,
+            steal_ticks: self.cpu.steal_ticks + other.cpu.steal_ticks,
+        };
+        self
+    }
+
     /// Busy CPU time of the whole machine (load generator included) per op.
     fn cpu_us_per_op(&self) -> f64 {
         let tick_us = 1e6 / 100.0; // USER_HZ is 100 on Linux
@@ -276,31 +293,54 @@ fn phases() -> Vec<Phase> {
     phases
 }
 
-async fn run_phases(target: Target, urls: Vec<String>, clients: usize, seconds: u64) -> Vec<Report> {
+fn print_header(title: &str) {
+    println!("\n{title}");
     println!(
         "{:<14} {:>10} {:>8} {:>9} {:>9} {:>9} {:>11} {:>7} {:>7}",
         "operation", "ops/s", "errors", "p50 ms", "p99 ms", "max ms", "cpu us/op", "idle %", "steal %"
     );
-    let urls = Arc::new(urls);
-    let mut reports = Vec::new();
+}
+
+fn print_row(report: &Report) {
+    let total = report.cpu.busy_ticks + report.cpu.idle_ticks + report.cpu.steal_ticks;
+    println!(
+        "{:<14} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>11.0} {:>7.1} {:>7.1}",
+        format!("{:?}", report.phase),
+        report.throughput(),
+        report.errors,
+        report.percentile_ms(0.50),
+        report.percentile_ms(0.99),
+        report.percentile_ms(1.0),
+        report.cpu_us_per_op(),
+        CpuUse::percent(report.cpu.idle_ticks, total),
+        CpuUse::percent(report.cpu.steal_ticks, total),
+    );
+}
+
+/// Where the load goes: our cluster, and etcd when there is one.
+struct Targets {
+    ours: Arc<Vec<String>>,
+    etcd: Option<Arc<Vec<String>>>,
+}
+
+/// Each phase once per target; with etcd, in the order ours, etcd, etcd,
+/// ours, half the time each, so that a machine speeding up or slowing down
+/// during the phase (it does, by tens of percent) favours neither.
+async fn run_all(targets: &Targets, clients: usize, seconds: u64) -> Vec<(Report, Option<Report>)> {
+    let mut results = Vec::new();
     for phase in phases() {
-        let report = run_phase(target, phase, urls.clone(), clients, seconds).await;
-        let total = report.cpu.busy_ticks + report.cpu.idle_ticks + report.cpu.steal_ticks;
-        println!(
-            "{:<14} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>11.0} {:>7.1} {:>7.1}",
-            format!("{:?}", report.phase),
-            report.throughput(),
-            report.errors,
-            report.percentile_ms(0.50),
-            report.percentile_ms(0.99),
-            report.percentile_ms(1.0),
-            report.cpu_us_per_op(),
-            CpuUse::percent(report.cpu.idle_ticks, total),
-            CpuUse::percent(report.cpu.steal_ticks, total),
-        );
-        reports.push(report);
+        let Some(etcd) = &targets.etcd else {
+            results.push((run_phase(Target::Kv, phase, targets.ours.clone(), clients, seconds).await, None));
+            continue;
+        };
+        let half = seconds.div_ceil(2);
+        let ours_first = run_phase(Target::Kv, phase, targets.ours.clone(), clients, half).await;
+        let etcd_first = run_phase(Target::Etcd, phase, etcd.clone(), clients, half).await;
+        let etcd_second = run_phase(Target::Etcd, phase, etcd.clone(), clients, half).await;
+        let ours_second = run_phase(Target::Kv, phase, targets.ours.clone(), clients, half).await;
+        results.push((ours_first.merge(ours_second), Some(etcd_first.merge(etcd_second))));
     }
-    reports
+    results
 }
 
 #[tokio::main]
@@ -309,32 +349,41 @@ async fn main() {
     let seconds = env_or("BENCH_SECS", 10);
     let clients = env_or("BENCH_CLIENTS", 32) as usize;
     let storage = std::env::var("BENCH_STORAGE").unwrap_or_else(|_| "sled".into());
-    let ours = {
-        let cluster = LocalCluster::start("bench", 3, &["--storage", &storage]);
-        println!("local 3-node cluster (N=3 W=2 R=2, storage {storage}), {clients} clients, {seconds} s per phase");
-        run_phases(Target::Kv, (0..3).map(|i| cluster.url(i)).collect(), clients, seconds).await
+    let cluster = LocalCluster::start("bench", 3, &["--storage", &storage]);
+    let etcd = match std::env::var("BENCH_ETCD").is_ok_and(|v| v == "off") {
+        true => None,
+        false => EtcdCluster::start(),
     };
-    println!("targets: Put >= 2x etcd (9,600/s when issue 3 was filed); StrongGet >= 2x etcd, p99 < 50 ms; EventualGet p99 < 10 ms");
-    if std::env::var("BENCH_ETCD").is_ok_and(|v| v == "off") {
+    if let Some(etcd) = &etcd {
+        etcd.wait_ready().await;
+    }
+    let targets = Targets {
+        ours: Arc::new((0..3).map(|i| cluster.url(i)).collect()),
+        etcd: etcd.as_ref().map(|etcd| Arc::new(etcd.urls.clone())),
+    };
+    let results = run_all(&targets, clients, seconds).await;
+    print_header(&format!(
+        "local 3-node cluster (N=3 W=2 R=2, storage {storage}), {clients} clients, {seconds} s per phase"
+    ));
+    results.iter().for_each(|(ours, _)| print_row(ours));
+    println!("targets: Put and StrongGet >= 2x etcd on this machine (issue 3: 9,600 and 15,200/s when filed);");
+    println!("         StrongGet p99 < 50 ms; EventualGet p99 < 10 ms");
+    if etcd.is_none() {
+        println!("no etcd baseline (BENCH_ETCD=off, or no etcd on the PATH: Debian's etcd-server package)");
         return;
     }
-    let Some(etcd) = EtcdCluster::start() else {
-        println!("no etcd on the PATH (Debian: apt install etcd-server): same-run etcd baseline skipped");
-        return;
-    };
-    etcd.wait_ready().await;
-    println!("\nthree-member etcd on loopback, same load generator ({clients} clients, {seconds} s per phase)");
-    let theirs = run_phases(Target::Etcd, etcd.urls.clone(), clients, seconds).await;
-    drop(etcd);
-    println!("\n{:<14} {:>10} {:>10} {:>8}", "operation", "ours/s", "etcd/s", "ratio");
-    for (ours, theirs) in ours.iter().zip(&theirs) {
-        let ratio = ours.throughput() / theirs.throughput();
+    print_header("three-member etcd on loopback, same load generator, interleaved with ours (ABBA)");
+    results.iter().filter_map(|(_, theirs)| theirs.as_ref()).for_each(print_row);
+    println!("\n{:<14} {:>10} {:>10} {:>8} {:>16}", "operation", "ours/s", "etcd/s", "ratio", "etcd cpu / ours");
+    for (ours, theirs) in &results {
+        let theirs = theirs.as_ref().expect("every phase ran against etcd too");
         println!(
-            "{:<14} {:>10.0} {:>10.0} {:>7.2}x",
+            "{:<14} {:>10.0} {:>10.0} {:>7.2}x {:>15.2}x",
             format!("{:?}", ours.phase),
             ours.throughput(),
             theirs.throughput(),
-            ratio
+            ours.throughput() / theirs.throughput(),
+            theirs.cpu_us_per_op() / ours.cpu_us_per_op(),
         );
     }
     println!("(etcd's EventualGet is a serializable range: one member's local state, like ours)");
