@@ -228,7 +228,9 @@ impl EtcdCluster {
         let dir = std::env::temp_dir().join(format!("bench-etcd-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create etcd data dir");
-        let base = 32_000 + (std::process::id() % 1_000) as u16 * 10;
+        // Below Linux's ephemeral range (32768+), where a client's local
+        // port could already hold one of ours.
+        let base = 20_000 + (std::process::id() % 1_000) as u16 * 10;
         let peer = |i: u16| format!("http://127.0.0.1:{}", base + i);
         let initial: Vec<String> = (0..3).map(|i| format!("e{i}={}", peer(i))).collect();
         let urls: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{}", base + 5 + i)).collect();
@@ -260,7 +262,7 @@ impl EtcdCluster {
                 if put.is_ok_and(|response| response.status().is_success()) {
                     break;
                 }
-                assert!(attempt < 100, "etcd at {url} not ready after 10 s; logs in {}", self.dir.display());
+                assert!(attempt < 300, "etcd at {url} not ready after 30 s; logs in {}", self.dir.display());
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -273,7 +275,11 @@ impl Drop for EtcdCluster {
             let _ = member.kill();
             let _ = member.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            eprintln!("etcd's data and logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
