@@ -7,7 +7,7 @@ help:
 	@echo "make test            run every test (what CI runs)"
 	@echo "make image           build the kvnode container image locally (static binary, docker import)"
 	@echo "make lint            rustfmt and clippy, warnings as errors"
-	@echo "make bench           checker speed, report drawing time, then a local 3-node cluster's throughput and latency"
+	@echo "make bench           checker speed, report drawing time, a local 3-node cluster's throughput and latency (vs etcd if installed)"
 	@echo "make cluster-up      start a local 3-node cluster on 127.0.0.1:7001-7003"
 	@echo "make cluster-down    stop it"
 	@echo "make cluster-status  show which local nodes run"
