@@ -156,6 +156,13 @@ impl Config {
         if !secret_ok {
             return Err("--cluster-secret must be non-empty visible ASCII (it travels in an HTTP header)".into());
         }
+        if self.hedge_delay_ms >= self.rpc_timeout_ms {
+            // A quorum read moves on from a hung replica only at the hedge.
+            return Err(format!(
+                "--hedge-delay-ms ({}) must be below --rpc-timeout-ms ({})",
+                self.hedge_delay_ms, self.rpc_timeout_ms
+            ));
+        }
         if self.worker_threads == Some(0) {
             return Err("--worker-threads must be at least 1".into());
         }
@@ -203,5 +210,12 @@ mod tests {
         }
         config.cluster_secret = "s3cret-_.~!".into();
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_hedge_comes_before_the_rpc_timeout() {
+        let mut config = Config::for_tests("n1");
+        config.hedge_delay_ms = config.rpc_timeout_ms;
+        assert!(config.validate().unwrap_err().contains("--hedge-delay-ms"));
     }
 }

@@ -377,17 +377,18 @@ impl<T: Transport> Coordinator<T> {
         Err(CoordinatorError::Unavailable(format!("no replica of the {} tried answered in time", owners.len())))
     }
 
-    /// Sends `record` to every target; returns once `need` have acknowledged
-    /// or all have answered. One background task drives all the calls, so
-    /// they finish even if this request is dropped (a client that hangs up
-    /// does not cut a write short), and a target that fails or misses the
-    /// deadline gets a hint.
+    /// Sends `record` to every target; returns once `need` have acknowledged,
+    /// all have answered, or the deadline passed. One background task drives
+    /// all the calls, so they finish even if this request is dropped (a
+    /// client that hangs up does not cut a write short); targets that failed
+    /// or missed the deadline get hints once every call is over, so a slow
+    /// hint never holds back an acknowledgement.
     async fn replicate(&self, targets: &[String], key: &[u8], record: &Record, need: usize) -> usize {
+        let deadline = tokio::time::Instant::now() + self.config.rpc_timeout;
         let (progress, mut acks_seen) = tokio::sync::watch::channel((0usize, false));
-        let (transport, hints, timeout) = (self.transport.clone(), self.hints.clone(), self.config.rpc_timeout);
+        let (transport, hints) = (self.transport.clone(), self.hints.clone());
         let (targets, key, record) = (targets.to_vec(), key.to_vec(), record.clone());
         tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + timeout;
             let call = |target: String| {
                 let (transport, key, record) = (&transport, &key, &record);
                 async move {
@@ -400,19 +401,24 @@ impl<T: Transport> Coordinator<T> {
                 }
             };
             let mut calls: FuturesUnordered<_> = targets.into_iter().map(call).collect();
-            let mut acks = 0;
+            let (mut acks, mut missed) = (0, Vec::new());
             while let Some((target, acked)) = calls.next().await {
-                if acked {
-                    acks += 1;
-                } else {
-                    hints.add_or_log(&target, key.clone(), record.clone()).await;
+                match acked {
+                    true => acks += 1,
+                    false => missed.push(target),
                 }
                 progress.send_replace((acks, calls.is_empty()));
             }
             progress.send_replace((acks, true));
+            drop(calls);
+            for target in missed {
+                hints.add_or_log(&target, key.clone(), record.clone()).await;
+            }
         });
-        let seen = acks_seen.wait_for(|(acks, all_answered)| *acks >= need || *all_answered).await;
-        seen.map_or(0, |seen| seen.0)
+        let enough = acks_seen.wait_for(|(acks, all_answered)| *acks >= need || *all_answered);
+        let waited = tokio::time::timeout_at(deadline, enough).await.map(|seen| seen.map(|seen| seen.0));
+        // Past the deadline (or if the task died): what was acknowledged by now.
+        waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().0)
     }
 
     fn hint_later(&self, target: String, key: Vec<u8>, record: Record) {

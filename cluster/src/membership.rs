@@ -23,12 +23,18 @@ pub fn parse_peers(peers: &[String]) -> Result<Vec<Member>, String> {
         .iter()
         .filter(|entry| !entry.trim().is_empty())
         .map(|entry| match entry.trim().split_once('=') {
-            Some((id, addr)) if !id.is_empty() && addr.contains(':') => {
+            Some((id, addr)) if !id.is_empty() && is_host_port(addr) => {
                 Ok(Member { id: id.to_owned(), addr: addr.to_owned() })
             }
             _ => Err(format!("peer {entry:?} is not ID=HOST:PORT")),
         })
         .collect()
+}
+
+/// `HOST:PORT` that makes a valid URI authority (what internal calls use).
+fn is_host_port(addr: &str) -> bool {
+    let authority = addr.parse::<axum::http::uri::Authority>();
+    authority.is_ok_and(|authority| authority.port_u16().is_some() && !addr.contains('@'))
 }
 
 /// Heartbeat bookkeeping: the last time each peer answered.
@@ -71,6 +77,9 @@ mod tests {
         assert_eq!(peers[1], Member { id: "n2".into(), addr: "kv-n2:7000".into() });
         assert!(parse_peers(&["n1".into()]).unwrap_err().contains("ID=HOST:PORT"));
         assert!(parse_peers(&["=h:1".into()]).is_err());
+        for bad in ["n1=host:", "n1=host:port", "n1=ho st:7000", "n1=user@host:7000", "n1=host:70000"] {
+            assert!(parse_peers(&[bad.into()]).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

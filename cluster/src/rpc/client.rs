@@ -78,7 +78,8 @@ impl HttpTransport {
     pub fn new(peers: &[Member], secret: &str, timeout: Duration) -> HttpTransport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout.min(Duration::from_millis(500))));
+        // Both attempts fit in the call's timeout.
+        connector.set_connect_timeout(Some(timeout / CONNECT_ATTEMPTS as u32));
         let client: HttpClient = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
             .pool_idle_timeout(Duration::from_secs(30))
