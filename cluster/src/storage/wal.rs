@@ -144,6 +144,10 @@ impl Wal {
     /// Writes the last partial block and `frames` as whole blocks, zero
     /// padded (zeros end the log when read).
     fn write_direct(&mut self, frames: &[u8]) -> Result<(), StorageError> {
+        #[cfg(test)]
+        if tests::REFUSE_DIRECT.with(|refuse| refuse.get()) {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL).into());
+        }
         let start = block_start(self.end);
         assert_eq!(self.tail.len() as u64, self.end - start, "the tail is the last block up to the end");
         let used = self.tail.len() + frames.len();
@@ -310,6 +314,12 @@ mod tests {
     use super::*;
     use crate::version::Version;
 
+    thread_local! {
+        /// Makes this thread's direct writes fail as a file system that
+        /// refuses them would (EINVAL), to test the fallback.
+        pub(super) static REFUSE_DIRECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     fn entry(i: u64) -> WalEntry {
         WalEntry {
             key: format!("k{i}").into_bytes(),
@@ -431,6 +441,27 @@ mod tests {
             assert_eq!(replayed, expected);
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    #[test]
+    fn a_refused_direct_write_falls_back_to_buffered_and_loses_nothing() {
+        let dir = fresh_dir("fallback");
+        let (mut wal, _) = Wal::open(&dir).unwrap();
+        if wal.direct.is_none() {
+            eprintln!("{} refuses O_DIRECT: the fallback is what always runs here", dir.display());
+        }
+        let first: Vec<WalEntry> = (0..30).map(entry).collect();
+        wal.append_batch(&first.iter().collect::<Vec<_>>()).unwrap();
+        REFUSE_DIRECT.with(|refuse| refuse.set(true));
+        let second: Vec<WalEntry> = (30..40).map(entry).collect();
+        wal.append_batch(&second.iter().collect::<Vec<_>>()).unwrap();
+        assert!(wal.direct.is_none(), "after a refused direct write the log writes buffered");
+        wal.append_batch(&[&entry(40)]).unwrap();
+        REFUSE_DIRECT.with(|refuse| refuse.set(false));
+        drop(wal);
+        let (_, replayed) = Wal::open(&dir).unwrap();
+        assert_eq!(replayed, (0..41).map(entry).collect::<Vec<_>>());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
