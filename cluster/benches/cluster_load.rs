@@ -31,7 +31,7 @@ use support::LocalCluster;
 const KEYS: usize = 10_000;
 
 /// What the load generator drives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 enum Target {
     Kv,
     Etcd,
@@ -91,6 +91,14 @@ impl CpuUse {
         }
     }
 
+    fn plus(self, other: CpuUse) -> CpuUse {
+        CpuUse {
+            busy_ticks: self.busy_ticks + other.busy_ticks,
+            idle_ticks: self.idle_ticks + other.idle_ticks,
+            steal_ticks: self.steal_ticks + other.steal_ticks,
+        }
+    }
+
     fn percent(ticks: u64, total: u64) -> f64 {
         100.0 * ticks as f64 / total.max(1) as f64
     }
@@ -104,11 +112,7 @@ impl Report {
         self.seconds += other.seconds;
         self.latencies_us.extend(other.latencies_us);
         self.latencies_us.sort_unstable();
-        self.cpu = CpuUse {
-            busy_ticks: self.cpu.busy_ticks + other.cpu.busy_ticks,
-            idle_ticks: self.cpu.idle_ticks + other.cpu.idle_ticks,
-            steal_ticks: self.cpu.steal_ticks + other.cpu.steal_ticks,
-        };
+        self.cpu = self.cpu.plus(other.cpu);
         self
     }
 

@@ -121,20 +121,9 @@ impl Wal {
         for entry in entries {
             encode_frame(entry, generation, &mut frames);
         }
-        let direct = match self.direct.is_some() {
-            true => self.write_direct(&frames),
-            false => Err(StorageError::Io(std::io::ErrorKind::Unsupported.into())),
-        };
-        match direct {
-            Ok(()) => {}
-            Err(StorageError::Io(error)) if refused_direct(&error) => {
-                if self.direct.take().is_some() {
-                    tracing::warn!(path = %self.path.display(), %error, "direct write refused; buffered writes from now on");
-                }
-                self.grow_to(self.end + frames.len() as u64)?;
-                self.file.write_all_at(&frames, self.end)?;
-            }
-            Err(error) => return Err(error),
+        if !self.write_direct(&frames)? {
+            self.grow_to(self.end + frames.len() as u64)?;
+            self.file.write_all_at(&frames, self.end)?;
         }
         self.file.sync_data()?;
         self.advance(&frames);
@@ -142,11 +131,13 @@ impl Wal {
     }
 
     /// Writes the last partial block and `frames` as whole blocks, zero
-    /// padded (zeros end the log when read).
-    fn write_direct(&mut self, frames: &[u8]) -> Result<(), StorageError> {
-        #[cfg(test)]
-        if tests::REFUSE_DIRECT.with(|refuse| refuse.get()) {
-            return Err(std::io::Error::from_raw_os_error(libc::EINVAL).into());
+    /// padded (zeros end the log when read). `Ok(false)` when there is no
+    /// direct handle, or the file system refused the write (EINVAL: nothing
+    /// was written); the handle is then dropped and the caller writes
+    /// buffered, now and from then on.
+    fn write_direct(&mut self, frames: &[u8]) -> Result<bool, StorageError> {
+        if self.direct.is_none() {
+            return Ok(false);
         }
         let start = block_start(self.end);
         assert_eq!(self.tail.len() as u64, self.end - start, "the tail is the last block up to the end");
@@ -159,9 +150,23 @@ impl Wal {
         let blocks = &mut self.scratch[at..at + padded];
         blocks[..self.tail.len()].copy_from_slice(&self.tail);
         blocks[self.tail.len()..used].copy_from_slice(frames);
-        let direct = self.direct.as_ref().expect("called only with a direct handle");
-        direct.write_all_at(blocks, start)?;
-        Ok(())
+        let direct = self.direct.as_ref().expect("checked above");
+        #[cfg(test)]
+        let written = match tests::REFUSE_DIRECT.with(|refuse| refuse.get()) {
+            true => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+            false => direct.write_all_at(blocks, start),
+        };
+        #[cfg(not(test))]
+        let written = direct.write_all_at(blocks, start);
+        match written {
+            Ok(()) => Ok(true),
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(path = %self.path.display(), %error, "direct write refused; buffered writes from now on");
+                self.direct = None;
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Moves the end past `frames`, which are durable.
@@ -222,13 +227,6 @@ impl Wal {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// Errors that mean "not with direct I/O here", not a failed disk: EINVAL
-/// (alignment or flag refused) and our own `Unsupported` when there is no
-/// direct handle. Nothing was written.
-fn refused_direct(error: &std::io::Error) -> bool {
-    error.kind() == std::io::ErrorKind::Unsupported || error.raw_os_error() == Some(libc::EINVAL)
 }
 
 fn block_start(offset: u64) -> u64 {
