@@ -120,6 +120,10 @@ pub struct SyncStats {
     pub differing_buckets: usize,
     pub pulled: usize,
     pub pushed: usize,
+    /// The peer sent every record of every differing bucket (its reply was
+    /// not cut at [`MAX_RECORDS_PER_EXCHANGE`]): this replica now holds
+    /// everything the peer held, at least as new.
+    pub complete: bool,
 }
 
 /// The initiator's side of one exchange with `peer`. `all` is a snapshot of
@@ -139,7 +143,11 @@ pub async fn sync_with<T: Transport>(
         .map_err(|_| SyncError::Rpc(format!("{peer} did not answer in time")))?
         .map_err(|error| SyncError::Rpc(error.to_string()))?;
     let differ = differing(&request.digests, &reply.digests);
-    let mut stats = SyncStats { differing_buckets: differ.iter().filter(|d| **d).count(), ..SyncStats::default() };
+    let mut stats = SyncStats {
+        differing_buckets: differ.iter().filter(|d| **d).count(),
+        complete: reply.records.len() < MAX_RECORDS_PER_EXCHANGE,
+        ..SyncStats::default()
+    };
     if stats.differing_buckets == 0 {
         return Ok(stats);
     }

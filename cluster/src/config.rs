@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::coordinator::TestBug;
+pub use crate::test_bug::{TestBug, TestBugs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StorageKind {
@@ -120,16 +120,24 @@ pub struct Config {
     #[arg(long, env = "KV_VNODES", default_value_t = 64)]
     pub vnodes: usize,
 
+    /// This node's data was lost or restored from an old copy (a replaced
+    /// disk, a wiped folder): repair from the peers before answering reads,
+    /// as after an unclean stop. A node with an empty data folder is
+    /// otherwise taken to be new and trusted at once.
+    #[arg(long, env = "KV_RECOVER_FROM_PEERS")]
+    pub recover_from_peers: bool,
+
     /// TEST ONLY: serve `/test/v1/*` (clock offset, replica status). Never
     /// in production: it lets anyone skew this node's clock.
     #[arg(long, env = "KV_TEST_HOOKS")]
     pub test_hooks: bool,
 
-    /// TEST ONLY: run with a known bug, for the harness to find: `lww`
-    /// (writes skip the learn phase: last-write-wins by local clock),
-    /// `no-write-back` (strong reads skip the write-back).
-    #[arg(long, env = "KV_TEST_BUG", value_enum)]
-    pub test_bug: Option<TestBug>,
+    /// TEST ONLY: run with a known bug, for the harness to find; repeatable
+    /// (see `cluster::test_bug` for the catalogue and each bug's real-world
+    /// original): lww, no-write-back, strong-read-one, sloppy-quorum,
+    /// ack-before-fsync, ignore-min-timestamp, early-tombstone-gc, no-repair.
+    #[arg(long = "test-bug", env = "KV_TEST_BUG", value_enum, value_delimiter = ',')]
+    pub test_bugs: Vec<TestBug>,
 
     /// Log filter (tracing's `EnvFilter` syntax), e.g. `info` or `cluster=debug`.
     #[arg(long, env = "KV_LOG", default_value = "info")]
@@ -172,6 +180,11 @@ impl Config {
         Ok(())
     }
 
+    /// The known bugs this node runs with (none unless asked for).
+    pub fn bugs(&self) -> TestBugs {
+        TestBugs::of(&self.test_bugs)
+    }
+
     pub fn limits(&self) -> Limits {
         Limits { max_key_bytes: self.max_key_bytes, max_value_bytes: self.max_value_bytes }
     }
@@ -210,6 +223,17 @@ mod tests {
         }
         config.cluster_secret = "s3cret-_.~!".into();
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn test_bugs_repeat_and_default_to_none() {
+        assert!(Config::for_tests("n1").bugs().is_empty());
+        let config = Config::parse_from(["kvnode", "--node-id", "n1", "--test-bug", "lww", "--test-bug", "no-repair"]);
+        assert_eq!(config.bugs().names(), vec!["lww", "no-repair"]);
+        let listed =
+            Config::try_parse_from(["kvnode", "--node-id", "n1", "--test-bug", "sloppy-quorum,ack-before-fsync"]);
+        assert_eq!(listed.map(|c| c.bugs().names()).ok(), Some(vec!["sloppy-quorum", "ack-before-fsync"]));
+        assert!(Config::try_parse_from(["kvnode", "--node-id", "n1", "--test-bug", "nope"]).is_err());
     }
 
     #[test]

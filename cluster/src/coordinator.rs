@@ -22,6 +22,7 @@ use crate::hints::HintStore;
 use crate::membership::FailureDetector;
 use crate::record::Record;
 use crate::ring::Ring;
+use crate::test_bug::{TestBug, TestBugs};
 use crate::version::{node_tag, Version};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::future::Future;
@@ -105,16 +106,6 @@ pub fn read_outcome(held: Option<Record>, now_ms: u64) -> ReadOutcome {
     }
 }
 
-/// Known bugs a node can be started with (`--test-bug`), so that tests can
-/// show the harness finds them. Never on unless asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum TestBug {
-    /// Writes skip the learn phase: Cassandra-style last-write-wins.
-    Lww,
-    /// Strong reads answer without writing the newest version back.
-    NoWriteBack,
-}
-
 pub struct CoordinatorConfig {
     pub node_id: String,
     pub quorum: Quorum,
@@ -126,8 +117,8 @@ pub struct CoordinatorConfig {
     /// Every this many eventual reads, one repairs the key in the background
     /// (0 turns read repair off).
     pub read_repair_every: u32,
-    /// `None` in every real deployment.
-    pub bug: Option<TestBug>,
+    /// Empty in every real deployment (see [`crate::test_bug`]).
+    pub bugs: TestBugs,
 }
 
 pub struct Coordinator<T> {
@@ -189,7 +180,7 @@ impl<T: Transport> Coordinator<T> {
     async fn write(&self, key: &str, build: impl FnOnce(Version) -> Record) -> Result<Version, CoordinatorError> {
         let Quorum { r, w, .. } = self.config.quorum;
         let (live, down) = self.owners(key.as_bytes());
-        let highest = if self.config.bug == Some(TestBug::Lww) {
+        let highest = if self.config.bugs.has(TestBug::Lww) {
             None
         } else {
             let learned = self.read_from(&live, key.as_bytes(), r).await?;
@@ -197,10 +188,8 @@ impl<T: Transport> Coordinator<T> {
         };
         let record = build(self.next_version(highest));
         let version = record.version;
-        for owner in down {
-            self.hint_later(owner, key.as_bytes().to_vec(), record.clone());
-        }
-        let acks = self.replicate(&live, key.as_bytes(), &record, w).await;
+        let stand_ins = self.hint_down_owners(down, key.as_bytes(), &record).await;
+        let acks = stand_ins + self.replicate(&live, key.as_bytes(), &record, w.saturating_sub(stand_ins)).await;
         if acks < w {
             return Err(CoordinatorError::Unavailable(format!(
                 "write of {key:?} reached {acks} of the {w} replicas it needs in time; its outcome is unknown"
@@ -212,6 +201,10 @@ impl<T: Transport> Coordinator<T> {
     pub async fn get_strong(&self, key: &str) -> Result<ReadOutcome, CoordinatorError> {
         let Quorum { r, w, .. } = self.config.quorum;
         let (live, _) = self.owners(key.as_bytes());
+        if self.config.bugs.has(TestBug::StrongReadOne) {
+            let (_, held) = self.read_first(&live, key.as_bytes()).await?;
+            return Ok(read_outcome(held, self.clock.now_ms()));
+        }
         let responses = self.read_from(&live, key.as_bytes(), r).await?;
         let Some(highest) = newest(&responses) else {
             return Ok(ReadOutcome::NotFound { version: None });
@@ -221,7 +214,7 @@ impl<T: Transport> Coordinator<T> {
             .filter(|(_, record)| record.as_ref().map(|r| r.version) == Some(highest.version))
             .map(|(owner, _)| owner.as_str())
             .collect();
-        if holders.len() < w && self.config.bug != Some(TestBug::NoWriteBack) {
+        if holders.len() < w && !self.config.bugs.has(TestBug::NoWriteBack) {
             // Write back before answering: once this read returns `highest`,
             // every later quorum read must find it.
             let behind: Vec<String> = live.iter().filter(|owner| !holders.contains(&owner.as_str())).cloned().collect();
@@ -242,6 +235,7 @@ impl<T: Transport> Coordinator<T> {
     ) -> Result<ReadOutcome, CoordinatorError> {
         let (live, _) = self.owners(key.as_bytes());
         let (first_owner, first) = self.read_first(&live, key.as_bytes()).await?;
+        let min_timestamp_ms = min_timestamp_ms.filter(|_| !self.config.bugs.has(TestBug::IgnoreMinTimestamp));
         let Some(min_ms) = min_timestamp_ms else {
             self.maybe_repair_in_background(key, &live);
             return Ok(read_outcome(first, self.clock.now_ms()));
@@ -273,6 +267,9 @@ impl<T: Transport> Coordinator<T> {
     /// Of `candidates` (dead records this node would like to drop), those
     /// every other owner also holds at that version or newer, or not at all.
     pub async fn confirm_removable(&self, candidates: Vec<(Vec<u8>, Version)>) -> Vec<(Vec<u8>, Version)> {
+        if self.config.bugs.has(TestBug::EarlyTombstoneGc) {
+            return candidates;
+        }
         let mut removable = Vec::new();
         for (key, version) in candidates {
             let others: Vec<String> = self
@@ -388,24 +385,31 @@ impl<T: Transport> Coordinator<T> {
         let (progress, mut acks_seen) = tokio::sync::watch::channel((0usize, false));
         let (transport, hints) = (self.transport.clone(), self.hints.clone());
         let (targets, key, record) = (targets.to_vec(), key.to_vec(), record.clone());
+        let sloppy = self.config.bugs.has(TestBug::SloppyQuorum);
+        let keep_hints = !self.config.bugs.has(TestBug::NoRepair);
         tokio::spawn(async move {
             let call = |target: String| {
-                let (transport, key, record) = (&transport, &key, &record);
+                let (transport, hints, key, record) = (&transport, &hints, &key, &record);
                 async move {
                     let written = tokio::time::timeout_at(deadline, transport.write(&target, key, record)).await;
-                    let acked = matches!(written, Ok(Ok(())));
+                    let mut acked = matches!(written, Ok(Ok(())));
                     if let Ok(Err(error)) = &written {
                         tracing::debug!(%target, %error, "replica write failed; leaving a hint");
                     }
-                    (target, acked)
+                    if !acked && sloppy {
+                        // THE BUG: a hint kept here stands in for the owner's ack.
+                        acked = hints.add(&target, key.clone(), record.clone()).await.is_ok();
+                        return (target, acked, false);
+                    }
+                    (target, acked, !acked)
                 }
             };
             let mut calls: FuturesUnordered<_> = targets.into_iter().map(call).collect();
             let (mut acks, mut missed) = (0, Vec::new());
-            while let Some((target, acked)) = calls.next().await {
-                match acked {
-                    true => acks += 1,
-                    false => missed.push(target),
+            while let Some((target, acked, needs_hint)) = calls.next().await {
+                acks += usize::from(acked);
+                if needs_hint && keep_hints {
+                    missed.push(target);
                 }
                 progress.send_replace((acks, calls.is_empty()));
             }
@@ -421,9 +425,25 @@ impl<T: Transport> Coordinator<T> {
         waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().0)
     }
 
-    fn hint_later(&self, target: String, key: Vec<u8>, record: Record) {
-        let hints = self.hints.clone();
-        tokio::spawn(async move { hints.add_or_log(&target, key, record).await });
+    /// Leaves hints for the owners believed down, in the background, and
+    /// returns 0: hints never count toward W. (Under the `sloppy-quorum`
+    /// bug they are kept before answering and each counts as an ack.)
+    async fn hint_down_owners(&self, down: Vec<String>, key: &[u8], record: &Record) -> usize {
+        if self.config.bugs.has(TestBug::NoRepair) {
+            return 0;
+        }
+        if self.config.bugs.has(TestBug::SloppyQuorum) {
+            let mut stand_ins = 0;
+            for owner in down {
+                stand_ins += usize::from(self.hints.add(&owner, key.to_vec(), record.clone()).await.is_ok());
+            }
+            return stand_ins;
+        }
+        for owner in down {
+            let (hints, key, record) = (self.hints.clone(), key.to_vec(), record.clone());
+            tokio::spawn(async move { hints.add_or_log(&owner, key, record).await });
+        }
+        0
     }
 
     fn maybe_repair_in_background(&self, key: &str, live: &[String]) {

@@ -72,8 +72,9 @@ impl HintStore {
         self.store.compact(hints).await
     }
 
-    pub fn shutdown(&self) {
-        self.store.shutdown();
+    /// See [`Store::shutdown`].
+    pub fn shutdown(&self) -> bool {
+        self.store.shutdown()
     }
 }
 

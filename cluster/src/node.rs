@@ -1,7 +1,7 @@
 //! One node: the replica, the coordinator and the background work that
 //! makes replicas converge, wired together. HTTP lives in `server.rs`.
 
-use crate::antientropy::{sync_with, SyncReply, SyncRequest};
+use crate::antientropy::{sync_with, SyncReply, SyncRequest, SyncStats};
 use crate::api::{Consistency, GetCommand, PutCommand};
 use crate::clock::Clock;
 use crate::compaction;
@@ -10,10 +10,12 @@ use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, Quoru
 use crate::hints::{self, HintStore};
 use crate::membership::{parse_peers, FailureDetector, Member};
 use crate::record::Record;
+use crate::recovery::Recovery;
 use crate::replica::Replica;
 use crate::ring::Ring;
 use crate::rpc::client::HttpTransport;
 use crate::storage::{Store, StoreError};
+use crate::test_bug::TestBug;
 use crate::version::Version;
 use std::future::Future;
 use std::sync::Arc;
@@ -45,7 +47,7 @@ pub struct ClusterTransport {
     remote: HttpTransport,
 }
 
-fn local_error(to: &str, error: StoreError) -> RpcError {
+fn local_error(to: &str, error: impl std::fmt::Display) -> RpcError {
     RpcError::Remote(to.to_owned(), error.to_string())
 }
 
@@ -92,7 +94,15 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(config: Config, clock: Arc<Clock>, store: Arc<Store>, hint_store: Store) -> Result<Node, String> {
+    /// `clean`: whether the last stop was clean (see [`crate::recovery`]);
+    /// if not, the replica recovers from its peers before answering reads.
+    pub fn new(
+        config: Config,
+        clock: Arc<Clock>,
+        store: Arc<Store>,
+        hint_store: Store,
+        clean: bool,
+    ) -> Result<Node, String> {
         let peers: Vec<Member> =
             parse_peers(&config.peers)?.into_iter().filter(|peer| peer.id != config.node_id).collect();
         let mut ids: Vec<String> = peers.iter().map(|peer| peer.id.clone()).collect();
@@ -106,6 +116,14 @@ impl Node {
                 "fewer members than N: quorums shrink to the cluster"
             );
         }
+        let recovery = match clean {
+            true => Recovery::done(ring.clone(), quorum.n),
+            false => Recovery::from_all_peers(ring.clone(), quorum.n, &config.node_id),
+        };
+        if !recovery.is_done() {
+            tracing::warn!(peers = ?recovery.pending(), "the last stop was not clean: recovering from the peers \
+                before answering reads");
+        }
         let replica = Arc::new(Replica {
             node_id: config.node_id.clone(),
             store,
@@ -113,6 +131,7 @@ impl Node {
             n: quorum.n,
             clock: clock.clone(),
             grace_ms: config.tombstone_grace_secs * 1000,
+            recovery,
         });
         let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
         let remote = HttpTransport::new(&peers, &config.cluster_secret, rpc_timeout);
@@ -128,7 +147,7 @@ impl Node {
                 rpc_timeout,
                 hedge_delay: Duration::from_millis(config.hedge_delay_ms),
                 read_repair_every: config.read_repair_every,
-                bug: config.test_bug,
+                bugs: config.bugs(),
             },
             clock.clone(),
             ring,
@@ -157,6 +176,7 @@ impl Node {
             ReadOutcome::Found { version, .. } => Some(*version),
             ReadOutcome::NotFound { version } => *version,
         };
+        let min = min.filter(|_| !self.config.bugs().has(TestBug::IgnoreMinTimestamp));
         if let (Some(min_ms), Some(version)) = (min, version) {
             if version.timestamp_ms < min_ms {
                 return Err(NodeError::Unavailable(format!(
@@ -173,22 +193,31 @@ impl Node {
         self.transport.remote.ping(peer).await
     }
 
-    /// Heartbeats, hint delivery, anti-entropy and compaction, each on its
-    /// own interval, until the handles are aborted.
+    /// Heartbeats, hint delivery, anti-entropy, compaction and (after an
+    /// unclean stop) recovery, each on its own interval, until the handles
+    /// are aborted.
     pub fn spawn_background(self: &Arc<Node>) -> Vec<JoinHandle<()>> {
         let ms = Duration::from_millis;
-        vec![
+        let mut tasks = vec![
             every(ms(self.config.heartbeat_interval_ms), self.clone(), |node| async move { node.heartbeat().await }),
-            every(ms(self.config.hint_interval_ms), self.clone(), |node| async move { node.deliver_hints().await }),
-            every(
-                ms(self.config.anti_entropy_interval_ms),
-                self.clone(),
-                |node| async move { node.anti_entropy().await },
-            ),
             every(Duration::from_secs(self.config.compaction_interval_secs), self.clone(), |node| async move {
                 node.compact().await
             }),
-        ]
+            every(RECOVERY_RETRY, self.clone(), |node| async move { node.recover().await }),
+        ];
+        if self.config.bugs().has(TestBug::NoRepair) {
+            tracing::warn!("TEST BUG no-repair: no hinted handoff and no anti-entropy");
+            return tasks;
+        }
+        tasks.push(every(
+            ms(self.config.hint_interval_ms),
+            self.clone(),
+            |node| async move { node.deliver_hints().await },
+        ));
+        tasks.push(every(ms(self.config.anti_entropy_interval_ms), self.clone(), |node| async move {
+            node.anti_entropy().await
+        }));
+        tasks
     }
 
     async fn heartbeat(&self) {
@@ -213,22 +242,40 @@ impl Node {
     }
 
     async fn anti_entropy(&self) {
-        let all = match self.replica.snapshot().await {
-            Ok(all) => all,
-            Err(error) => return tracing::warn!(%error, "anti-entropy could not read the replica"),
-        };
-        let timeout = Duration::from_millis(self.config.rpc_timeout_ms).max(Duration::from_secs(5));
         for peer in &self.peers {
             if !self.detector.is_alive(&peer.id, Instant::now()) {
                 continue;
             }
-            let view = self.replica.view();
-            match sync_with(&*self.transport, &self.replica.store, &view, &all, &peer.id, timeout).await {
+            match self.exchange_with(&peer.id).await {
                 Ok(stats) if stats.pulled + stats.pushed > 0 => {
                     tracing::info!(peer = %peer.id, ?stats, "anti-entropy repaired differences")
                 }
                 Ok(_) => {}
                 Err(error) => tracing::debug!(peer = %peer.id, %error, "anti-entropy exchange failed"),
+            }
+        }
+    }
+
+    /// One anti-entropy exchange with `peer`, from a fresh snapshot.
+    async fn exchange_with(&self, peer: &str) -> Result<SyncStats, String> {
+        let all = self.replica.snapshot().await.map_err(|error| format!("cannot read the replica: {error}"))?;
+        let timeout = Duration::from_millis(self.config.rpc_timeout_ms).max(Duration::from_secs(5));
+        let view = self.replica.view();
+        sync_with(&*self.transport, &self.replica.store, &view, &all, peer, timeout).await.map_err(|e| e.to_string())
+    }
+
+    /// While recovering (see [`crate::recovery`]): one complete exchange
+    /// with each peer not yet exchanged with, whatever the failure
+    /// detector believes (a peer just started may not have been pinged).
+    async fn recover(&self) {
+        for peer in self.replica.recovery.pending() {
+            match self.exchange_with(&peer).await {
+                Ok(stats) if stats.complete => {
+                    tracing::info!(%peer, ?stats, "recovery: exchanged with a peer");
+                    self.replica.recovery.exchanged_with(&peer);
+                }
+                Ok(stats) => tracing::info!(%peer, ?stats, "recovery: exchange cut short; another round follows"),
+                Err(error) => tracing::debug!(%peer, %error, "recovery: exchange failed; retrying"),
             }
         }
     }
@@ -243,12 +290,17 @@ impl Node {
         }
     }
 
-    /// Lets both stores finish queued writes and checkpoint.
-    pub fn shutdown(&self) {
-        self.replica.store.shutdown();
-        self.hints.shutdown();
+    /// Lets both stores finish queued writes and checkpoint. True when
+    /// both did so without error (a clean stop: see [`crate::recovery`]).
+    pub fn shutdown(&self) -> bool {
+        let data = self.replica.store.shutdown();
+        let hints = self.hints.shutdown();
+        data && hints
     }
 }
+
+/// How often a recovering node retries the exchanges it still needs.
+const RECOVERY_RETRY: Duration = Duration::from_millis(200);
 
 /// Runs `work` every `interval` (skipping missed ticks) until aborted.
 fn every<F, Fut>(interval: Duration, node: Arc<Node>, work: F) -> JoinHandle<()>
@@ -257,7 +309,9 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
+        // The first round one interval after start, not at once: a starting
+        // node's repair is recovery's job (see `crate::recovery`).
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;

@@ -4,9 +4,20 @@
 use crate::antientropy::{Entry, SyncReply, SyncRequest, View};
 use crate::clock::Clock;
 use crate::record::Record;
+use crate::recovery::Recovery;
 use crate::ring::Ring;
 use crate::storage::{Store, StoreError};
 use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ReplicaError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// See [`crate::recovery`]: answering now could hide a lost write.
+    #[error("recovering after an unclean stop: no reads of this key before an exchange with {0:?}")]
+    Recovering(Vec<String>),
+}
 
 /// Records read per page when taking a snapshot.
 const SNAPSHOT_PAGE: usize = 4_096;
@@ -18,11 +29,18 @@ pub struct Replica {
     pub n: usize,
     pub clock: Arc<Clock>,
     pub grace_ms: u64,
+    pub recovery: Recovery,
 }
 
 impl Replica {
-    pub fn read(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
-        self.store.get(key)
+    /// The record this replica holds for `key`, for a coordinator: refused
+    /// while recovering from the key's other owners.
+    pub fn read(&self, key: &[u8]) -> Result<Option<Record>, ReplicaError> {
+        let blocking = self.recovery.blocking(key);
+        if !blocking.is_empty() {
+            return Err(ReplicaError::Recovering(blocking));
+        }
+        Ok(self.store.get(key)?)
     }
 
     pub async fn write(&self, key: Vec<u8>, record: Record) -> Result<(), StoreError> {

@@ -141,7 +141,9 @@ async fn delete_item(State(state): State<AppState>, RawQuery(query): RawQuery) -
 }
 
 async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
-    Json(HealthResponse { status: "ok".into(), node_id: state.node.config.node_id.clone() })
+    let node = &state.node;
+    let recovering_from = node.replica.recovery.pending();
+    Json(HealthResponse { status: "ok".into(), node_id: node.config.node_id.clone(), recovering_from })
 }
 
 async fn unknown_path(uri: Uri) -> ApiError {

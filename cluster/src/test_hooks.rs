@@ -26,7 +26,8 @@ pub fn set_clock(node: &Node, body: &[u8]) -> Result<ClockState, ApiError> {
 }
 
 fn replica_record(node: &Node, key: String) -> Result<ReplicaRecord, ApiError> {
-    let held = node.replica.read(key.as_bytes()).map_err(|error| ApiError::unavailable(error.to_string()))?;
+    // The stored record as it is, recovering or not: this is inspection.
+    let held = node.replica.store.get(key.as_bytes()).map_err(|error| ApiError::unavailable(error.to_string()))?;
     Ok(match held {
         None => ReplicaRecord {
             key,

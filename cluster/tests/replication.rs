@@ -173,6 +173,57 @@ async fn a_delete_one_replica_missed_is_never_resurrected() {
     }
 }
 
+/// Hints and anti-entropy slowed to a crawl: only recovery repairs here.
+const NO_BACKGROUND_REPAIR: &[&str] = &["--hint-interval-ms", "600000", "--anti-entropy-interval-ms", "600000"];
+
+/// n2 loses its folder, n3 missed the last writes: the two together form a
+/// read quorum that knows nothing of them. Each must repair from its peers
+/// before it answers reads (n2 told so with --recover-from-peers, n3
+/// because it was killed), so once n1 is gone too, strong reads from n2 and
+/// n3 still see every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_that_lost_writes_recover_before_they_answer() {
+    let mut args: Vec<&str> =
+        FAST.chunks(2).filter(|flag| !NO_BACKGROUND_REPAIR.contains(&flag[0])).flatten().copied().collect();
+    args.extend(NO_BACKGROUND_REPAIR);
+    let mut cluster = LocalCluster::start("recovery", 3, &args);
+    let client = http_client();
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        assert_eq!(put(&client, &cluster.url(0), key, "v1").await.0, StatusCode::CREATED);
+    }
+    cluster.kill(2);
+    for key in &keys {
+        assert_eq!(put(&client, &cluster.url(0), key, "v2").await.0, StatusCode::CREATED);
+    }
+    cluster.kill(1);
+    cluster.wipe(1);
+    cluster.restart_with(1, &["--recover-from-peers"]);
+    cluster.restart(2);
+    for i in [1, 2] {
+        let recovered = wait_recovered(&client, &cluster.url(i), Duration::from_secs(15)).await;
+        assert!(recovered, "n{} is still recovering", i + 1);
+    }
+    cluster.kill(0);
+    for key in &keys {
+        let (status, body) = get(&client, &cluster.url(1), key, "strong").await;
+        assert_eq!((status, &body["value"]), (StatusCode::OK, &json!(BASE64.encode("v2"))), "{key} after recovery");
+    }
+}
+
+/// Polls `/health` until the node reports no peer left to recover from.
+async fn wait_recovered(client: &Client, url: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let health: Value = client.get(format!("{url}/health")).send().await.unwrap().json().await.unwrap();
+        if health.get("recovering_from").is_none() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_skew_does_not_lose_a_later_write() {
     let cluster = LocalCluster::start("skew", 3, FAST);

@@ -14,9 +14,11 @@ use cluster::coordinator::{Coordinator, CoordinatorConfig, Quorum, ReadOutcome, 
 use cluster::hints::{deliver_once, HintStore};
 use cluster::membership::FailureDetector;
 use cluster::record::Record;
+use cluster::recovery::Recovery;
 use cluster::replica::Replica;
 use cluster::ring::Ring;
 use cluster::storage::{MemoryStorage, Store};
+use cluster::test_bug::TestBugs;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -130,8 +132,10 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
         clock.set_offset_ms(rng.random_range(-5_000..=5_000));
         let store = Arc::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap());
         let grace_ms = GRACE.as_millis() as u64;
+        let recovery = Recovery::done(ring.clone(), quorum.n);
+        let (n, node_clock) = (quorum.n, clock.clone());
         let replica =
-            Replica { node_id: id.clone(), store, ring: ring.clone(), n: quorum.n, clock: clock.clone(), grace_ms };
+            Replica { node_id: id.clone(), store, ring: ring.clone(), n, clock: node_clock, grace_ms, recovery };
         replicas.insert(id.clone(), Arc::new(replica));
         clocks.push(clock);
     }
@@ -151,7 +155,7 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
                 rpc_timeout: RPC_TIMEOUT,
                 hedge_delay: Duration::from_millis(15),
                 read_repair_every: 3,
-                bug: None,
+                bugs: TestBugs::none(),
             };
             let coordinator =
                 Coordinator::new(config, clock, ring.clone(), transport.clone(), detector.clone(), hints.clone());

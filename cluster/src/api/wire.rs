@@ -49,6 +49,10 @@ pub struct ErrorBody {
 pub struct HealthResponse {
     pub status: String,
     pub node_id: String,
+    /// Peers this node must still exchange with before it answers reads of
+    /// the keys they co-own (after an unclean stop); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovering_from: Vec<String>,
 }
 
 pub const KEY_NOT_FOUND: &str = "key not found";

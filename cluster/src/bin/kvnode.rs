@@ -10,7 +10,9 @@ use clap::Parser;
 use cluster::clock::Clock;
 use cluster::config::{Config, StorageKind};
 use cluster::node::Node;
-use cluster::storage::{MemoryStorage, SledStorage, Storage, Store};
+use cluster::recovery;
+use cluster::storage::{fsync, MemoryStorage, SledStorage, Storage, Store, SyncPolicy};
+use cluster::test_bug::TestBug;
 use std::io::Write;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
@@ -44,18 +46,33 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(node_id = %config.node_id, listen = %config.listen, data_dir = %config.data_dir.display(),
         storage = ?config.storage, "starting");
-    if let Some(bug) = config.test_bug {
-        tracing::warn!(?bug, "A KNOWN BUG IS ON (--test-bug): this node breaks its guarantees on purpose, for tests");
+    for bug in &config.test_bugs {
+        tracing::warn!(
+            bug = bug.name(),
+            origin = bug.origin(),
+            "A KNOWN BUG IS ON (--test-bug): this node breaks its guarantees on purpose, for tests"
+        );
     }
     if config.test_hooks {
         tracing::warn!(
             "TEST HOOKS ARE ON (--test-hooks): /test/v1/* can skew this node's clock; never use in production"
         );
     }
+    let clean = match config.storage {
+        StorageKind::Sled => trusts_its_data(&config)?,
+        StorageKind::Memory => !config.recover_from_peers,
+    };
     let store = Arc::new(open_store(&config, "data", 128 << 20)?);
-    let hint_store = open_store(&config, "hints", 16 << 20)?;
+    let hint_store = open_hint_store(&config)?;
+    if config.storage == StorageKind::Sled {
+        // Every folder and file name the stores made is durable before the
+        // first write is acknowledged.
+        fsync::sync_tree(&config.data_dir)
+            .with_context(|| format!("cannot sync the data folder {}", config.data_dir.display()))?;
+    }
     let clock = Arc::new(Clock::new());
-    let node = Node::new(config.clone(), clock, store, hint_store).map_err(|problem| anyhow::anyhow!(problem))?;
+    let node =
+        Node::new(config.clone(), clock, store, hint_store, clean).map_err(|problem| anyhow::anyhow!(problem))?;
     let node = Arc::new(node);
     let background = node.spawn_background();
 
@@ -72,9 +89,35 @@ async fn run(config: Config) -> anyhow::Result<()> {
     for task in background {
         task.abort();
     }
-    tokio::task::spawn_blocking(move || node.shutdown()).await?;
-    tracing::info!("stopped");
+    let data_dir = config.data_dir.clone();
+    let checkpointed = tokio::task::spawn_blocking(move || node.shutdown()).await?;
+    if checkpointed {
+        recovery::leave_clean_marker(&data_dir).context("cannot leave the clean-shutdown marker")?;
+        tracing::info!("stopped cleanly");
+    } else if config.storage == StorageKind::Sled {
+        tracing::error!("stopped without a clean checkpoint: the next start recovers from the peers");
+    }
     Ok(())
+}
+
+/// Whether this node can trust what its folder holds (see
+/// `cluster::recovery`): after a clean stop, or as a new node (no store
+/// yet) unless told its data was lost. The marker is removed either way, so
+/// a crash from now on is seen as one.
+fn trusts_its_data(config: &Config) -> anyhow::Result<bool> {
+    let dir = &config.data_dir;
+    let new_node = !dir.join("data").exists();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data folder {}", dir.display()))?;
+    let clean = recovery::take_clean_marker(dir).context("cannot read the clean-shutdown marker")?;
+    if config.recover_from_peers {
+        tracing::warn!("--recover-from-peers: repairing from the peers before answering reads");
+        return Ok(false);
+    }
+    if !clean && !new_node {
+        tracing::warn!(data_dir = %dir.display(), "the last stop was not clean (a crash, a kill, a power loss, or a \
+            damaged folder): recovering from the peers before answering reads");
+    }
+    Ok(clean || new_node)
 }
 
 /// The store named `name` under the data folder: `DATA/NAME/sled` and
@@ -89,7 +132,32 @@ fn open_store(config: &Config, name: &str, cache_bytes: u64) -> anyhow::Result<S
         StorageKind::Memory => return Ok(Store::volatile(Arc::new(MemoryStorage::new()))?),
     };
     let wal_dir = config.data_dir.join(name).join("wal");
-    Store::open(storage, &wal_dir).with_context(|| format!("cannot open the write-ahead log in {}", wal_dir.display()))
+    let policy = match config.bugs().has(TestBug::AckBeforeFsync) {
+        true => SyncPolicy::Periodic(ACK_BEFORE_FSYNC_PERIOD),
+        false => SyncPolicy::EveryBatch,
+    };
+    Store::open_with(storage, &wal_dir, policy)
+        .with_context(|| format!("cannot open the write-ahead log in {}", wal_dir.display()))
+}
+
+/// Cassandra's default `commitlog_sync_period_in_ms`.
+const ACK_BEFORE_FSYNC_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The hints store; a damaged one is set aside (renamed) and replaced by
+/// an empty one: hints only speed up convergence, anti-entropy does the rest.
+fn open_hint_store(config: &Config) -> anyhow::Result<Store> {
+    match open_store(config, "hints", 16 << 20) {
+        Ok(store) => Ok(store),
+        Err(error) if config.storage == StorageKind::Sled => {
+            let hints = config.data_dir.join("hints");
+            let aside = config.data_dir.join(format!("hints.damaged-{}", std::process::id()));
+            tracing::error!(error = format!("{error:#}"), aside = %aside.display(),
+                "the hints store cannot be opened; setting it aside and starting with no hints");
+            std::fs::rename(&hints, &aside).with_context(|| format!("cannot set {} aside", hints.display()))?;
+            open_store(config, "hints", 16 << 20)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 async fn shutdown_signal() {

@@ -5,6 +5,7 @@
 //! [`Store`] puts the write-ahead log in front of it so that a write is
 //! acknowledged only once it is durable.
 
+pub mod fsync;
 mod memory;
 mod sled_store;
 mod store;
@@ -12,7 +13,7 @@ mod wal;
 
 pub use memory::MemoryStorage;
 pub use sled_store::SledStorage;
-pub use store::{Store, StoreError};
+pub use store::{Store, StoreError, SyncPolicy};
 pub use wal::{Wal, WalEntry};
 
 use crate::record::{CodecError, Record};
@@ -56,7 +57,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Up to `limit` records in key order, starting after `after`.
     fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Record)>, StorageError>;
 
-    /// Makes everything applied so far survive a crash of the process.
+    /// Makes everything applied so far durable: it survives a crash of the
+    /// process and a power loss (the log is emptied right after).
     fn flush(&self) -> Result<(), StorageError>;
 }
 

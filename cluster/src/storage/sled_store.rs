@@ -2,15 +2,19 @@
 //!
 //! sled's own flush is not what makes a write durable: the write-ahead log
 //! in [`super::Store`] is. sled is flushed at checkpoints, after which the
-//! log can be truncated.
+//! log is emptied, so a checkpoint must leave sled's files durable against
+//! a power loss, not only a crash: sled's flush ends in `sync_file_range`
+//! (data pages, not the file's size or names), so the checkpoint also syncs
+//! every file and directory of sled's folder.
 
 use super::{decode, ApplyOutcome, Storage, StorageError};
 use crate::record::Record;
 use crate::version::Version;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct SledStorage {
     db: sled::Db,
+    dir: PathBuf,
 }
 
 impl SledStorage {
@@ -23,7 +27,7 @@ impl SledStorage {
             // work a checkpoint finds waiting.
             .flush_every_ms(Some(1_000))
             .open()?;
-        Ok(SledStorage { db })
+        Ok(SledStorage { db, dir: dir.to_path_buf() })
     }
 }
 
@@ -74,6 +78,7 @@ impl Storage for SledStorage {
 
     fn flush(&self) -> Result<(), StorageError> {
         self.db.flush()?;
+        super::fsync::sync_tree(&self.dir)?;
         Ok(())
     }
 }

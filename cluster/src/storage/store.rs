@@ -14,7 +14,9 @@ use super::{ApplyOutcome, Storage, StorageError, Wal, WalEntry};
 use crate::record::Record;
 use crate::version::Version;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,9 +41,28 @@ impl From<StorageError> for StoreError {
     }
 }
 
+/// When the log is synced relative to acknowledgements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every batch is on disk before any of its writes is acknowledged.
+    EveryBatch,
+    /// THE `ack-before-fsync` TEST BUG: batches are acknowledged once
+    /// written, and the log is synced on this timer (Cassandra's periodic
+    /// commit log).
+    Periodic(Duration),
+}
+
 enum Command {
-    Apply { entry: WalEntry, reply: oneshot::Sender<Result<ApplyOutcome, StoreError>> },
-    Compact { candidates: Vec<(Vec<u8>, Version)>, reply: oneshot::Sender<Result<usize, StoreError>> },
+    Apply {
+        entry: WalEntry,
+        reply: oneshot::Sender<Result<ApplyOutcome, StoreError>>,
+    },
+    Compact {
+        candidates: Vec<(Vec<u8>, Version)>,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    /// Sync the log now (the periodic policy's timer).
+    Sync,
 }
 
 /// A replica's storage with durable writes.
@@ -50,12 +71,20 @@ pub struct Store {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     volatile: bool,
+    /// Set by the writer once a log write, sync or checkpoint failed: the
+    /// files may not hold what was acknowledged.
+    damaged: Arc<AtomicBool>,
 }
 
 impl Store {
     /// Replays the log in `wal_dir` into `storage`, checkpoints, and starts
     /// the writer thread.
     pub fn open(storage: Arc<dyn Storage>, wal_dir: &Path) -> Result<Store, StorageError> {
+        Store::open_with(storage, wal_dir, SyncPolicy::EveryBatch)
+    }
+
+    /// [`Store::open`] with a chosen [`SyncPolicy`].
+    pub fn open_with(storage: Arc<dyn Storage>, wal_dir: &Path, policy: SyncPolicy) -> Result<Store, StorageError> {
         let (mut wal, replayed) = Wal::open(wal_dir)?;
         let replayed_count = replayed.len();
         for entry in &replayed {
@@ -64,23 +93,33 @@ impl Store {
         storage.flush()?;
         wal.reset()?;
         tracing::info!(replayed_count, wal = %wal.path().display(), "write-ahead log replayed");
-        Store::start(storage, wal)
+        Store::start(storage, wal, policy)
     }
 
     /// A store without a log or writer thread, for memory storage: writes
     /// apply inline and are lost with the process, by choice. (Inline, so
     /// tests on tokio's paused clock never wait on another thread.)
     pub fn volatile(storage: Arc<dyn Storage>) -> Result<Store, StorageError> {
-        Ok(Store { storage, commands: Mutex::new(None), writer: Mutex::new(None), volatile: true })
+        let damaged = Arc::new(AtomicBool::new(false));
+        Ok(Store { storage, commands: Mutex::new(None), writer: Mutex::new(None), volatile: true, damaged })
     }
 
-    fn start(storage: Arc<dyn Storage>, wal: Wal) -> Result<Store, StorageError> {
+    fn start(storage: Arc<dyn Storage>, wal: Wal, policy: SyncPolicy) -> Result<Store, StorageError> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let thread_storage = storage.clone();
-        let writer = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || Writer { storage: thread_storage, wal, failed: None }.run(receiver))?;
-        Ok(Store { storage, commands: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)), volatile: false })
+        let damaged = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            storage: storage.clone(),
+            wal,
+            failed: None,
+            sync_each_batch: policy == SyncPolicy::EveryBatch,
+            damaged: damaged.clone(),
+        };
+        let writer = std::thread::Builder::new().name("store-writer".into()).spawn(move || writer.run(receiver))?;
+        if let SyncPolicy::Periodic(every) = policy {
+            spawn_sync_timer(sender.clone(), every)?;
+        }
+        let (commands, writer) = (Mutex::new(Some(sender)), Mutex::new(Some(writer)));
+        Ok(Store { storage, commands, writer, volatile: false, damaged })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
@@ -151,14 +190,17 @@ impl Store {
     }
 
     /// Stops taking writes, lets the writer finish the queued ones and
-    /// checkpoint, and waits for it.
-    pub fn shutdown(&self) {
+    /// checkpoint, and waits for it. True when everything it ever
+    /// acknowledged is in its files (no write, sync or checkpoint failed).
+    pub fn shutdown(&self) -> bool {
         drop(self.commands.lock().expect("store lock").take());
         if let Some(writer) = self.writer.lock().expect("store lock").take() {
             if writer.join().is_err() {
                 tracing::error!("store writer thread panicked");
+                self.damaged.store(true, Ordering::Relaxed);
             }
         }
+        !self.volatile && !self.damaged.load(Ordering::Relaxed)
     }
 }
 
@@ -168,12 +210,26 @@ impl Drop for Store {
     }
 }
 
+/// Asks the writer to sync the log every `every`, until the store closes.
+fn spawn_sync_timer(commands: mpsc::Sender<Command>, every: Duration) -> Result<(), StorageError> {
+    std::thread::Builder::new().name("store-sync-timer".into()).spawn(move || loop {
+        std::thread::sleep(every);
+        if commands.blocking_send(Command::Sync).is_err() {
+            return;
+        }
+    })?;
+    Ok(())
+}
+
 struct Writer {
     storage: Arc<dyn Storage>,
     wal: Wal,
     /// After a failed log write the disk's state is unknown (fsync errors
     /// are not retryable), so every later write fails too.
     failed: Option<StoreError>,
+    /// False only under the `ack-before-fsync` test bug.
+    sync_each_batch: bool,
+    damaged: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -188,24 +244,43 @@ impl Writer {
             }
             self.handle_batch(batch);
         }
-        if let Err(error) = self.checkpoint() {
-            tracing::error!(%error, "final checkpoint failed; the log will be replayed on start");
+        let checkpointed = match &self.failed {
+            Some(_) => Err("the store had failed".to_owned()),
+            None => self.checkpoint().map_err(|error| error.to_string()),
+        };
+        if let Err(error) = checkpointed {
+            tracing::error!(%error, "no final checkpoint; the log will be replayed on start");
+            self.damaged.store(true, Ordering::Relaxed);
         }
     }
 
+    fn fail(&mut self, error: StoreError) {
+        self.damaged.store(true, Ordering::Relaxed);
+        self.failed = Some(error);
+    }
+
     fn handle_batch(&mut self, batch: Vec<Command>) {
-        let (applies, compactions): (Vec<_>, Vec<_>) =
+        let (applies, others): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|command| matches!(command, Command::Apply { .. }));
         self.apply_all(applies);
-        for command in compactions {
-            if let Command::Compact { candidates, reply } = command {
-                let _ = reply.send(self.compact(candidates));
+        for command in others {
+            match command {
+                Command::Compact { candidates, reply } => {
+                    let _ = reply.send(self.compact(candidates));
+                }
+                Command::Sync if self.failed.is_none() => {
+                    if let Err(error) = self.wal.sync() {
+                        tracing::error!(%error, "periodic log sync failed; refusing further writes");
+                        self.fail(error.into());
+                    }
+                }
+                Command::Sync | Command::Apply { .. } => {}
             }
         }
         if self.wal.len_bytes() >= CHECKPOINT_BYTES {
             if let Err(error) = self.checkpoint() {
                 tracing::error!(%error, "checkpoint failed");
-                self.failed = Some(error.into());
+                self.fail(error.into());
             }
         }
     }
@@ -215,16 +290,20 @@ impl Writer {
             .iter()
             .map(|command| match command {
                 Command::Apply { entry, .. } => entry,
-                Command::Compact { .. } => unreachable!("partitioned out"),
+                Command::Compact { .. } | Command::Sync => unreachable!("partitioned out"),
             })
             .collect();
         if entries.is_empty() {
             return;
         }
         if self.failed.is_none() {
-            if let Err(error) = self.wal.append_batch(&entries) {
+            let logged = match self.sync_each_batch {
+                true => self.wal.append_batch(&entries),
+                false => self.wal.append_batch_unsynced(&entries),
+            };
+            if let Err(error) = logged {
                 tracing::error!(%error, "write-ahead log write failed; refusing further writes");
-                self.failed = Some(error.into());
+                self.fail(error.into());
             }
         }
         for command in applies {

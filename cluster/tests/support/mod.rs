@@ -126,6 +126,13 @@ impl LocalCluster {
         format!("http://127.0.0.1:{}", self.ports[i])
     }
 
+    /// Removes stopped node `i`'s data folder (a lost disk).
+    pub fn wipe(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is running");
+        std::fs::remove_dir_all(&self.dirs[i]).expect("remove the data folder");
+        std::fs::create_dir_all(&self.dirs[i]).expect("recreate the data folder");
+    }
+
     /// `kill -9` node `i` (0-based); its data stays.
     pub fn kill(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
@@ -134,8 +141,14 @@ impl LocalCluster {
     }
 
     pub fn restart(&mut self, i: usize) {
+        self.restart_with(i, &[]);
+    }
+
+    /// [`LocalCluster::restart`] with extra flags for this start only.
+    pub fn restart_with(&mut self, i: usize, extra: &[&str]) {
         assert!(self.nodes[i].is_none(), "node {i} is running");
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend(extra);
         let listen = format!("127.0.0.1:{}", self.ports[i]);
         self.nodes[i] = Some(NodeProcess::start_on(&format!("n{}", i + 1), &listen, &self.dirs[i], &args));
     }
