@@ -12,8 +12,9 @@
 //! has compared notes with the other owners. It writes a clean-shutdown
 //! marker only after its stores checkpointed without error, and removes it
 //! at start. Without the marker (a crash, a kill, a power loss, a damaged
-//! folder), or when told with `--recover-from-peers` (a wiped or replaced
-//! disk), it starts **recovering**: it takes writes (they
+//! folder), or when told with `--recover-from-peers` or a
+//! [`RECOVER_MARKER`] file (a wiped or replaced disk), it starts
+//! **recovering**: it takes writes (they
 //! are durable and count toward W as usual) but refuses replica reads of a
 //! key until it has finished one complete anti-entropy exchange with every
 //! other owner of that key. Every write it acknowledged before is held by
@@ -36,6 +37,10 @@ use std::sync::{Arc, Mutex};
 
 /// The marker's file name in the data folder.
 const CLEAN_MARKER: &str = "clean-shutdown";
+/// A file an operator leaves in an emptied data folder: the same as
+/// `--recover-from-peers` for the next start (removed once the node's
+/// stores exist again, when an unclean stop is recognised without it).
+pub const RECOVER_MARKER: &str = "recover-from-peers";
 
 /// Which peers this replica still has to exchange with before it answers
 /// reads of the keys they co-own.

@@ -5,6 +5,8 @@
 //! - [`nemesis`]: faults — partitions, kills, pauses, clock skew, packet
 //!   loss — injected and healed on a schedule.
 //! - [`node_api`]: the test-hook calls the harness makes to a node.
+//! - [`powerfs`]: a file system that forgets what was not fsynced, for
+//!   power-loss faults.
 //! - [`report`]: the HTML report of a run folder, and the index of runs.
 //!
 //! See ARCHITECTURE.md at the root.
@@ -17,6 +19,7 @@ pub mod history;
 pub mod model;
 pub mod nemesis;
 pub mod node_api;
+pub mod powerfs;
 pub mod report;
 pub mod runner;
 pub mod utc;

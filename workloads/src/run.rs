@@ -71,7 +71,11 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
     let config =
         serde_json::json!({ "scenario": scenario, "seed": seed, "command": reproduce_command(scenario, seed) });
     std::fs::write(folder.join("config.json"), serde_json::to_string_pretty(&config)?)?;
-    let spec = ClusterSpec { extra_flags: scenario.node_flags.clone(), ..ClusterSpec::new(scenario.nodes) };
+    let spec = ClusterSpec {
+        extra_flags: scenario.node_flags.clone(),
+        disks: scenario.disks(),
+        ..ClusterSpec::new(scenario.nodes)
+    };
     let started = Instant::now();
     let (summary, replicas) = match scenario.backend {
         Backend::Docker => {
@@ -145,7 +149,6 @@ pub const TTL_TOLERANCE_MS: u64 = 250;
 
 /// The command line that replays `scenario` with `seed`.
 pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
-    let nemesis: Vec<String> = scenario.nemesis.iter().map(|k| format!("{k:?}").to_lowercase()).collect();
     let backend = match scenario.backend {
         Backend::Docker => "docker",
         Backend::Local => "local",
@@ -161,8 +164,8 @@ pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
         scenario.nemesis_interval_secs,
         scenario.name
     );
-    if !nemesis.is_empty() {
-        command.push_str(&format!(" --nemesis {}", nemesis.join(",")));
+    if !scenario.nemesis.is_empty() {
+        command.push_str(&format!(" --nemesis {}", scenario.nemesis_names()));
     }
     for flag in &scenario.node_flags {
         command.push_str(&format!(" --node-flag={flag}"));

@@ -14,6 +14,7 @@
 //! ```
 
 use crate::WorkloadKind;
+use harness::db::Disks;
 use harness::nemesis::FaultKind;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -100,12 +101,25 @@ impl Scenario {
         if !(self.rate > 0.0 && self.rate.is_finite()) {
             return Err(format!("rate must be a positive number, got {}", self.rate));
         }
-        let needs_network =
-            self.nemesis.iter().any(|k| matches!(k, FaultKind::Partition | FaultKind::Loss | FaultKind::Delay));
+        let needs_network = self.nemesis.iter().any(|k| k.needs_network());
         if self.backend == Backend::Local && needs_network {
             return Err("the local backend cannot partition or drop packets; use backend = \"docker\"".into());
         }
         Ok(())
+    }
+
+    /// What the nodes' data folders sit on: the power-loss file system
+    /// when a fault needs it.
+    pub fn disks(&self) -> Disks {
+        match self.nemesis.iter().any(|k| k.needs_power_loss_disks()) {
+            true => Disks::PowerLoss,
+            false => Disks::Plain,
+        }
+    }
+
+    /// The fault kinds, comma-separated, as the command line takes them.
+    pub fn nemesis_names(&self) -> String {
+        self.nemesis.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
     }
 }
 

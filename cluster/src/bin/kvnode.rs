@@ -69,6 +69,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         // first write is acknowledged.
         fsync::sync_tree(&config.data_dir)
             .with_context(|| format!("cannot sync the data folder {}", config.data_dir.display()))?;
+        // The stores exist now: an unclean stop from here on is recognised
+        // without the operator's marker.
+        remove_recover_marker(&config.data_dir)?;
     }
     let clock = Arc::new(Clock::new());
     let node =
@@ -109,8 +112,8 @@ fn trusts_its_data(config: &Config) -> anyhow::Result<bool> {
     let new_node = !dir.join("data").exists();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data folder {}", dir.display()))?;
     let clean = recovery::take_clean_marker(dir).context("cannot read the clean-shutdown marker")?;
-    if config.recover_from_peers {
-        tracing::warn!("--recover-from-peers: repairing from the peers before answering reads");
+    if config.recover_from_peers || dir.join(recovery::RECOVER_MARKER).exists() {
+        tracing::warn!("told that this node's data was lost: repairing from the peers before answering reads");
         return Ok(false);
     }
     if !clean && !new_node {
@@ -118,6 +121,14 @@ fn trusts_its_data(config: &Config) -> anyhow::Result<bool> {
             damaged folder): recovering from the peers before answering reads");
     }
     Ok(clean || new_node)
+}
+
+fn remove_recover_marker(dir: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(dir.join(recovery::RECOVER_MARKER)) {
+        Ok(()) => Ok(fsync::sync_dir(dir)?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(anyhow::Error::new(error).context("cannot remove the recover-from-peers marker")),
+    }
 }
 
 /// The store named `name` under the data folder: `DATA/NAME/sled` and

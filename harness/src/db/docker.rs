@@ -9,9 +9,10 @@
 //! [`sweep_leftovers`] removes every container and network whose owner pid
 //! is gone.
 
-use super::{wait_healthy, ClusterSpec, Db, DbError, NetNamespace};
+use super::disks::NodeDisks;
+use super::{log_tail, wait_ready, ClusterSpec, Db, DbError, Disks, NetNamespace};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use testcontainers::bollard::query_parameters::{
     InspectContainerOptions, KillContainerOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
 };
 use testcontainers::bollard::Docker;
-use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::core::{IntoContainerPort, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
@@ -27,6 +28,8 @@ const CLIENT_PORT: u16 = 7000;
 const OWNER_LABEL: &str = "org.kvtest.owner-pid";
 const RUN_LABEL: &str = "org.kvtest.run";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The node's data folder inside its container (the image's `KV_DATA_DIR`).
+const DATA_DIR: &str = "/data";
 
 /// The image `make image` tags; `KVNODE_IMAGE` overrides it.
 pub fn image_reference() -> (String, String) {
@@ -54,6 +57,16 @@ pub struct DockerDb {
     docker: Docker,
     containers: HashMap<String, ContainerAsync<GenericImage>>,
     urls: Mutex<HashMap<String, String>>,
+    /// With [`Disks::PowerLoss`]: each node's data folder on the host, a
+    /// power-loss file system bind-mounted at `/data` in its container.
+    host_dirs: HashMap<String, PathBuf>,
+    /// Declared after `containers`: unmounted after they are gone.
+    disks: NodeDisks,
+}
+
+/// Where a run's power-loss file systems are mounted on the host.
+fn disks_root(run_id: &str) -> PathBuf {
+    std::env::temp_dir().join("kvtest-powerfs").join(run_id)
 }
 
 fn new_run_id() -> String {
@@ -68,6 +81,9 @@ impl DockerDb {
     pub async fn start(spec: &ClusterSpec) -> Result<DockerDb, DbError> {
         let docker = connect().await?;
         sweep_leftovers(&docker).await?;
+        if let Err(error) = crate::powerfs::sweep_stale_mounts() {
+            tracing::warn!(%error, "could not sweep power-loss file systems left by dead runs");
+        }
         let (image_name, image_tag) = image_reference();
         if docker.inspect_image(&format!("{image_name}:{image_tag}")).await.is_err() {
             return Err(DbError::Docker(format!(
@@ -80,10 +96,19 @@ impl DockerDb {
         let peers: Vec<String> = nodes.iter().map(|n| format!("{n}={run_id}-{n}:{CLIENT_PORT}")).collect();
         let mut flags = super::harness_flags();
         flags.extend(spec.extra_flags.iter().cloned());
+        let disks = NodeDisks::default();
+        let mut host_dirs = HashMap::new();
+        if spec.disks == Disks::PowerLoss {
+            for node in &nodes {
+                let dir = disks_root(&run_id).join(node);
+                disks.mount(node, &dir)?;
+                host_dirs.insert(node.clone(), dir);
+            }
+        }
         let starts = nodes.iter().map(|node| {
             let mut args = vec!["--node-id".to_owned(), node.clone(), "--peers".to_owned(), peers.join(",")];
             args.extend(flags.iter().cloned());
-            GenericImage::new(image_name.clone(), image_tag.clone())
+            let mut image = GenericImage::new(image_name.clone(), image_tag.clone())
                 .with_exposed_port(CLIENT_PORT.tcp())
                 .with_wait_for(WaitFor::message_on_stdout("kvnode ready"))
                 .with_network(network.clone())
@@ -91,8 +116,11 @@ impl DockerDb {
                 .with_label(OWNER_LABEL, std::process::id().to_string())
                 .with_label(RUN_LABEL, run_id.clone())
                 .with_startup_timeout(READY_TIMEOUT)
-                .with_cmd(args)
-                .start()
+                .with_cmd(args);
+            if let Some(dir) = host_dirs.get(node) {
+                image = image.with_mount(Mount::bind_mount(dir.display().to_string(), DATA_DIR));
+            }
+            image.start()
         });
         let started = futures::future::join_all(starts).await;
         let mut containers = HashMap::new();
@@ -105,7 +133,8 @@ impl DockerDb {
                 Err(error) => first_error = first_error.or(Some(DbError::Docker(format!("starting {node}: {error}")))),
             }
         }
-        let db = DockerDb { run_id, network, docker, containers, urls: Mutex::new(HashMap::new()) };
+        let urls = Mutex::new(HashMap::new());
+        let db = DockerDb { run_id, network, docker, containers, urls, host_dirs, disks };
         if let Some(error) = first_error {
             let _ = db.teardown().await;
             return Err(error);
@@ -149,7 +178,11 @@ impl Db for DockerDb {
         self.urls.lock().expect("urls lock").get(node).cloned().ok_or_else(|| DbError::UnknownNode(node.to_owned()))
     }
 
+    /// `kill -9`; a container that is not running is left as it is.
     async fn kill(&self, node: &str) -> Result<(), DbError> {
+        if self.exit_detail(node).await.is_some() {
+            return Ok(());
+        }
         let id = self.container(node)?.id().to_owned();
         let options = KillContainerOptions { signal: "SIGKILL".into() };
         self.docker.kill_container(&id, Some(options)).await.map_err(docker_error)
@@ -157,8 +190,12 @@ impl Db for DockerDb {
 
     async fn start(&self, node: &str) -> Result<(), DbError> {
         self.container(node)?.start().await.map_err(docker_error)?;
-        let url = self.refresh_url(node).await?;
-        wait_healthy(node, &url, READY_TIMEOUT).await
+        let url = match self.refresh_url(node).await {
+            Ok(url) => url,
+            // No port: the process exited at once.
+            Err(error) => return Err(self.refusal(node).await.unwrap_or(error)),
+        };
+        wait_ready(node, &url, READY_TIMEOUT, || async { self.exit_detail(node).await }).await
     }
 
     async fn pause(&self, node: &str) -> Result<(), DbError> {
@@ -184,6 +221,19 @@ impl Db for DockerDb {
         Ok(NetNamespace { pid: pid as u32, ip })
     }
 
+    fn data_dir(&self, node: &str) -> Result<PathBuf, DbError> {
+        self.container(node)?;
+        self.host_dirs.get(node).cloned().ok_or(DbError::Unsupported {
+            backend: "docker",
+            what: "reach a node's data folder",
+            why: "it lives in the container; disk faults need the power-loss file system (Disks::PowerLoss)",
+        })
+    }
+
+    async fn lose_unsynced(&self, node: &str) -> Result<serde_json::Value, DbError> {
+        self.disks.lose_unsynced(node).await
+    }
+
     async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {
         std::fs::create_dir_all(dir)?;
         for (node, container) in &self.containers {
@@ -203,7 +253,32 @@ impl Db for DockerDb {
         }
         // testcontainers drops the network with its last container; make sure.
         let _ = self.docker.remove_network(&self.network).await;
+        self.disks.unmount_all();
+        if !self.host_dirs.is_empty() {
+            let _ = std::fs::remove_dir_all(disks_root(&self.run_id));
+        }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl DockerDb {
+    /// Why `node`'s container is not running, if it is not: its exit code
+    /// and the end of its log.
+    async fn exit_detail(&self, node: &str) -> Option<String> {
+        let container = self.container(node).ok()?;
+        let inspect = self.docker.inspect_container(container.id(), None::<InspectContainerOptions>).await.ok()?;
+        let state = inspect.state?;
+        if state.running == Some(true) {
+            return None;
+        }
+        let mut log = container.stdout_to_vec().await.unwrap_or_default();
+        log.extend(container.stderr_to_vec().await.unwrap_or_default());
+        Some(format!("exited with code {}; log: {}", state.exit_code.unwrap_or(-1), log_tail(&log, 2_000)))
+    }
+
+    async fn refusal(&self, node: &str) -> Option<DbError> {
+        let detail = self.exit_detail(node).await?;
+        Some(DbError::Refused { node: node.to_owned(), detail })
     }
 }
 

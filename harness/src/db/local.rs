@@ -1,9 +1,12 @@
 //! The local backend: `kvnode` processes on loopback ports, for machines
 //! without Docker and for fast tests. It kills (SIGKILL), pauses (SIGSTOP),
 //! resumes (SIGCONT) and restarts nodes, and the nemesis can skew their
-//! clocks; it cannot partition them, since they share one network namespace.
+//! clocks and damage their disks (each data folder can sit on a power-loss
+//! file system); it cannot partition them, since they share one network
+//! namespace.
 
-use super::{wait_healthy, ClusterSpec, Db, DbError, NetNamespace};
+use super::disks::NodeDisks;
+use super::{log_tail, wait_ready, ClusterSpec, Db, DbError, Disks, NetNamespace};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::HashMap;
@@ -42,6 +45,8 @@ pub struct LocalDb {
     root: PathBuf,
     args: Vec<String>,
     nodes: Mutex<HashMap<String, LocalNode>>,
+    /// Declared after `nodes`: dropped (unmounted) after the processes.
+    disks: NodeDisks,
 }
 
 fn free_port() -> Result<u16, DbError> {
@@ -72,11 +77,30 @@ impl LocalDb {
                 (id.clone(), node)
             })
             .collect();
-        let db = LocalDb { binary, root: root.to_path_buf(), args, nodes: Mutex::new(nodes) };
+        if let Err(error) = crate::powerfs::sweep_stale_mounts() {
+            tracing::warn!(%error, "could not sweep power-loss file systems left by dead runs");
+        }
+        let disks = NodeDisks::default();
+        let db = LocalDb { binary, root: root.to_path_buf(), args, nodes: Mutex::new(nodes), disks };
+        if spec.disks == Disks::PowerLoss {
+            for id in &ids {
+                db.disks.mount(id, &root.join(id))?;
+            }
+        }
         for id in &ids {
             db.start(id).await?;
         }
         Ok(db)
+    }
+
+    /// Why `node`'s process is gone, if it is (reaped here).
+    fn exit_status(&self, node: &str) -> Option<String> {
+        let mut nodes = self.nodes.lock().expect("nodes lock");
+        let local = nodes.get_mut(node)?;
+        let status = local.child.as_mut()?.try_wait().ok()??;
+        local.child = None;
+        let log = std::fs::read(&local.log_path).unwrap_or_default();
+        Some(format!("exited with {status}; log: {}", log_tail(&log, 2_000)))
     }
 
     fn pid(&self, node: &str) -> Result<Pid, DbError> {
@@ -128,18 +152,22 @@ impl Db for LocalDb {
         Ok(format!("http://127.0.0.1:{}", local.port))
     }
 
+    /// `kill -9`; a node that is not running is left as it is.
     async fn kill(&self, node: &str) -> Result<(), DbError> {
-        self.signal(node, Signal::SIGKILL)?;
-        let child = self.nodes.lock().expect("nodes lock").get_mut(node).and_then(|n| n.child.take());
-        if let Some(mut child) = child {
-            tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task")?;
-        }
+        let child = {
+            let mut nodes = self.nodes.lock().expect("nodes lock");
+            nodes.get_mut(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))?.child.take()
+        };
+        let Some(mut child) = child else { return Ok(()) };
+        let pid = Pid::from_raw(child.id() as i32);
+        kill(pid, Signal::SIGKILL).map_err(|errno| DbError::Process(format!("SIGKILL to {node}: {errno}")))?;
+        tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task")?;
         Ok(())
     }
 
     async fn start(&self, node: &str) -> Result<(), DbError> {
         let url = self.spawn(node)?;
-        wait_healthy(node, &url, READY_TIMEOUT).await
+        wait_ready(node, &url, READY_TIMEOUT, || async { self.exit_status(node) }).await
     }
 
     async fn pause(&self, node: &str) -> Result<(), DbError> {
@@ -158,6 +186,15 @@ impl Db for LocalDb {
         })
     }
 
+    fn data_dir(&self, node: &str) -> Result<PathBuf, DbError> {
+        let nodes = self.nodes.lock().expect("nodes lock");
+        Ok(nodes.get(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))?.data_dir.clone())
+    }
+
+    async fn lose_unsynced(&self, node: &str) -> Result<serde_json::Value, DbError> {
+        self.disks.lose_unsynced(node).await
+    }
+
     async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {
         std::fs::create_dir_all(dir)?;
         for (id, node) in self.nodes.lock().expect("nodes lock").iter() {
@@ -173,6 +210,7 @@ impl Db for LocalDb {
             let _ = self.signal(&node, Signal::SIGCONT);
             let _ = self.kill(&node).await;
         }
+        self.disks.unmount_all();
         tracing::debug!(root = %self.root.display(), "local cluster stopped");
         Ok(())
     }

@@ -5,11 +5,12 @@
 //! [`docker::DockerDb`] (containers on a user network; the one that can
 //! partition) and [`local::LocalDb`] (processes on loopback).
 
+pub mod disks;
 pub mod docker;
 pub mod local;
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -21,12 +22,30 @@ pub enum DbError {
     UnknownNode(String),
     #[error("node {node} did not become ready within {waited:?}: {detail}")]
     NotReady { node: String, waited: Duration, detail: String },
+    /// The node's process exited instead of serving (it refused to start).
+    #[error("node {node} refused to start: {detail}")]
+    Refused { node: String, detail: String },
+    #[error("the power-loss file system of {node}: {detail}")]
+    Disk { node: String, detail: String },
     #[error("{0}")]
     Process(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("the {backend} backend cannot {what}: {why}")]
     Unsupported { backend: &'static str, what: &'static str, why: &'static str },
+}
+
+/// What each node's data folder sits on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Disks {
+    /// The host's (or the container's) own file system.
+    #[default]
+    Plain,
+    /// A power-loss file system ([`crate::powerfs`]) mounted on the host,
+    /// one per node: written-but-unsynced data can be thrown away, and the
+    /// harness reaches the folder for disk corruption. Needs root and
+    /// `/dev/fuse`.
+    PowerLoss,
 }
 
 /// The shape of a cluster to start.
@@ -36,12 +55,13 @@ pub struct ClusterSpec {
     pub nodes: usize,
     /// Extra `kvnode` flags for every node.
     pub extra_flags: Vec<String>,
+    pub disks: Disks,
 }
 
 impl ClusterSpec {
     pub fn new(nodes: usize) -> ClusterSpec {
         assert!(nodes > 0, "a cluster has at least one node");
-        ClusterSpec { nodes, extra_flags: Vec::new() }
+        ClusterSpec { nodes, extra_flags: Vec::new(), disks: Disks::Plain }
     }
 
     pub fn node_ids(&self) -> Vec<String> {
@@ -106,6 +126,16 @@ pub trait Db: Send + Sync {
     /// The node's network namespace, for partitions and packet loss.
     fn net_namespace(&self, node: &str) -> impl Future<Output = Result<NetNamespace, DbError>> + Send;
 
+    /// The node's data folder on this host, where the harness can reach it
+    /// while the node is stopped (disk faults): local processes, and
+    /// containers whose folder is a power-loss file system.
+    fn data_dir(&self, node: &str) -> Result<PathBuf, DbError>;
+
+    /// Throws away whatever the stopped node wrote that its file system
+    /// has not made durable (a power loss); needs [`Disks::PowerLoss`].
+    /// Returns what was lost, for the history.
+    fn lose_unsynced(&self, node: &str) -> impl Future<Output = Result<serde_json::Value, DbError>> + Send;
+
     /// Writes each node's log (stdout and stderr) to `dir/NODE.log`.
     fn collect_logs(&self, dir: &Path) -> impl Future<Output = Result<(), DbError>> + Send;
 
@@ -115,6 +145,16 @@ pub trait Db: Send + Sync {
 
 /// Polls `GET /health` until it answers 200 or `limit` passes.
 pub async fn wait_healthy(node: &str, base_url: &str, limit: Duration) -> Result<(), DbError> {
+    wait_ready(node, base_url, limit, || async { None }).await
+}
+
+/// [`wait_healthy`], giving up at once with [`DbError::Refused`] when
+/// `exited` says the node's process is gone (and why).
+pub async fn wait_ready<F, Fut>(node: &str, base_url: &str, limit: Duration, exited: F) -> Result<(), DbError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<String>>,
+{
     let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().expect("http client");
     let start = std::time::Instant::now();
     let mut last = String::from("no answer yet");
@@ -124,7 +164,38 @@ pub async fn wait_healthy(node: &str, base_url: &str, limit: Duration) -> Result
             Ok(response) => last = format!("status {}", response.status()),
             Err(error) => last = error.to_string(),
         }
+        if let Some(detail) = exited().await {
+            return Err(DbError::Refused { node: node.to_owned(), detail });
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(DbError::NotReady { node: node.to_owned(), waited: limit, detail: last })
+}
+
+/// The file a node finds in its data folder when its data was lost: it
+/// repairs from its peers before answering reads (kvnode's
+/// `--recover-from-peers`, see `cluster::recovery`).
+pub const RECOVER_MARKER: &str = "recover-from-peers";
+
+/// What an operator does with a node whose disk is beyond repair: empties
+/// its data folder and leaves [`RECOVER_MARKER`], so that the node starts
+/// empty and repairs from its peers before it answers reads.
+pub fn wipe_data(dir: &Path) -> Result<(), DbError> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    std::fs::File::create(dir.join(RECOVER_MARKER))?.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// The last `max_bytes` of a node's log, for a message.
+pub fn log_tail(log: &[u8], max_bytes: usize) -> String {
+    let text = String::from_utf8_lossy(&log[log.len().saturating_sub(max_bytes)..]).into_owned();
+    text.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ")
 }

@@ -7,16 +7,17 @@
 //! (clock skew), and heals everything it did. Each injection and heal is an
 //! [`Event`] the runner records in the history.
 
+pub mod corruption;
 pub mod grudge;
 pub mod packet_filter;
 pub mod schedule;
 
-use crate::db::{Db, DbError};
+use crate::db::{wipe_data, Db, DbError};
 use crate::node_api::{NodeApi, NodeApiError};
 use grudge::Grudge;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -33,6 +34,8 @@ pub enum NemesisError {
     NodeApi(#[from] NodeApiError),
     #[error("this machine cannot inject {fault}: {why}")]
     Unsupported { fault: &'static str, why: String },
+    #[error("corrupting {node}'s files: {error}")]
+    Corrupt { node: String, error: std::io::Error },
 }
 
 /// The families of faults a nemesis can draw from.
@@ -51,11 +54,59 @@ pub enum FaultKind {
     Loss,
     /// Added latency on nodes' outgoing packets (needs netem).
     Delay,
+    /// `kill -9` of every node at once, restarted on heal.
+    KillAll,
+    /// One node or a minority killed, and what their file systems had not
+    /// made durable thrown away (needs the power-loss file system).
+    PowerLoss,
+    /// [`FaultKind::PowerLoss`] of every node at once (a data centre's
+    /// power cut).
+    PowerLossAll,
+    /// One node killed and the tails of its log and data files cut or
+    /// bit-flipped, restarted on heal (see [`corruption`]).
+    Corrupt,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] =
-        [FaultKind::Partition, FaultKind::Kill, FaultKind::Pause, FaultKind::Clock, FaultKind::Loss, FaultKind::Delay];
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::Partition,
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Clock,
+        FaultKind::Loss,
+        FaultKind::Delay,
+        FaultKind::KillAll,
+        FaultKind::PowerLoss,
+        FaultKind::PowerLossAll,
+        FaultKind::Corrupt,
+    ];
+
+    /// The name in scenario files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Clock => "clock",
+            FaultKind::Loss => "loss",
+            FaultKind::Delay => "delay",
+            FaultKind::KillAll => "kill-all",
+            FaultKind::PowerLoss => "power-loss",
+            FaultKind::PowerLossAll => "power-loss-all",
+            FaultKind::Corrupt => "corrupt",
+        }
+    }
+
+    /// Whether the nodes' data folders must sit on the power-loss file
+    /// system ([`crate::db::Disks::PowerLoss`]).
+    pub fn needs_power_loss_disks(self) -> bool {
+        matches!(self, FaultKind::PowerLoss | FaultKind::PowerLossAll | FaultKind::Corrupt)
+    }
+
+    /// Whether it cuts or degrades the network (not on the local backend).
+    pub fn needs_network(self) -> bool {
+        matches!(self, FaultKind::Partition | FaultKind::Loss | FaultKind::Delay)
+    }
 }
 
 /// One concrete fault.
@@ -69,6 +120,8 @@ pub enum Fault {
     ClockStrobe { nodes: Vec<String>, offset_ms: i64, period_ms: u64 },
     Loss { nodes: Vec<String>, probability: f64 },
     Delay { nodes: Vec<String>, delay_ms: u64 },
+    PowerLoss { nodes: Vec<String> },
+    Corrupt { node: String, mode: corruption::Mode, seed: u64 },
 }
 
 impl Fault {
@@ -82,6 +135,17 @@ impl Fault {
             Fault::ClockStrobe { .. } => "strobe-clock",
             Fault::Loss { .. } => "start-loss",
             Fault::Delay { .. } => "start-delay",
+            Fault::PowerLoss { .. } => "power-loss",
+            Fault::Corrupt { .. } => "corrupt",
+        }
+    }
+
+    /// The nodes this fault stops until it is healed.
+    pub fn stopped_nodes(&self) -> Vec<String> {
+        match self {
+            Fault::Kill { nodes } | Fault::PowerLoss { nodes } => nodes.clone(),
+            Fault::Corrupt { node, .. } => vec![node.clone()],
+            _ => Vec::new(),
         }
     }
 }
@@ -166,6 +230,19 @@ impl ClusterNemesis {
             }
             FaultKind::Loss => Fault::Loss { nodes: minority(rng), probability: rng.random_range(0.1..=0.5) },
             FaultKind::Delay => Fault::Delay { nodes: minority(rng), delay_ms: rng.random_range(20..=200) },
+            FaultKind::KillAll => Fault::Kill { nodes: nodes.to_vec() },
+            FaultKind::PowerLoss => {
+                let nodes = match rng.random_bool(0.5) {
+                    true => vec![nodes.choose(rng).expect("nodes").clone()],
+                    false => minority(rng),
+                };
+                Fault::PowerLoss { nodes }
+            }
+            FaultKind::PowerLossAll => Fault::PowerLoss { nodes: nodes.to_vec() },
+            FaultKind::Corrupt => {
+                let mode = if rng.random_bool(0.5) { corruption::Mode::Truncate } else { corruption::Mode::Bitflip };
+                Fault::Corrupt { node: nodes.choose(rng).expect("nodes").clone(), mode, seed: rng.random() }
+            }
         }
     }
 
@@ -173,6 +250,7 @@ impl ClusterNemesis {
     pub async fn apply<D: Db>(&mut self, db: &D, fault: Fault) -> Result<Event, NemesisError> {
         // Record first: a fault that fails half-way is still healed.
         self.active.push(fault.clone());
+        let mut value = serde_json::to_value(&fault).expect("faults serialize");
         match &fault {
             Fault::Partition { grudge, .. } => {
                 for (node, cut) in grudge {
@@ -216,8 +294,27 @@ impl ClusterNemesis {
                     })?;
                 }
             }
+            Fault::PowerLoss { nodes } => {
+                // Every node down first: a power cut is one instant for all.
+                for node in nodes {
+                    db.kill(node).await?;
+                }
+                let mut lost = serde_json::Map::new();
+                for node in nodes {
+                    lost.insert(node.clone(), db.lose_unsynced(node).await?);
+                }
+                value["lost"] = serde_json::Value::Object(lost);
+            }
+            Fault::Corrupt { node, mode, seed } => {
+                db.kill(node).await?;
+                let dir = db.data_dir(node)?;
+                let mut rng = StdRng::seed_from_u64(*seed);
+                let damage = corruption::corrupt_dir(&dir, *mode, &mut rng)
+                    .map_err(|error| NemesisError::Corrupt { node: node.clone(), error })?;
+                value["damage"] = serde_json::to_value(damage).expect("damage serializes");
+            }
         }
-        Ok(Event { f: fault.start_f().to_owned(), value: serde_json::to_value(&fault).expect("faults serialize") })
+        Ok(Event { f: fault.start_f().to_owned(), value })
     }
 }
 
@@ -273,11 +370,13 @@ impl Nemesis for ClusterNemesis {
         }) {
             keep(db.resume(&node).await.map_err(Into::into));
         }
-        for node in touched(|f| match f {
-            Fault::Kill { nodes } => nodes.clone(),
-            _ => vec![],
-        }) {
-            keep(db.start(&node).await.map_err(Into::into));
+        let mut restarts = Vec::new();
+        for node in touched(Fault::stopped_nodes) {
+            match restart(db, &node).await {
+                Ok(Some(refusal)) => restarts.push(refusal),
+                Ok(None) => {}
+                Err(error) => keep(Err(error)),
+            }
         }
         let networked =
             healed.iter().any(|f| matches!(f, Fault::Partition { .. } | Fault::Loss { .. } | Fault::Delay { .. }));
@@ -297,7 +396,28 @@ impl Nemesis for ClusterNemesis {
             return Err(error);
         }
         let healed: Vec<&'static str> = healed.iter().map(Fault::start_f).collect();
-        Ok(Event { f: "heal".into(), value: serde_json::json!({ "healed": healed }) })
+        let mut value = serde_json::json!({ "healed": healed });
+        if !restarts.is_empty() {
+            value["refused"] = serde_json::Value::Array(restarts);
+        }
+        Ok(Event { f: "heal".into(), value })
+    }
+}
+
+/// Starts a stopped node again. A node that refuses to start (its disk is
+/// damaged beyond what it accepts) is what an operator would then do to
+/// it: its folder emptied, and started to repair from its peers before it
+/// answers reads. Returns the refusal, for the history, if there was one.
+async fn restart<D: Db>(db: &D, node: &str) -> Result<Option<serde_json::Value>, NemesisError> {
+    match db.start(node).await {
+        Ok(()) => Ok(None),
+        Err(DbError::Refused { detail, .. }) => {
+            tracing::warn!(%node, %detail, "node refused to start; wiping its folder, it recovers from its peers");
+            wipe_data(&db.data_dir(node)?)?;
+            db.start(node).await?;
+            Ok(Some(serde_json::json!({ "node": node, "refusal": detail, "then": "wiped; recovered from peers" })))
+        }
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -44,7 +44,8 @@ enum Command {
     Run {
         #[arg(long, value_enum, default_value = "register")]
         workload: WorkloadKind,
-        /// Fault kinds, comma-separated (partition, kill, pause, clock, loss, delay); none by default.
+        /// Fault kinds, comma-separated (partition, kill, pause, clock, loss, delay, kill-all, power-loss,
+        /// power-loss-all, corrupt); none by default.
         #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
         nemesis: Vec<FaultKind>,
         #[arg(long, default_value_t = 5)]
@@ -100,8 +101,10 @@ enum Command {
 }
 
 fn parse_fault(text: &str) -> Result<FaultKind, String> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|_| format!("unknown fault {text:?}: expected partition, kill, pause, clock, loss or delay"))
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
+        let known: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown fault {text:?}: expected one of {}", known.join(", "))
+    })
 }
 
 fn main() {
@@ -228,7 +231,7 @@ async fn run_one(scenario: &Scenario, reports: &Path) -> anyhow::Result<RunRepor
         "== {}: {} workload, nemesis [{}], {} nodes ({}), {} processes, {} ops/s for {} s, seed {seed}",
         scenario.name,
         scenario.workload.name(),
-        scenario.nemesis.iter().map(|k| format!("{k:?}").to_lowercase()).collect::<Vec<_>>().join(", "),
+        scenario.nemesis_names().replace(',', ", "),
         scenario.nodes,
         backend_name(scenario.backend),
         scenario.concurrency,
