@@ -287,7 +287,8 @@ async fn await_convergence<D: Db>(db: &D, keys: &BTreeSet<String>, config: &RunC
                 }
             }
         }
-        let agree = keys.iter().all(|key| {
+        let recovered = nodes_recovered(db, &nodes, &http).await;
+        let agree = recovered && keys.iter().all(|key| {
             let seen = states.get(key).map_or(0, |by_node| by_node.len());
             let distinct: BTreeSet<String> =
                 states.get(key).into_iter().flat_map(|by_node| by_node.values().map(|v| v.to_string())).collect();
@@ -298,6 +299,20 @@ async fn await_convergence<D: Db>(db: &D, keys: &BTreeSet<String>, config: &RunC
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Whether every node answers `/health` and none is still recovering from
+/// its peers after an unclean stop (it would refuse the final reads).
+async fn nodes_recovered<D: Db>(db: &D, nodes: &[String], http: &reqwest::Client) -> bool {
+    for node in nodes {
+        let Ok(url) = db.base_url(node) else { return false };
+        let Ok(answer) = http.get(format!("{url}/health")).send().await else { return false };
+        let Ok(health) = answer.json::<serde_json::Value>().await else { return false };
+        if health.get("recovering_from").is_some_and(|peers| peers.as_array().is_some_and(|p| !p.is_empty())) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The ring size every harness cluster uses (`kvnode`'s default).
@@ -320,9 +335,20 @@ async fn final_reads<D: Db>(
         let url = db.base_url(node)?;
         let process = first_process + i as u64;
         let op = Op::Get { key: key.clone(), consistency: Consistency::Strong, min_timestamp: None };
-        recorder.record(invocation(process, &op, node))?;
-        let outcome = client.call(&url, &op).await;
-        recorder.record(completion(process, &op, node, &outcome))?;
+        for attempt in 1..=FINAL_READ_ATTEMPTS {
+            recorder.record(invocation(process, &op, node))?;
+            let outcome = client.call(&url, &op).await;
+            recorder.record(completion(process, &op, node, &outcome))?;
+            // A failed read changed nothing (an unknown one is not retried:
+            // its process is done); a node may still be settling.
+            if outcome.kind != EventType::Fail || attempt == FINAL_READ_ATTEMPTS {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
     Ok(())
 }
+
+/// Tries per key for the final read.
+const FINAL_READ_ATTEMPTS: u32 = 3;

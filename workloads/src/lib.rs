@@ -6,6 +6,7 @@
 //! `workloads/scenarios/`) names a workload, a nemesis and the sizes of a
 //! run. `make test-partition` is a scenario list, not a script.
 
+pub mod matrix;
 pub mod run;
 pub mod scenario;
 

@@ -54,6 +54,9 @@ pub struct Scenario {
     /// Extra `kvnode` flags for every node (e.g. `["--test-bug", "lww"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_flags: Vec<String>,
+    /// How long replicas may take to agree after the final heal.
+    #[serde(default = "defaults::convergence_timeout_secs")]
+    pub convergence_timeout_secs: u64,
 }
 
 mod defaults {
@@ -74,6 +77,9 @@ mod defaults {
     }
     pub fn backend() -> super::Backend {
         super::Backend::Docker
+    }
+    pub fn convergence_timeout_secs() -> u64 {
+        60
     }
 }
 

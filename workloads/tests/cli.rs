@@ -54,3 +54,88 @@ fn a_hand_written_stale_read_is_an_anomaly_in_words() {
         "{text}"
     );
 }
+
+fn write(name: &str, history: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("cli-{}-{name}.jsonl", std::process::id()));
+    std::fs::write(&path, history).unwrap();
+    path
+}
+
+fn check_files(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_harness")).arg("check").args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+const VALID: &str = r#"{"index":0,"time":0,"process":0,"type":"invoke","f":"put","key":"k","value":"djE="}
+{"index":1,"time":20,"process":0,"type":"ok","f":"put","key":"k","timestamp":1700000000000}
+{"index":2,"time":30,"process":1,"type":"invoke","f":"get","key":"k","consistency":"strong"}
+{"index":3,"time":40,"process":1,"type":"ok","f":"get","key":"k","value":"djE=","consistency":"strong","timestamp":1700000000000}
+"#;
+
+/// A stale read on each of `keys` keys: `put v1`, then `put v2`, then a
+/// read of v1 long after both were acknowledged.
+fn stale_reads(keys: usize) -> String {
+    let mut lines = Vec::new();
+    for k in 0..keys {
+        let (t, p) = (k as u64 * 1000, k as u64 * 2);
+        let key = format!("k{k:03}");
+        let mut line = |offset: u64, process: u64, rest: &str| {
+            let index = lines.len();
+            let time = t + offset;
+            lines.push(format!(r#"{{"index":{index},"time":{time},"process":{process},"key":"{key}",{rest}}}"#));
+        };
+        line(0, p, r#""type":"invoke","f":"put","value":"djE=""#);
+        line(10, p, r#""type":"ok","f":"put""#);
+        line(20, p, r#""type":"invoke","f":"put","value":"djI=""#);
+        line(30, p, r#""type":"ok","f":"put""#);
+        line(40, p + 1, r#""type":"invoke","f":"get","consistency":"strong""#);
+        line(50, p + 1, r#""type":"ok","f":"get","value":"djE=","consistency":"strong""#);
+    }
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn several_files_get_a_block_each_a_summary_and_the_worst_exit_code() {
+    let (valid, invalid) = (write("valid", VALID), write("invalid", &stale_reads(1)));
+    let broken = write("broken", "{\"index\":0,\"time\":0\n{oops}\n{\"index\":1}\n");
+    let (code, text) = check_files(&[valid.as_os_str(), valid.as_os_str()]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text.matches(&format!("VALID {}", valid.display())).count(), 2, "{text}");
+    assert!(text.contains("2 histories: 2 valid, 0 invalid, 0 unknown; worst VALID"), "{text}");
+
+    let (code, text) = check_files(&[valid.as_os_str(), invalid.as_os_str()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&format!("VALID {}", valid.display())), "{text}");
+    assert!(text.contains(&format!("INVALID {}", invalid.display())), "{text}");
+    assert!(text.contains("2 histories: 1 valid, 1 invalid, 0 unknown; worst INVALID"), "{text}");
+
+    // An unreadable file is reported and the others are still checked.
+    let (code, text) = check_files(&[broken.as_os_str(), valid.as_os_str()]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains(&format!("ERROR   {}", broken.display())) && text.contains("line 1"), "{text}");
+    assert!(text.contains(&format!("VALID {}", valid.display())), "{text}");
+    assert!(text.contains("2 histories: 1 valid, 0 invalid, 1 unknown; worst UNKNOWN"), "{text}");
+
+    // One file: no summary line.
+    let (code, text) = check_files(&[valid.as_os_str()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("histories:"), "{text}");
+}
+
+#[test]
+fn the_first_anomaly_stops_the_check_unless_all_anomalies_are_asked_for() {
+    let keys = 60;
+    let path = write("many-anomalies", &stale_reads(keys));
+    let (code, text) = check_files(&[path.as_os_str()]);
+    assert_eq!(code, 1, "{text}");
+    let found = text.matches("           - ").count();
+    assert!((1..keys / 2).contains(&found), "stops soon after the first anomaly ({found} shown): {text}");
+    assert!(text.contains("keys not searched after the first anomaly"), "{text}");
+    assert!(text.contains("--all-anomalies searches every key"), "{text}");
+
+    let (code, text) = check_files(&[path.as_os_str(), std::ffi::OsStr::new("--all-anomalies")]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&format!("(and {} more keys)", keys - 1)), "every key searched: {text}");
+    assert!(!text.contains("not searched"), "{text}");
+}

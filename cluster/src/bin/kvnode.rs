@@ -4,6 +4,8 @@
 //! (`kvnode ready node_id=ID listen=ADDR`); logs go to stderr. SIGTERM or
 //! SIGINT stops it cleanly: in-flight requests finish, the log is
 //! checkpointed. It runs as PID 1 in containers, so it handles both itself.
+//! `kvnode --list-test-bugs` prints the catalogue of known bugs (see
+//! `cluster::test_bug`) as JSON lines and exits.
 
 use anyhow::Context;
 use clap::Parser;
@@ -23,6 +25,13 @@ use tokio::signal::unix::{signal, SignalKind};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("--list-test-bugs") {
+        // For the harness's bug matrix: the catalogue, one JSON object a line.
+        for bug in TestBug::ALL {
+            println!("{}", serde_json::json!({ "name": bug.name(), "origin": bug.origin() }));
+        }
+        return Ok(());
+    }
     let config = Config::parse();
     if let Err(problem) = config.validate() {
         eprintln!("kvnode: invalid configuration: {problem}");

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
     OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tracing::warn;
 
@@ -381,6 +381,19 @@ impl Filesystem for PowerFsFuse {
         drop(model);
         let (block, name_max) = (PAGE_BYTES as u32, NAME_MAX_BYTES as u32);
         reply.statfs(blocks, free_blocks, free_blocks, limits.inodes_limit, free_inodes, block, name_max, block);
+    }
+
+    // No extended attributes: the kernel asks for `security.capability` at
+    // every write, and "none" is the answer (not ENOSYS, which fuser logs).
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::NO_XATTR);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match size {
+            0 => reply.size(0),
+            _ => reply.data(&[]),
+        }
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {

@@ -11,7 +11,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use harness::checker::linearizable::{self, Budget};
+use harness::checker::linearizable::{self, AfterAnomaly, Budget};
 use harness::checker::{durability, session, staleness, ttl};
 use harness::model::append_kv::AppendKv;
 use harness::model::cas_register::CasRegister;
@@ -73,6 +73,9 @@ enum Command {
         /// `--node-flag=--test-bug --node-flag=lww` to plant a known bug).
         #[arg(long = "node-flag", allow_hyphen_values = true)]
         node_flags: Vec<String>,
+        /// Seconds replicas may take to agree after the final heal.
+        #[arg(long, default_value_t = 60)]
+        convergence_timeout: u64,
     },
     /// Every scenario of a TOML file, one after the other.
     Suite {
@@ -81,6 +84,24 @@ enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// The seeded-bug matrix: every bug's scenario against nodes with the
+    /// bug and against correct nodes, per seed; writes DIR/index.html and
+    /// DIR/matrix.json (DIR: --out, default REPORTS/bugs).
+    Bugs {
+        #[arg(default_value = "workloads/scenarios/bugs.toml")]
+        file: PathBuf,
+        /// Only these bugs (repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Seeds to run (comma-separated); the file's by default.
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
+        /// Only the cases marked `ci`, with the first seed (what `make test` runs).
+        #[arg(long)]
+        ci: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Redraws the HTML report of run folders, and the index of runs
     /// beside them.
     Report {
@@ -88,15 +109,21 @@ enum Command {
         #[arg(required = true)]
         folders: Vec<PathBuf>,
     },
-    /// Checks an existing history file against a model.
+    /// Checks existing history files against a model, one verdict block
+    /// per file; exits with the worst verdict.
     Check {
-        history: PathBuf,
+        #[arg(required = true)]
+        histories: Vec<PathBuf>,
         /// register (our API), cas-register or append-kv.
         #[arg(long, default_value = "register", value_parser = ModelKind::parse)]
         model: ModelKind,
         /// Seconds the linearizability search may spend per key.
         #[arg(long, default_value_t = 60)]
         budget_secs: u64,
+        /// Search every key to its budget for the whole picture, instead of
+        /// stopping at the first proven anomaly.
+        #[arg(long)]
+        all_anomalies: bool,
     },
 }
 
@@ -136,6 +163,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             backend,
             name,
             node_flags,
+            convergence_timeout,
         } => {
             let scenario = Scenario {
                 name: name.unwrap_or_else(|| format!("{}-{}", workload.name(), backend_name(backend))),
@@ -149,6 +177,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 backend,
                 seed: Some(seed.unwrap_or_else(fresh_seed)),
                 node_flags,
+                convergence_timeout_secs: convergence_timeout,
             };
             scenario.validate().map_err(anyhow::Error::msg)?;
             let report = run_one(&scenario, &cli.reports).await?;
@@ -172,7 +201,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             println!("  every run: {}", cli.reports.join("index.html").display());
             Ok(exit_code(verdicts.iter().map(|(_, v, _)| *v).max().unwrap_or(Validity::Unknown)))
         }
-        Command::Check { history, model, budget_secs } => check_file(&history, model, budget_secs),
+        Command::Bugs { file, only, seeds, ci, out } => {
+            let out = out.unwrap_or_else(|| cli.reports.join("bugs"));
+            run_matrix(&file, &only, seeds, ci, &out).await
+        }
+        Command::Check { histories, model, budget_secs, all_anomalies } => {
+            let after_anomaly = if all_anomalies { AfterAnomaly::SearchAll } else { AfterAnomaly::Stop };
+            let budget = Budget { time: Duration::from_secs(budget_secs), after_anomaly, ..Budget::default() };
+            Ok(check_files(&histories, model, &budget))
+        }
         Command::Report { folders } => {
             let mut parents = std::collections::BTreeSet::new();
             for folder in &folders {
@@ -188,6 +225,90 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The node's catalogue of known bugs: name -> its real-world sentence.
+fn bug_catalogue() -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let binary = harness::db::local::kvnode_binary()?;
+    let output = std::process::Command::new(&binary)
+        .arg("--list-test-bugs")
+        .output()
+        .with_context(|| format!("running {} --list-test-bugs", binary.display()))?;
+    anyhow::ensure!(output.status.success(), "{} --list-test-bugs failed", binary.display());
+    let mut catalogue = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let bug: serde_json::Value = serde_json::from_str(line).context("reading the bug catalogue")?;
+        catalogue
+            .insert(bug["name"].as_str().unwrap_or("?").to_owned(), bug["origin"].as_str().unwrap_or("").to_owned());
+    }
+    Ok(catalogue)
+}
+
+async fn run_matrix(file: &Path, only: &[String], seeds: Vec<u64>, ci: bool, out: &Path) -> anyhow::Result<i32> {
+    let (file_seeds, mut cases) = workloads::matrix::load(file)?;
+    let catalogue = bug_catalogue()?;
+    for case in &cases {
+        anyhow::ensure!(
+            catalogue.contains_key(&case.bug),
+            "{}: no bug {:?} in kvnode's catalogue",
+            file.display(),
+            case.bug
+        );
+    }
+    let uncovered: Vec<&String> = catalogue.keys().filter(|bug| !cases.iter().any(|c| &c.bug == *bug)).collect();
+    anyhow::ensure!(uncovered.is_empty(), "{}: no scenario for the bugs {uncovered:?}", file.display());
+    for name in only {
+        anyhow::ensure!(cases.iter().any(|c| &c.bug == name), "no case for the bug {name:?} in {}", file.display());
+    }
+    cases.retain(|case| (only.is_empty() || only.contains(&case.bug)) && (!ci || case.ci));
+    let mut seeds = if seeds.is_empty() { file_seeds } else { seeds };
+    if ci {
+        seeds.truncate(1);
+    }
+    let mut rows = Vec::new();
+    for case in &cases {
+        require_docker(&case.scenario).await?;
+        eprintln!("== bug {}: {} ({} seeds each way)", case.bug, case.why, seeds.len());
+        let origin = catalogue.get(&case.bug).cloned().unwrap_or_default();
+        let row = workloads::matrix::run_case(case, &origin, &seeds, out, |scenario, report| {
+            let found = report.results.iter().filter(|r| r.valid != Validity::Valid);
+            let found: Vec<String> = found.map(|r| format!("{} {}", r.checker, label(r.valid))).collect();
+            eprintln!(
+                "   {:<44} {:<8} {:>4.0} s  {}",
+                scenario.name,
+                label(report.validity),
+                report.elapsed.as_secs_f64(),
+                found.join(", ")
+            );
+        })
+        .await?;
+        rows.push(row);
+        // Written after every case: an interrupted matrix keeps what it has.
+        workloads::matrix::write(out, &seeds, &rows)?;
+    }
+    let page = workloads::matrix::write(out, &seeds, &rows)?;
+    println!("\nseeded-bug matrix ({} seeds):", seeds.len());
+    for row in &rows {
+        let verdicts =
+            |cells: &[workloads::matrix::Cell]| cells.iter().map(|c| label(c.verdict)).collect::<Vec<_>>().join(" ");
+        println!(
+            "  {:<8} {:<22} with bug: {:<26} without: {:<26} {}",
+            if row.passes() { "CAUGHT" } else { "MISSED" },
+            row.bug,
+            verdicts(&row.with_bug),
+            verdicts(&row.without_bug),
+            row.with_bug
+                .iter()
+                .find_map(|c| c.explanation.clone())
+                .unwrap_or_default()
+                .chars()
+                .take(100)
+                .collect::<String>()
+        );
+    }
+    println!("  matrix: {}", page.display());
+    let all_pass = !rows.is_empty() && rows.iter().all(workloads::matrix::Row::passes);
+    Ok(if all_pass { 0 } else { 1 })
 }
 
 fn backend_name(backend: Backend) -> &'static str {
@@ -296,10 +417,40 @@ fn run_start(history: &Path) -> Option<u64> {
     serde_json::from_slice::<serde_json::Value>(&results).ok()?["summary"]["start_unix_ms"].as_u64()
 }
 
-fn check_file(path: &Path, model: ModelKind, budget_secs: u64) -> anyhow::Result<i32> {
+/// Checks each history in turn, one verdict block each, and a summary line
+/// when there are several; the exit code is the worst verdict's (a file
+/// that cannot be read counts as unknown).
+fn check_files(paths: &[PathBuf], model: ModelKind, budget: &Budget) -> i32 {
+    let mut verdicts = Vec::new();
+    for path in paths {
+        let validity = match check_file(path, model, budget) {
+            Ok(validity) => validity,
+            Err(error) => {
+                println!("ERROR   {}: {error:#}", path.display());
+                Validity::Unknown
+            }
+        };
+        verdicts.push(validity);
+    }
+    let worst = verdicts.iter().copied().max().unwrap_or(Validity::Unknown);
+    if paths.len() > 1 {
+        let count = |v: Validity| verdicts.iter().filter(|x| **x == v).count();
+        println!(
+            "{} histories: {} valid, {} invalid, {} unknown; worst {}",
+            paths.len(),
+            count(Validity::Valid),
+            count(Validity::Invalid),
+            count(Validity::Unknown),
+            label(worst)
+        );
+    }
+    exit_code(worst)
+}
+
+fn check_file(path: &Path, model: ModelKind, budget: &Budget) -> anyhow::Result<Validity> {
+    let started = Instant::now();
     let events = harness::history::read(path).with_context(|| format!("reading {}", path.display()))?;
     let keys: std::collections::BTreeSet<_> = events.iter().filter_map(|e| e.key.clone()).collect();
-    let budget = Budget { time: Duration::from_secs(budget_secs), ..Budget::default() };
     let mut results = vec![harness::verdict::CheckResult::new(
         "well-formed",
         Validity::Valid,
@@ -309,7 +460,7 @@ fn check_file(path: &Path, model: ModelKind, budget_secs: u64) -> anyhow::Result
         ModelKind::Register => {
             // Our API's histories: every checker that needs only the history,
             // and the TTL check when the run's results.json gives its start.
-            results.push(linearizable::check(&Register, &events, &budget));
+            results.push(linearizable::check(&Register, &events, budget));
             results.push(durability::check(&events));
             if events.iter().any(|e| e.min_timestamp.is_some()) {
                 results.push(session::check(&events));
@@ -321,29 +472,39 @@ fn check_file(path: &Path, model: ModelKind, budget_secs: u64) -> anyhow::Result
                 results.push(ttl::check(&events, start_unix_ms, workloads::run::TTL_TOLERANCE_MS));
             }
         }
-        ModelKind::CasRegister => results.push(linearizable::check(&CasRegister, &events, &budget)),
-        ModelKind::AppendKv => results.push(linearizable::check(&AppendKv, &events, &budget)),
+        ModelKind::CasRegister => results.push(linearizable::check(&CasRegister, &events, budget)),
+        ModelKind::AppendKv => results.push(linearizable::check(&AppendKv, &events, budget)),
     }
     println!(
-        "{} {} ({} events, {} keys, model {model:?})",
+        "{} {} ({} events, {} keys, model {model:?}, {:.1} ms)",
         label(merge(&results)),
         path.display(),
         events.len(),
-        keys.len()
+        keys.len(),
+        started.elapsed().as_secs_f64() * 1000.0
     );
     for result in &results {
-        println!("  {:<8} {:<14} {}", label(result.valid), result.checker, result.reason);
-        for anomaly in result.evidence["anomalies"].as_array().into_iter().flatten().take(5) {
-            println!("           - {}", anomaly["explanation"].as_str().unwrap_or("?"));
-            for op in anomaly["window"].as_array().into_iter().flatten() {
-                println!(
-                    "               {:>9.3} s  process {:<6} {}",
-                    op["invoke_s"].as_f64().unwrap_or(0.0),
-                    op["process"],
-                    op["op"].as_str().unwrap_or("?")
-                );
-            }
+        print_result(result);
+    }
+    Ok(merge(&results))
+}
+
+/// One checker's line, and the anomalies it found with the operations
+/// around each; says when keys were left unsearched after the first.
+fn print_result(result: &harness::verdict::CheckResult) {
+    println!("  {:<8} {:<14} {}", label(result.valid), result.checker, result.reason);
+    for anomaly in result.evidence["anomalies"].as_array().into_iter().flatten().take(5) {
+        println!("           - {}", anomaly["explanation"].as_str().unwrap_or("?"));
+        for op in anomaly["window"].as_array().into_iter().flatten() {
+            println!(
+                "               {:>9.3} s  process {:<6} {}",
+                op["invoke_s"].as_f64().unwrap_or(0.0),
+                op["process"],
+                op["op"].as_str().unwrap_or("?")
+            );
         }
     }
-    Ok(exit_code(merge(&results)))
+    if result.evidence["not_searched_keys"].as_array().is_some_and(|keys| !keys.is_empty()) {
+        println!("           (stopped at the first anomaly; --all-anomalies searches every key)");
+    }
 }
