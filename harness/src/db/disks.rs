@@ -45,6 +45,14 @@ impl NodeDisks {
         }))
     }
 
+    /// Makes `node`'s fsyncs take `delay` longer (zero: normal again).
+    pub fn set_fsync_delay(&self, node: &str, delay: Duration) -> Result<(), DbError> {
+        let mounts = self.mounts.lock().expect("disks lock");
+        let fs = mounts.get(node).ok_or_else(|| disk_error(node, "its data folder is not a power-loss file system"))?;
+        fs.set_fsync_delay(delay);
+        Ok(())
+    }
+
     /// Unmounts every file system (also on drop).
     pub fn unmount_all(&self) {
         for (node, fs) in self.mounts.lock().expect("disks lock").drain() {

@@ -234,6 +234,10 @@ impl Db for DockerDb {
         self.disks.lose_unsynced(node).await
     }
 
+    fn set_fsync_delay(&self, node: &str, delay: Duration) -> Result<(), DbError> {
+        self.disks.set_fsync_delay(node, delay)
+    }
+
     async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {
         std::fs::create_dir_all(dir)?;
         for (node, container) in &self.containers {

@@ -195,6 +195,10 @@ impl Db for LocalDb {
         self.disks.lose_unsynced(node).await
     }
 
+    fn set_fsync_delay(&self, node: &str, delay: Duration) -> Result<(), DbError> {
+        self.disks.set_fsync_delay(node, delay)
+    }
+
     async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {
         std::fs::create_dir_all(dir)?;
         for (id, node) in self.nodes.lock().expect("nodes lock").iter() {

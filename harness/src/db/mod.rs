@@ -136,6 +136,10 @@ pub trait Db: Send + Sync {
     /// Returns what was lost, for the history.
     fn lose_unsynced(&self, node: &str) -> impl Future<Output = Result<serde_json::Value, DbError>> + Send;
 
+    /// Makes every fsync on the node's disk take `delay` longer (a slow
+    /// disk; zero heals it); needs [`Disks::PowerLoss`].
+    fn set_fsync_delay(&self, node: &str, delay: Duration) -> Result<(), DbError>;
+
     /// Writes each node's log (stdout and stderr) to `dir/NODE.log`.
     fn collect_logs(&self, dir: &Path) -> impl Future<Output = Result<(), DbError>> + Send;
 

@@ -65,10 +65,13 @@ pub enum FaultKind {
     /// One node killed and the tails of its log and data files cut or
     /// bit-flipped, restarted on heal (see [`corruption`]).
     Corrupt,
+    /// A minority's disks made slow: every fsync takes 0.5 to 2 s longer,
+    /// so their writes time out while their reads stay fast.
+    SlowDisk,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Partition,
         FaultKind::Kill,
         FaultKind::Pause,
@@ -79,6 +82,7 @@ impl FaultKind {
         FaultKind::PowerLoss,
         FaultKind::PowerLossAll,
         FaultKind::Corrupt,
+        FaultKind::SlowDisk,
     ];
 
     /// The name in scenario files and on the command line.
@@ -94,13 +98,14 @@ impl FaultKind {
             FaultKind::PowerLoss => "power-loss",
             FaultKind::PowerLossAll => "power-loss-all",
             FaultKind::Corrupt => "corrupt",
+            FaultKind::SlowDisk => "slow-disk",
         }
     }
 
     /// Whether the nodes' data folders must sit on the power-loss file
     /// system ([`crate::db::Disks::PowerLoss`]).
     pub fn needs_power_loss_disks(self) -> bool {
-        matches!(self, FaultKind::PowerLoss | FaultKind::PowerLossAll | FaultKind::Corrupt)
+        matches!(self, FaultKind::PowerLoss | FaultKind::PowerLossAll | FaultKind::Corrupt | FaultKind::SlowDisk)
     }
 
     /// Whether it cuts or degrades the network (not on the local backend).
@@ -122,6 +127,7 @@ pub enum Fault {
     Delay { nodes: Vec<String>, delay_ms: u64 },
     PowerLoss { nodes: Vec<String> },
     Corrupt { node: String, mode: corruption::Mode, seed: u64 },
+    SlowDisk { nodes: Vec<String>, delay_ms: u64 },
 }
 
 impl Fault {
@@ -137,6 +143,7 @@ impl Fault {
             Fault::Delay { .. } => "start-delay",
             Fault::PowerLoss { .. } => "power-loss",
             Fault::Corrupt { .. } => "corrupt",
+            Fault::SlowDisk { .. } => "slow-disk",
         }
     }
 
@@ -243,6 +250,7 @@ impl ClusterNemesis {
                 let mode = if rng.random_bool(0.5) { corruption::Mode::Truncate } else { corruption::Mode::Bitflip };
                 Fault::Corrupt { node: nodes.choose(rng).expect("nodes").clone(), mode, seed: rng.random() }
             }
+            FaultKind::SlowDisk => Fault::SlowDisk { nodes: minority(rng), delay_ms: rng.random_range(500..=2_000) },
         }
     }
 
@@ -304,6 +312,11 @@ impl ClusterNemesis {
                     lost.insert(node.clone(), db.lose_unsynced(node).await?);
                 }
                 value["lost"] = serde_json::Value::Object(lost);
+            }
+            Fault::SlowDisk { nodes, delay_ms } => {
+                for node in nodes {
+                    db.set_fsync_delay(node, Duration::from_millis(*delay_ms))?;
+                }
             }
             Fault::Corrupt { node, mode, seed } => {
                 db.kill(node).await?;
@@ -369,6 +382,13 @@ impl Nemesis for ClusterNemesis {
             _ => vec![],
         }) {
             keep(db.resume(&node).await.map_err(Into::into));
+        }
+        // Disks first: a node restarted on a slow disk syncs its folder slowly.
+        for node in touched(|f| match f {
+            Fault::SlowDisk { nodes, .. } => nodes.clone(),
+            _ => vec![],
+        }) {
+            keep(db.set_fsync_delay(&node, Duration::ZERO).map_err(Into::into));
         }
         let mut restarts = Vec::new();
         for node in touched(Fault::stopped_nodes) {

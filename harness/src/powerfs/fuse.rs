@@ -35,6 +35,14 @@ pub(super) struct PowerFsFuse {
 }
 
 impl PowerFsFuse {
+    /// Waits out the fsync delay a slow-disk fault set, if any.
+    fn slow_disk(&self) {
+        let delay_ms = self.shared.fsync_delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        }
+    }
+
     pub(super) fn new(shared: Arc<Shared>) -> PowerFsFuse {
         PowerFsFuse { shared }
     }
@@ -330,6 +338,7 @@ impl Filesystem for PowerFsFuse {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.slow_disk();
         // fsync and fdatasync alike: data and size are all there is.
         let result = self.shared.lock().sync(ino.0);
         reply_empty(reply, result);
@@ -368,6 +377,7 @@ impl Filesystem for PowerFsFuse {
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.slow_disk();
         let result = self.shared.lock().sync(ino.0);
         reply_empty(reply, result);
     }

@@ -112,6 +112,7 @@ mod oracle;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -150,6 +151,9 @@ struct Shared {
     model: Mutex<Model>,
     /// Signalled at every release, for `power_loss` to wait on.
     released: Condvar,
+    /// Added to every fsync and fsyncdir: a slow disk (see
+    /// [`PowerFs::set_fsync_delay`]).
+    fsync_delay_ms: AtomicU64,
 }
 
 impl Shared {
@@ -187,7 +191,11 @@ impl PowerFs {
         let (path, metadata) =
             resolve().map_err(|source| PowerFsError::Mountpoint { path: mountpoint.to_path_buf(), source })?;
         let root = NewInode { perm: (metadata.mode() & 0o7777) as u16, uid: metadata.uid(), gid: metadata.gid() };
-        let shared = Arc::new(Shared { model: Mutex::new(Model::new(limits, root)), released: Condvar::new() });
+        let shared = Arc::new(Shared {
+            model: Mutex::new(Model::new(limits, root)),
+            released: Condvar::new(),
+            fsync_delay_ms: AtomicU64::new(0),
+        });
         let mut config = Config::default();
         config.mount_options =
             vec![MountOption::FSName(mountinfo::fsname(std::process::id())), MountOption::DefaultPermissions];
@@ -230,6 +238,16 @@ impl PowerFs {
         drop(model);
         info!(mountpoint = %self.mountpoint.display(), ?report, "powerfs power loss");
         Ok(report)
+    }
+
+    /// Makes every fsync and fsyncdir take `delay` longer, like a disk
+    /// whose cache flushes crawl (zero: back to normal). The filesystem
+    /// serves one request at a time, so everything else waits too, as it
+    /// would behind a stalled device queue.
+    pub fn set_fsync_delay(&self, delay: Duration) {
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.fsync_delay_ms.store(delay_ms, Ordering::Relaxed);
+        info!(mountpoint = %self.mountpoint.display(), delay_ms, "powerfs fsync delay set");
     }
 
     /// Bytes written but not yet durable, open handles and the like.
