@@ -288,12 +288,13 @@ async fn await_convergence<D: Db>(db: &D, keys: &BTreeSet<String>, config: &RunC
             }
         }
         let recovered = nodes_recovered(db, &nodes, &http).await;
-        let agree = recovered && keys.iter().all(|key| {
-            let seen = states.get(key).map_or(0, |by_node| by_node.len());
-            let distinct: BTreeSet<String> =
-                states.get(key).into_iter().flat_map(|by_node| by_node.values().map(|v| v.to_string())).collect();
-            seen == config.replicas.min(nodes.len()) && distinct.len() <= 1
-        });
+        let agree = recovered
+            && keys.iter().all(|key| {
+                let seen = states.get(key).map_or(0, |by_node| by_node.len());
+                let distinct: BTreeSet<String> =
+                    states.get(key).into_iter().flat_map(|by_node| by_node.values().map(|v| v.to_string())).collect();
+                seen == config.replicas.min(nodes.len()) && distinct.len() <= 1
+            });
         if agree || Instant::now() >= deadline {
             return (agree, serde_json::to_value(states).expect("states serialize"));
         }
