@@ -234,7 +234,7 @@ fn generated_executions_are_linearizable_and_impossible_reads_are_caught() {
 #[test]
 fn the_budget_holds() {
     let history = generated(1, 30, 120);
-    let tiny = Budget { time: std::time::Duration::ZERO, max_cache_entries: 0 };
+    let tiny = Budget { time: std::time::Duration::ZERO, max_cache_entries: 0, ..Budget::default() };
     let started = std::time::Instant::now();
     let result = check(&Register, &history, &tiny);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));

@@ -59,7 +59,9 @@ fn agree<M: Model>(model: &M, seed: u64, gen: impl Fn(&mut StdRng) -> (M::Op, bo
         let got = match verdict {
             KeyVerdict::Linearizable => true,
             KeyVerdict::NotLinearizable(_) => false,
-            KeyVerdict::Unknown(why) => panic!("case {case}: unknown on {n} operations: {why}"),
+            KeyVerdict::Unknown(why) | KeyVerdict::NotSearched(why) => {
+                panic!("case {case}: undecided on {n} operations: {why}")
+            }
         };
         assert_eq!(got, expected, "{} seed {seed} case {case}: {ops:#?}", model.name());
         if expected {

@@ -1,6 +1,7 @@
 //! Checkers: a history in, a verdict with its evidence out. Pure and
 //! synchronous: checkers do no I/O.
 
+mod cache;
 pub mod durability;
 pub mod linearizable;
 pub mod ops;
