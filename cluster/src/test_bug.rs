@@ -21,7 +21,9 @@ pub enum TestBug {
     NoWriteBack,
     /// Strong reads answer from the first replica that replies.
     StrongReadOne,
-    /// A write counts hints kept for unreachable owners toward W.
+    /// Stand-ins for unreachable owners count toward R and W: a hint kept
+    /// for an owner counts as its ack, and an owner believed down as a read
+    /// answer of "nothing".
     SloppyQuorum,
     /// The log is fsynced on a timer (every 10 s), not before the ack.
     AckBeforeFsync,
@@ -77,8 +79,9 @@ impl TestBug {
                  consensus, and Jepsen (2014) observed stale reads; Consul's default mode had the same flaw."
             }
             TestBug::SloppyQuorum => {
-                "Writes to stand-ins count toward W. Riak's sloppy quorums let fallback vnodes acknowledge writes on \
-                 both sides of a partition; Jepsen (2013) showed acknowledged writes lost and stale reads."
+                "Stand-ins for unreachable owners count toward R and W. Riak's sloppy quorums let fallback vnodes \
+                 answer reads and acknowledge writes on both sides of a partition; Jepsen (2013) showed acknowledged \
+                 writes lost and stale reads."
             }
             TestBug::AckBeforeFsync => {
                 "Acknowledge, fsync later. Cassandra's default commitlog_sync = periodic fsyncs every 10 s and \

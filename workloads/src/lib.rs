@@ -51,21 +51,36 @@ impl WorkloadKind {
         }
     }
 
-    fn mix_and_keys(&self) -> (Mix, KeySpace) {
+    fn mix(&self) -> Mix {
         match self {
-            WorkloadKind::Register => {
-                (Mix { put: 4, delete: 1, strong_get: 5, ..Mix::default() }, KeySpace::new("reg-", 4, 60))
-            }
-            WorkloadKind::Session => (
-                Mix { put: 3, delete: 1, session_get: 4, eventual_get: 2, ..Mix::default() },
-                KeySpace::new("ses-", 8, 100),
-            ),
-            WorkloadKind::Durability => (Mix { put: 1, ..Mix::default() }, KeySpace::new("dur-", 64, 1)),
-            WorkloadKind::Ttl => {
-                (Mix { put: 1, strong_get: 2, eventual_get: 1, ..Mix::default() }, KeySpace::new("ttl-", 16, 24))
-            }
+            WorkloadKind::Register => Mix { put: 4, delete: 1, strong_get: 5, ..Mix::default() },
+            WorkloadKind::Session => Mix { put: 3, delete: 1, session_get: 4, eventual_get: 2, ..Mix::default() },
+            WorkloadKind::Durability => Mix { put: 1, ..Mix::default() },
+            WorkloadKind::Ttl => Mix { put: 1, strong_get: 2, eventual_get: 1, ..Mix::default() },
         }
     }
+
+    /// The key space by default: (key prefix, keys active at a time,
+    /// operations per key). Few operations per key keep linearizability
+    /// checking cheap; a key is never touched again once retired, but for
+    /// the final read.
+    pub fn default_keys(&self) -> (&'static str, usize, usize) {
+        match self {
+            WorkloadKind::Register => ("reg-", 4, 60),
+            WorkloadKind::Session => ("ses-", 8, 100),
+            WorkloadKind::Durability => ("dur-", 64, 1),
+            WorkloadKind::Ttl => ("ttl-", 16, 24),
+        }
+    }
+}
+
+/// A scenario's override of its workload's key space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keys {
+    /// Keys active at a time.
+    pub active: Option<usize>,
+    /// Operations each key gets before it is retired.
+    pub ops_per_key: Option<usize>,
 }
 
 /// A workload instance for one run.
@@ -75,10 +90,12 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// `rate` operations per second over all processes, for `time_limit`.
-    pub fn new(kind: WorkloadKind, seed: u64, rate: f64, time_limit: Duration) -> Workload {
-        let (mix, keys) = kind.mix_and_keys();
-        let mut ops = OpMix::new(StdRng::seed_from_u64(seed), mix, keys);
+    /// `rate` operations per second over all processes, for `time_limit`,
+    /// over the workload's key space as `keys` sizes it.
+    pub fn new(kind: WorkloadKind, seed: u64, rate: f64, time_limit: Duration, keys: Keys) -> Workload {
+        let (prefix, active, ops_per_key) = kind.default_keys();
+        let keys = KeySpace::new(prefix, keys.active.unwrap_or(active), keys.ops_per_key.unwrap_or(ops_per_key));
+        let mut ops = OpMix::new(StdRng::seed_from_u64(seed), kind.mix(), keys);
         if kind == WorkloadKind::Ttl {
             ops = ops.with_ttl(1, 3);
         }

@@ -85,8 +85,8 @@ pub struct Cell {
     pub verdict: Validity,
     /// The run folder, relative to the matrix's folder.
     pub folder: String,
-    /// Seconds from the start of traffic to the first anomalous operation
-    /// (to the end of traffic for a check without one, e.g. convergence).
+    /// Seconds from the start of traffic to the moment the first anomaly
+    /// was observable (see [`first_anomaly`]).
     pub first_anomaly_s: Option<f64>,
     /// The first anomaly in one line.
     pub explanation: Option<String>,
@@ -142,13 +142,16 @@ pub fn cell(report: &RunReport, seed: u64, matrix_dir: &Path) -> Cell {
     }
 }
 
-/// The earliest anomaly any checker names (by its operation's time), or,
-/// for a check that names no operation, the end of traffic and its reason.
+/// The first anomaly to become observable, and when: an anomaly is proven
+/// once the last operation it involves has happened (the stale read, the
+/// final read that misses a write), so its time is the latest of its
+/// operations' times; the first is the one proven earliest. For a check
+/// that names no operation (convergence): the end of traffic.
 pub fn first_anomaly(results: &[CheckResult], events: &[Event]) -> (Option<f64>, Option<String>) {
     let seconds = |index: u64| events.get(index as usize).map(|e| e.time as f64 / 1e9);
     let earliest = anomalies(results)
         .into_iter()
-        .filter_map(|a| Some((a.culprits.iter().chain(&a.named).filter_map(|i| seconds(*i)).reduce(f64::min)?, a)))
+        .filter_map(|a| Some((a.culprits.iter().chain(&a.named).filter_map(|i| seconds(*i)).reduce(f64::max)?, a)))
         .min_by(|(a, _), (b, _)| a.total_cmp(b));
     if let Some((at, anomaly)) = earliest {
         return (Some(at), Some(format!("{}: {}", anomaly.checker, anomaly.explanation)));
@@ -327,14 +330,15 @@ mod tests {
     }
 
     #[test]
-    fn the_first_anomaly_is_the_earliest_operation_any_checker_names() {
+    fn the_first_anomaly_is_the_one_observable_earliest() {
         use harness::history::{EventType, Process};
-        let mut events: Vec<Event> = (0..4).map(|i| Event::new(Process::Client(0), EventType::Invoke, "get")).collect();
+        let mut events: Vec<Event> = (0..4).map(|_| Event::new(Process::Client(0), EventType::Invoke, "get")).collect();
         for (i, event) in events.iter_mut().enumerate() {
             event.time = (i as u64 + 1) * 1_000_000_000;
         }
         let mut late = CheckResult::new("durability", Validity::Invalid, "1 lost");
-        late.evidence = serde_json::json!({"lost": [{"key": "k", "explanation": "lost late", "write_index": 3}]});
+        late.evidence = serde_json::json!({"lost": [{"key": "k", "explanation": "lost", "write_index": 0,
+            "final_read_index": 3}]});
         let mut early = CheckResult::new("session", Validity::Invalid, "1 violation");
         early.evidence = serde_json::json!({"violations": [{"key": "k", "explanation": "stale", "index": 1}]});
         let (at, words) = first_anomaly(&[late, early], &events);

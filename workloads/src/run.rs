@@ -113,13 +113,14 @@ async fn play<D: Db>(
     folder: &Path,
     progress: &Progress,
 ) -> anyhow::Result<(RunSummary, serde_json::Value)> {
-    let workload = Workload::new(scenario.workload, seed, scenario.rate, Duration::from_secs(scenario.time_limit_secs));
+    let time_limit = Duration::from_secs(scenario.time_limit_secs);
+    let workload = Workload::new(scenario.workload, seed, scenario.rate, time_limit, scenario.keys);
     let nemesis = (!scenario.nemesis.is_empty())
         .then(|| ClusterNemesis::new(scenario.nemesis.clone(), StdRng::seed_from_u64(seed.rotate_left(17))));
     let config = RunConfig {
         concurrency: scenario.concurrency,
         seed,
-        op_timeout: Duration::from_secs(5),
+        op_timeout: Duration::from_millis(scenario.op_timeout_ms),
         nemesis_interval: Duration::from_secs(scenario.nemesis_interval_secs),
         convergence_timeout: Duration::from_secs(scenario.convergence_timeout_secs),
         replicas: 3,
@@ -169,6 +170,15 @@ pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
     }
     for flag in &scenario.node_flags {
         command.push_str(&format!(" --node-flag={flag}"));
+    }
+    if scenario.op_timeout_ms != 5_000 {
+        command.push_str(&format!(" --op-timeout-ms {}", scenario.op_timeout_ms));
+    }
+    if let Some(active) = scenario.keys.active {
+        command.push_str(&format!(" --keys {active}"));
+    }
+    if let Some(ops) = scenario.keys.ops_per_key {
+        command.push_str(&format!(" --ops-per-key {ops}"));
     }
     if scenario.convergence_timeout_secs != 60 {
         command.push_str(&format!(" --convergence-timeout {}", scenario.convergence_timeout_secs));

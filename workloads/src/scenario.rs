@@ -13,7 +13,7 @@
 //! backend = "docker"
 //! ```
 
-use crate::WorkloadKind;
+use crate::{Keys, WorkloadKind};
 use harness::db::Disks;
 use harness::nemesis::FaultKind;
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,18 @@ pub struct Scenario {
     /// How long replicas may take to agree after the final heal.
     #[serde(default = "defaults::convergence_timeout_secs")]
     pub convergence_timeout_secs: u64,
+    /// Bound on each client call: a write past it is `info`, a read `fail`.
+    /// Short, and a frozen node stops holding up the processes that call it.
+    #[serde(default = "defaults::op_timeout_ms")]
+    pub op_timeout_ms: u64,
+    /// The workload's key space, where the scenario sizes it itself
+    /// (`keys = { active = 12, ops_per_key = 60 }`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub keys: Keys,
+}
+
+fn is_default(keys: &Keys) -> bool {
+    *keys == Keys::default()
 }
 
 mod defaults {
@@ -81,6 +93,9 @@ mod defaults {
     pub fn convergence_timeout_secs() -> u64 {
         60
     }
+    pub fn op_timeout_ms() -> u64 {
+        5_000
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +118,12 @@ impl Scenario {
     pub fn validate(&self) -> Result<(), String> {
         if self.nodes == 0 || self.concurrency == 0 || self.time_limit_secs == 0 || self.nemesis_interval_secs == 0 {
             return Err("nodes, concurrency, time_limit_secs and nemesis_interval_secs must be > 0".into());
+        }
+        if self.op_timeout_ms == 0 {
+            return Err("op_timeout_ms must be > 0".into());
+        }
+        if self.keys.active == Some(0) || self.keys.ops_per_key == Some(0) {
+            return Err("keys.active and keys.ops_per_key must be > 0".into());
         }
         if !(self.rate > 0.0 && self.rate.is_finite()) {
             return Err(format!("rate must be a positive number, got {}", self.rate));

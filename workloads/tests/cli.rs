@@ -121,6 +121,9 @@ fn several_files_get_a_block_each_a_summary_and_the_worst_exit_code() {
     let (code, text) = check_files(&[valid.as_os_str()]);
     assert_eq!(code, 0, "{text}");
     assert!(!text.contains("histories:"), "{text}");
+    for path in [valid, invalid, broken] {
+        std::fs::remove_file(path).unwrap();
+    }
 }
 
 #[test]
@@ -138,4 +141,5 @@ fn the_first_anomaly_stops_the_check_unless_all_anomalies_are_asked_for() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains(&format!("(and {} more keys)", keys - 1)), "every key searched: {text}");
     assert!(!text.contains("not searched"), "{text}");
+    std::fs::remove_file(path).unwrap();
 }

@@ -94,8 +94,7 @@ impl DockerDb {
         let network = format!("{run_id}-net");
         let nodes = spec.node_ids();
         let peers: Vec<String> = nodes.iter().map(|n| format!("{n}={run_id}-{n}:{CLIENT_PORT}")).collect();
-        let mut flags = super::harness_flags();
-        flags.extend(spec.extra_flags.iter().cloned());
+        let flags = super::node_flags(&spec.extra_flags);
         let disks = NodeDisks::default();
         let mut host_dirs = HashMap::new();
         if spec.disks == Disks::PowerLoss {

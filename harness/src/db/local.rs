@@ -62,8 +62,7 @@ impl LocalDb {
         let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect::<Result<_, _>>()?;
         let peers: Vec<String> = ids.iter().zip(&ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect();
         let mut args = vec!["--peers".to_owned(), peers.join(",")];
-        args.extend(super::harness_flags());
-        args.extend(spec.extra_flags.iter().cloned());
+        args.extend(super::node_flags(&spec.extra_flags));
         let nodes = ids
             .iter()
             .zip(&ports)

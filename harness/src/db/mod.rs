@@ -92,6 +92,25 @@ pub fn harness_flags() -> Vec<String> {
     .collect()
 }
 
+/// The harness's flags with `extra` on top: a flag given in `extra`
+/// replaces the harness's own (with its value), since kvnode takes each
+/// flag once.
+pub fn node_flags(extra: &[String]) -> Vec<String> {
+    let defaults = harness_flags();
+    let mut flags = Vec::new();
+    let mut i = 0;
+    while i < defaults.len() {
+        let takes_value = defaults.get(i + 1).is_some_and(|next| !next.starts_with("--"));
+        let width = if takes_value { 2 } else { 1 };
+        if !extra.contains(&defaults[i]) {
+            flags.extend_from_slice(&defaults[i..i + width]);
+        }
+        i += width;
+    }
+    flags.extend_from_slice(extra);
+    flags
+}
+
 /// Where a node's network namespace is, for packet filters run from the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetNamespace {
@@ -202,4 +221,20 @@ pub fn wipe_data(dir: &Path) -> Result<(), DbError> {
 pub fn log_tail(log: &[u8], max_bytes: usize) -> String {
     let text = String::from_utf8_lossy(&log[log.len().saturating_sub(max_bytes)..]).into_owned();
     text.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_flags_replace_the_harness_defaults() {
+        let extra: Vec<String> = ["--anti-entropy-interval-ms", "900", "--test-bug", "lww"].map(String::from).to_vec();
+        let flags = node_flags(&extra);
+        assert_eq!(flags.iter().filter(|f| *f == "--anti-entropy-interval-ms").count(), 1);
+        let at = flags.iter().position(|f| f == "--anti-entropy-interval-ms").unwrap();
+        assert_eq!(flags[at + 1], "900");
+        assert!(flags.contains(&"--test-hooks".to_owned()) && flags.contains(&"--hint-interval-ms".to_owned()));
+        assert_eq!(node_flags(&[]), harness_flags());
+    }
 }

@@ -76,6 +76,15 @@ enum Command {
         /// Seconds replicas may take to agree after the final heal.
         #[arg(long, default_value_t = 60)]
         convergence_timeout: u64,
+        /// Keys active at a time (the workload's own number by default).
+        #[arg(long)]
+        keys: Option<usize>,
+        /// Operations per key before it is retired (the workload's own by default).
+        #[arg(long)]
+        ops_per_key: Option<usize>,
+        /// Bound on each client call (a write past it is unknown, a read failed).
+        #[arg(long, default_value_t = 5_000)]
+        op_timeout_ms: u64,
     },
     /// Every scenario of a TOML file, one after the other.
     Suite {
@@ -164,6 +173,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             name,
             node_flags,
             convergence_timeout,
+            keys,
+            ops_per_key,
+            op_timeout_ms,
         } => {
             let scenario = Scenario {
                 name: name.unwrap_or_else(|| format!("{}-{}", workload.name(), backend_name(backend))),
@@ -178,6 +190,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 seed: Some(seed.unwrap_or_else(fresh_seed)),
                 node_flags,
                 convergence_timeout_secs: convergence_timeout,
+                keys: workloads::Keys { active: keys, ops_per_key },
+                op_timeout_ms,
             };
             scenario.validate().map_err(anyhow::Error::msg)?;
             let report = run_one(&scenario, &cli.reports).await?;
