@@ -1,7 +1,7 @@
 # The commands a user needs. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help build release image test test-local lint fmt bench cluster-up cluster-down cluster-status test-partition clean
+.PHONY: help build release image test test-local test-faults test-bugs lint fmt bench cluster-up cluster-down cluster-status test-partition clean
 
 help:
 	@echo "make test            run every test (what CI runs)"
@@ -13,6 +13,8 @@ help:
 	@echo "make cluster-status  show which local nodes run"
 	@echo "make test-partition  register + session workloads under partitions on 5 containers"
 	@echo "make test-local      the same workloads on local processes (no Docker; kills, pauses, skew)"
+	@echo "make test-faults     every fault kind on every workload, 5 containers, fast compaction/hints/repair (~12 min)"
+	@echo "make test-bugs       the seeded-bug matrix: every known bug caught? (reports/bugs/index.html, ~40 min)"
 
 build:
 	$(CARGO) build --workspace
@@ -54,9 +56,24 @@ cluster-status:
 test-partition: image
 	$(CARGO) run --quiet --release -p workloads --bin harness -- suite workloads/scenarios/partition.toml
 
-# The same without Docker: local processes, kills, pauses and skew.
-test-local:
+# The same without Docker: local processes, kills, pauses and skew. The
+# local backend runs target/release/kvnode, so it is built first.
+test-local: release
 	$(CARGO) run --quiet --release -p workloads --bin harness -- suite workloads/scenarios/local.toml
+
+# The suite a store with an unknown bug must meet: every fault kind this
+# machine supports (partitions, loss, kills, pauses, clocks, power loss,
+# disk corruption, slow disks) on the register, session, durability and TTL
+# workloads, with compaction, hints and repair turned fast.
+test-faults: image
+	$(CARGO) run --quiet --release -p workloads --bin harness -- suite workloads/scenarios/faults.toml
+
+# The seeded-bug matrix: every bug of kvnode's catalogue under its scenario,
+# with and without the bug, three seeds each. Exits non-zero unless every
+# bug is caught in at least two of three seeds and the correct cluster is
+# valid in every run.
+test-bugs: image release
+	$(CARGO) run --quiet --release -p workloads --bin harness -- bugs workloads/scenarios/bugs.toml
 
 clean:
 	$(CARGO) clean
