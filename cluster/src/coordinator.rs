@@ -1,4 +1,4 @@
-//! Quorum coordination (SPEC section 2): the protocol, without the I/O.
+//! Quorum coordination (docs/SPEC.md section 2): the protocol, without the I/O.
 //!
 //! Any node coordinates any request. Replicas, local or remote, are reached
 //! only through a [`Transport`], so tests drive this module with a fake one

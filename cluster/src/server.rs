@@ -1,4 +1,4 @@
-//! HTTP routes of a node: the client API of SPEC section 1 and `/health`.
+//! HTTP routes of a node: the client API of docs/SPEC.md section 1 and `/health`.
 //!
 //! Handlers only translate: parse with [`crate::api::request`], call the
 //! [`Node`], and render with [`crate::api::wire`]. Every request is bounded

@@ -1,4 +1,4 @@
-//! The client API of SPEC section 1, row by row, against a real `kvnode`.
+//! The client API of docs/SPEC.md section 1, row by row, against a real `kvnode`.
 
 mod support;
 

@@ -1,5 +1,5 @@
 //! The client: one operation to one node's client API, and its outcome
-//! classified as Jepsen does (SPEC section 3).
+//! classified as Jepsen does (docs/SPEC.md section 3).
 //!
 //! - `ok`: it happened (201/200, or a 404 read that found nothing).
 //! - `fail`: it certainly did not happen: a 4xx rejection, a refused

@@ -1,6 +1,6 @@
 //! The history: every operation's invocation and completion, in the order
-//! they happened, as JSON lines (SPEC section 3). A public format: other
-//! tools read and write it, so every field is as the SPEC names it.
+//! they happened, as JSON lines (docs/SPEC.md section 3). A public format: other
+//! tools read and write it, so every field is as docs/SPEC.md names it.
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufWriter, Write};
@@ -53,8 +53,8 @@ pub struct Event {
     /// (kept) for a get that found nothing.
     #[serde(default, skip_serializing_if = "Value::is_absent")]
     pub value: Value,
-    /// Put invocations with a TTL: whole seconds (an addition to SPEC
-    /// section 3, ignored by readers that do not know it).
+    /// Put invocations with a TTL: whole seconds (docs/SPEC.md section 3;
+    /// readers that do not know it ignore it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,7 +184,7 @@ pub fn read(path: &Path) -> Result<Vec<Event>, HistoryError> {
     Ok(events)
 }
 
-/// The structural rules of SPEC section 3.
+/// The structural rules of docs/SPEC.md section 3.
 pub fn validate(events: &[Event]) -> Result<(), HistoryError> {
     let mut in_flight: std::collections::HashMap<Process, &str> = std::collections::HashMap::new();
     for (line, event) in events.iter().enumerate().map(|(i, e)| (i + 1, e)) {

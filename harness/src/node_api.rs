@@ -66,4 +66,14 @@ impl NodeApi {
         let response = self.client.get(format!("{base_url}/health")).send().await;
         response.is_ok_and(|r| r.status().is_success())
     }
+
+    /// Whether the node is still repairing from its peers after an unclean
+    /// stop (`/health` names them in `recovering_from`); until it is done
+    /// it refuses reads, so a quorum of such nodes answers 503.
+    pub async fn recovering(&self, base_url: &str) -> Result<bool, NodeApiError> {
+        let url = format!("{base_url}/health");
+        let http = |error: reqwest::Error| NodeApiError::Http { url: url.clone(), error: error.to_string() };
+        let health: serde_json::Value = self.client.get(&url).send().await.map_err(http)?.json().await.map_err(http)?;
+        Ok(health.get("recovering_from").and_then(|peers| peers.as_array()).is_some_and(|peers| !peers.is_empty()))
+    }
 }

@@ -14,6 +14,7 @@ use crate::db::Db;
 use crate::generator::{Context, Generator, Next};
 use crate::history::{Event, EventType, HistoryError, HistoryWriter, Process, Value};
 use crate::nemesis::{schedule, Nemesis, NemesisError};
+use crate::node_api::NodeApi;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use cluster::api::wire::{ReplicaKeys, ReplicaRecords};
@@ -287,7 +288,7 @@ async fn await_convergence<D: Db>(db: &D, keys: &BTreeSet<String>, config: &RunC
                 }
             }
         }
-        let recovered = nodes_recovered(db, &nodes, &http).await;
+        let recovered = nodes_recovered(db, &nodes).await;
         let agree = recovered
             && keys.iter().all(|key| {
                 let seen = states.get(key).map_or(0, |by_node| by_node.len());
@@ -304,12 +305,11 @@ async fn await_convergence<D: Db>(db: &D, keys: &BTreeSet<String>, config: &RunC
 
 /// Whether every node answers `/health` and none is still recovering from
 /// its peers after an unclean stop (it would refuse the final reads).
-async fn nodes_recovered<D: Db>(db: &D, nodes: &[String], http: &reqwest::Client) -> bool {
+pub async fn nodes_recovered<D: Db>(db: &D, nodes: &[String]) -> bool {
+    let api = NodeApi::new(Duration::from_secs(2));
     for node in nodes {
         let Ok(url) = db.base_url(node) else { return false };
-        let Ok(answer) = http.get(format!("{url}/health")).send().await else { return false };
-        let Ok(health) = answer.json::<serde_json::Value>().await else { return false };
-        if health.get("recovering_from").is_some_and(|peers| peers.as_array().is_some_and(|p| !p.is_empty())) {
+        if !matches!(api.recovering(&url).await, Ok(false)) {
             return false;
         }
     }

@@ -128,6 +128,14 @@ async fn kills_pauses_skew_and_loss_do_what_they_say() {
     nemesis.apply(&db, Fault::Kill { nodes: db.nodes() }).await.unwrap();
     assert!(!api.healthy(&db.base_url("n1").unwrap()).await, "a killed node answered");
     nemesis.heal(&db).await.unwrap();
+    // Every node stopped uncleanly, so each repairs from its peers before
+    // it answers reads again (cluster::recovery); wait for that.
+    let mut waited = 0;
+    while !harness::runner::nodes_recovered(&db, &db.nodes()).await {
+        assert!(waited < 300, "nodes still recovering from their peers after 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
     for (i, (key, timestamp)) in acked.iter().enumerate() {
         let url = format!("{}/api/v1/item?key={key}&consistency=strong", db.base_url("n2").unwrap());
         let answer: Value = client.get(url).send().await.unwrap().json().await.unwrap();

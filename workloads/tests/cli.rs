@@ -1,4 +1,4 @@
-//! `harness check` on histories written by hand in the SPEC format.
+//! `harness check` on histories written by hand in the docs/SPEC.md format.
 
 use std::process::Command;
 

@@ -1,4 +1,4 @@
-//! JSON bodies of the client API, exactly as SPEC section 1 gives them.
+//! JSON bodies of the client API, exactly as docs/SPEC.md section 1 gives them.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! TTL: a value put with `ttl` reads as not found from `timestamp + ttl`
-//! seconds on (SPEC section 1), within a stated tolerance.
+//! seconds on (docs/SPEC.md section 1), within a stated tolerance.
 //!
 //! The server's timestamps are milliseconds of the nodes' clocks; a read's
 //! time is the run's wall-clock start plus its offset in the history. So

@@ -1,4 +1,4 @@
-//! A string per key (SPEC section 3): `get` returns it (`""` before any
+//! A string per key (docs/SPEC.md section 3): `get` returns it (`""` before any
 //! write), `put` replaces it, `append` adds to its end.
 
 use super::Model;

@@ -1,4 +1,4 @@
-//! A compare-and-set register per key (SPEC section 3): `read` returns the
+//! A compare-and-set register per key (docs/SPEC.md section 3): `read` returns the
 //! integer (or `null` before any write), `write` sets it, `cas [old, new]`
 //! swaps when it holds `old` (`true`) or leaves it (`false`).
 

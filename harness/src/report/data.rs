@@ -6,7 +6,7 @@ use crate::checker::ops::{completed, Completed};
 use crate::history::{Event, EventType, Process};
 use crate::model::register::shown;
 
-/// How an operation ended, as SPEC section 3 names it; `Info` also stands
+/// How an operation ended, as docs/SPEC.md section 3 names it; `Info` also stands
 /// for operations that never completed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Outcome {

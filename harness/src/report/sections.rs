@@ -417,7 +417,7 @@ fn anomaly_list(rest: &[Anomaly]) -> String {
 fn files(run: &Run) -> String {
     let describe = |file: &str| match file {
         "config.json" => "the scenario, its seed and the command that reproduces it",
-        "history.jsonl" => "every operation and fault, one JSON event per line (SPEC section 3)",
+        "history.jsonl" => "every operation and fault, one JSON event per line (docs/SPEC.md section 3)",
         "results.json" => "every check's verdict with its full evidence",
         "convergence.json" => "each replica's version of each key after the final heal",
         _ => "node log",
