@@ -28,6 +28,7 @@ pub fn set_clock(node: &Node, body: &[u8]) -> Result<ClockState, ApiError> {
 fn replica_record(node: &Node, key: String) -> Result<ReplicaRecord, ApiError> {
     // The stored record as it is, recovering or not: this is inspection.
     let held = node.replica.store.get(key.as_bytes()).map_err(|error| ApiError::unavailable(error.to_string()))?;
+    let owners = node.replica.ring.owners(key.as_bytes(), node.replica.n);
     Ok(match held {
         None => ReplicaRecord {
             key,
@@ -37,6 +38,7 @@ fn replica_record(node: &Node, key: String) -> Result<ReplicaRecord, ApiError> {
             tombstone: None,
             expires_at_ms: None,
             value: None,
+            owners,
         },
         Some(Record { version, tombstone, expires_at_ms, value }) => ReplicaRecord {
             key,
@@ -46,6 +48,7 @@ fn replica_record(node: &Node, key: String) -> Result<ReplicaRecord, ApiError> {
             tombstone: Some(tombstone),
             expires_at_ms,
             value: (!tombstone).then(|| BASE64.encode(value)),
+            owners,
         },
     })
 }

@@ -50,6 +50,11 @@ async fn replica_states(client: &Client, cluster: &LocalCluster, keys: &[String]
     for i in 0..cluster.nodes.len() {
         let url = format!("{}/test/v1/replica", cluster.url(i));
         let body: Value = client.post(url).json(&json!({"keys": keys})).send().await.unwrap().json().await.unwrap();
+        for record in body["records"].as_array().unwrap() {
+            // Each key's owners as this node's ring places it: N of them.
+            let owners = record["owners"].as_array().unwrap();
+            assert_eq!(owners.len(), 3.min(cluster.nodes.len()), "{record}");
+        }
         let records = body["records"]
             .as_array()
             .unwrap()

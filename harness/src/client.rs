@@ -10,12 +10,12 @@
 use crate::history::EventType;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use cluster::api::wire::{DeleteResponse, GetResponse, NotFoundResponse, PutResponse};
+use kvapi::wire::{DeleteResponse, GetResponse, NotFoundResponse, PutResponse};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// The read consistency of our API, as the cluster defines it.
-pub use cluster::api::Consistency;
+pub use kvapi::Consistency;
 
 /// What to do.
 #[derive(Clone, Debug, PartialEq, Eq)]

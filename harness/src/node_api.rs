@@ -1,7 +1,7 @@
 //! The test-hook calls the harness makes to a node (`/test/v1/*`), typed
 //! with the cluster's own wire types.
 
-use cluster::api::wire::{ClockState, ProbeRequest, ProbeResponse, SetClock};
+use kvapi::wire::{ClockState, ProbeRequest, ProbeResponse, SetClock};
 use std::time::Duration;
 use thiserror::Error;
 

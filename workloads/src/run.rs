@@ -123,7 +123,6 @@ async fn play<D: Db>(
         op_timeout: Duration::from_millis(scenario.op_timeout_ms),
         nemesis_interval: Duration::from_secs(scenario.nemesis_interval_secs),
         convergence_timeout: Duration::from_secs(scenario.convergence_timeout_secs),
-        replicas: 3,
     };
     let history = folder.join("history.jsonl");
     Ok(runner::run(db, workload.generator, nemesis, &config, &history, progress).await?)

@@ -6,6 +6,7 @@
 use super::{query, ApiError};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use kvapi::Consistency;
 use serde_json::Value;
 
 /// Configured size limits, counted on decoded bytes; the limit itself is
@@ -42,24 +43,6 @@ impl Limits {
             )));
         }
         Ok(())
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Consistency {
-    /// One replica; fast; may be stale unless `min_timestamp` is given.
-    #[default]
-    Eventual,
-    /// A quorum; linearizable with all writes.
-    Strong,
-}
-
-impl Consistency {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Consistency::Eventual => "eventual",
-            Consistency::Strong => "strong",
-        }
     }
 }
 

@@ -92,6 +92,11 @@ enum Command {
         /// Run only the scenario with this name.
         #[arg(long)]
         only: Option<String>,
+        /// An extra kvnode flag for every node of every scenario,
+        /// repeatable (e.g. `--node-flag=--test-bug --node-flag=no-repair`:
+        /// does the suite catch it?).
+        #[arg(long = "node-flag", allow_hyphen_values = true)]
+        node_flags: Vec<String>,
     },
     /// The seeded-bug matrix: every bug's scenario against nodes with the
     /// bug and against correct nodes, per seed; writes DIR/index.html and
@@ -108,6 +113,7 @@ enum Command {
         /// Only the cases marked `ci`, with the first seed (what `make test` runs).
         #[arg(long)]
         ci: bool,
+        /// Folder for index.html, matrix.json and the runs (REPORTS/bugs by default).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -197,8 +203,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let report = run_one(&scenario, &cli.reports).await?;
             Ok(exit_code(report.validity))
         }
-        Command::Suite { file, only } => {
+        Command::Suite { file, only, node_flags } => {
             let mut scenarios = scenario::load(&file)?;
+            for scenario in &mut scenarios {
+                scenario.node_flags.extend(node_flags.iter().cloned());
+            }
             if let Some(only) = only {
                 scenarios.retain(|s| s.name == only);
                 anyhow::ensure!(!scenarios.is_empty(), "no scenario named {only:?} in {}", file.display());

@@ -88,6 +88,11 @@ pub struct ReplicaRecord {
     /// Base64, as in the client API.
     #[serde(default)]
     pub value: Option<String>,
+    /// The nodes that own the key in this node's view of the ring (its
+    /// preference list, N of them), so that a client judges convergence
+    /// by the store's own placement, never by a copy of it.
+    #[serde(default)]
+    pub owners: Vec<String>,
 }
 
 /// Test hooks: `POST /test/v1/replica` body and answer.
