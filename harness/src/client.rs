@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use kvapi::wire::{DeleteResponse, GetResponse, NotFoundResponse, PutResponse};
 use serde_json::json;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// The read consistency of our API, as the cluster defines it.
@@ -56,6 +57,19 @@ pub struct Outcome {
     pub latency: Duration,
 }
 
+/// Jepsen's client: performs one abstract operation through one node of
+/// the system under test and says what happened. A store is tested by
+/// writing one of these for its API; the runner, the generators and the
+/// checkers know only [`Op`] and [`Outcome`].
+pub trait Client: Send + Sync {
+    /// Performs `op` through the node reached at `base_url`. Every failure
+    /// becomes an [`Outcome`] (`fail` when it certainly did not happen,
+    /// `info` when it may have), never an error or a panic, and no call
+    /// outlives the client's own timeout.
+    fn invoke(&self, base_url: &str, op: &Op) -> impl Future<Output = Outcome> + Send;
+}
+
+/// The [`Client`] of kvnode's HTTP API (docs/SPEC.md section 1).
 #[derive(Clone)]
 pub struct KvClient {
     http: reqwest::Client,
@@ -100,6 +114,12 @@ impl KvClient {
         };
         outcome.latency = started.elapsed();
         outcome
+    }
+}
+
+impl Client for KvClient {
+    fn invoke(&self, base_url: &str, op: &Op) -> impl Future<Output = Outcome> + Send {
+        self.call(base_url, op)
     }
 }
 

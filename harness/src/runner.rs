@@ -9,7 +9,7 @@
 //! and the worker continues as a new process (`id + concurrency`), so no
 //! process ever has two operations in flight.
 
-use crate::client::{Consistency, KvClient, Op, Outcome};
+use crate::client::{Client, Consistency, Op, Outcome};
 use crate::db::Db;
 use crate::generator::{Context, Generator, Next};
 use crate::history::{Event, EventType, HistoryError, HistoryWriter, Process, Value};
@@ -41,8 +41,6 @@ pub enum RunError {
 pub struct RunConfig {
     pub concurrency: usize,
     pub seed: u64,
-    /// Bound on each client call; a write past it is `info`.
-    pub op_timeout: Duration,
     /// Time between fault changes (inject, heal, inject, ...).
     pub nemesis_interval: Duration,
     /// How long to wait for replicas to agree after the final heal.
@@ -151,9 +149,9 @@ pub fn completion(process: u64, op: &Op, node: &str, outcome: &Outcome) -> Event
 }
 
 /// What every worker shares.
-struct Shared<'a, D, G> {
+struct Shared<'a, D, C, G> {
     db: &'a D,
-    client: &'a KvClient,
+    client: &'a C,
     generator: &'a Mutex<G>,
     recorder: &'a Recorder,
     progress: &'a Progress,
@@ -163,7 +161,7 @@ struct Shared<'a, D, G> {
 
 /// One worker: runs processes `first, first + concurrency, ...` until the
 /// generator is done.
-async fn worker<D: Db, G: Generator>(shared: &Shared<'_, D, G>, first: u64) -> Result<(), RunError> {
+async fn worker<D: Db, C: Client, G: Generator>(shared: &Shared<'_, D, C, G>, first: u64) -> Result<(), RunError> {
     let Shared { db, client, generator, recorder, progress, concurrency, seed } = *shared;
     let mut rng = StdRng::seed_from_u64(seed ^ first.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let nodes = db.nodes();
@@ -178,7 +176,7 @@ async fn worker<D: Db, G: Generator>(shared: &Shared<'_, D, G>, first: u64) -> R
         let node = &nodes[rng.random_range(0..nodes.len())];
         let url = db.base_url(node)?;
         recorder.record(invocation(process, &op, node))?;
-        let outcome = client.call(&url, &op).await;
+        let outcome = client.invoke(&url, &op).await;
         recorder.record(completion(process, &op, node, &outcome))?;
         progress.count(outcome.kind);
         generator.lock().expect("generator lock").observe(process, &op, &outcome);
@@ -188,11 +186,13 @@ async fn worker<D: Db, G: Generator>(shared: &Shared<'_, D, G>, first: u64) -> R
     }
 }
 
-/// Plays `generator` (and `nemesis`, if any) against `db`, writing the
-/// history to `history_path`; then heals, waits for convergence and does
-/// the final reads. Returns the touched keys' replica states as JSON too.
-pub async fn run<D: Db, G: Generator, N: Nemesis>(
+/// Plays `generator` through `client` (and `nemesis`, if any) against
+/// `db`, writing the history to `history_path`; then heals, waits for
+/// convergence and does the final reads. Returns the touched keys' replica
+/// states as JSON too.
+pub async fn run<D: Db, C: Client, G: Generator, N: Nemesis>(
     db: &D,
+    client: &C,
     generator: G,
     mut nemesis: Option<N>,
     config: &RunConfig,
@@ -200,22 +200,14 @@ pub async fn run<D: Db, G: Generator, N: Nemesis>(
     progress: &Progress,
 ) -> Result<(RunSummary, serde_json::Value), RunError> {
     let recorder = Recorder::new(HistoryWriter::create(history_path)?);
-    let client = KvClient::new(config.op_timeout);
     let generator = Mutex::new(generator);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     if let Some(nemesis) = nemesis.as_mut() {
         nemesis.setup(db).await?;
     }
     let concurrency = config.concurrency as u64;
-    let shared = Shared {
-        db,
-        client: &client,
-        generator: &generator,
-        recorder: &recorder,
-        progress,
-        concurrency,
-        seed: config.seed,
-    };
+    let shared =
+        Shared { db, client, generator: &generator, recorder: &recorder, progress, concurrency, seed: config.seed };
     let clients = async {
         let workers = (0..concurrency).map(|first| worker(&shared, first));
         let results = futures::future::join_all(workers).await;
@@ -246,7 +238,7 @@ pub async fn run<D: Db, G: Generator, N: Nemesis>(
     let wait_started = Instant::now();
     let (converged, replicas) = await_convergence(db, &keys, config).await;
     let convergence_wait_ms = wait_started.elapsed().as_millis() as u64;
-    final_reads(db, &client, &recorder, &keys, concurrency * 1_000_000).await?;
+    final_reads(db, client, &recorder, &keys, concurrency * 1_000_000).await?;
     let summary = RunSummary {
         start_unix_ms: recorder.start_unix_ms,
         keys: keys.len(),
@@ -316,9 +308,9 @@ pub async fn nodes_recovered<D: Db>(db: &D, nodes: &[String]) -> bool {
 
 /// A strong read of every key, each by a process of its own, recorded in
 /// the history like any other operation.
-async fn final_reads<D: Db>(
+async fn final_reads<D: Db, C: Client>(
     db: &D,
-    client: &KvClient,
+    client: &C,
     recorder: &Recorder,
     keys: &BTreeSet<String>,
     first_process: u64,
@@ -331,7 +323,7 @@ async fn final_reads<D: Db>(
         let op = Op::Get { key: key.clone(), consistency: Consistency::Strong, min_timestamp: None };
         for attempt in 1..=FINAL_READ_ATTEMPTS {
             recorder.record(invocation(process, &op, node))?;
-            let outcome = client.call(&url, &op).await;
+            let outcome = client.invoke(&url, &op).await;
             recorder.record(completion(process, &op, node, &outcome))?;
             // A failed read changed nothing (an unknown one is not retried:
             // its process is done); a node may still be settling.

@@ -11,6 +11,7 @@ use crate::scenario::{Backend, Scenario};
 use crate::Workload;
 use harness::checker::linearizable::{self, AfterAnomaly, Budget};
 use harness::checker::{durability, session, staleness, ttl};
+use harness::client::KvClient;
 use harness::db::docker::DockerDb;
 use harness::db::local::LocalDb;
 use harness::db::{ClusterSpec, Db};
@@ -120,12 +121,12 @@ async fn play<D: Db>(
     let config = RunConfig {
         concurrency: scenario.concurrency,
         seed,
-        op_timeout: Duration::from_millis(scenario.op_timeout_ms),
         nemesis_interval: Duration::from_secs(scenario.nemesis_interval_secs),
         convergence_timeout: Duration::from_secs(scenario.convergence_timeout_secs),
     };
     let history = folder.join("history.jsonl");
-    Ok(runner::run(db, workload.generator, nemesis, &config, &history, progress).await?)
+    let client = KvClient::new(Duration::from_millis(scenario.op_timeout_ms));
+    Ok(runner::run(db, &client, workload.generator, nemesis, &config, &history, progress).await?)
 }
 
 /// Saves the logs and removes the cluster, whatever the run's outcome.
