@@ -13,12 +13,44 @@
 //!
 //! Reads count when they carried `min_timestamp` or were strong; plain
 //! eventual reads promise nothing (see [`super::staleness`]).
+//!
+//! A read that finds no version at all (not found, no timestamp) is judged
+//! by what it shows, not by its missing version: once a tombstone or an
+//! expired value is compacted, the key has no version left, and
+//! docs/SPEC.md section 1 answers such a read with a plain 404 even when
+//! it carries `min_timestamp`. So it keeps the guarantees when a delete or
+//! a put with a TTL, at or above the session's version, may have been the
+//! key's last write before it.
 
 use super::ops::{completed, Completed};
-use crate::history::Event;
+use crate::history::{Event, EventType};
 use crate::model::register::shown;
 use crate::verdict::{CheckResult, Validity};
 use std::collections::HashMap;
+
+/// Writes after which a key reads as nothing (deletes, and puts with a TTL
+/// once they expire), per key: when each was invoked, and its timestamp if
+/// acknowledged (`None`: unknown, it may have any).
+fn absences(ops: &[Completed]) -> HashMap<&str, Vec<(u64, Option<u64>)>> {
+    let mut by_key: HashMap<&str, Vec<(u64, Option<u64>)>> = HashMap::new();
+    for op in ops.iter().filter(|op| op.kind != EventType::Fail) {
+        if op.f == "delete" || (op.f == "put" && op.ttl.is_some()) {
+            let timestamp = if op.ok() { op.timestamp } else { None };
+            by_key.entry(op.key.as_str()).or_default().push((op.invoke_ns, timestamp));
+        }
+    }
+    by_key
+}
+
+/// Whether a read of nothing without a version, completed at
+/// `complete_ns`, can show the compacted remains of a write at or above
+/// `floor` (the session's version of the key).
+fn compacted_absence(absences: Option<&Vec<(u64, Option<u64>)>>, floor: u64, complete_ns: u64) -> bool {
+    floor == 0
+        || absences.is_some_and(|writes| {
+            writes.iter().any(|(invoke_ns, timestamp)| *invoke_ns < complete_ns && timestamp.is_none_or(|t| t >= floor))
+        })
+}
 
 #[derive(Default)]
 struct Session {
@@ -35,6 +67,7 @@ pub fn check(events: &[Event]) -> CheckResult {
         .filter(|op| op.f == "put" && op.ok())
         .filter_map(|op| Some(((op.key.as_str(), op.value.as_deref()?), op.timestamp?)))
         .collect();
+    let absences = absences(&ops);
     // Completions in the order they happened.
     let mut by_completion: Vec<&Completed> = ops.iter().filter(|op| op.ok()).collect();
     by_completion.sort_by_key(|op| op.complete_ns);
@@ -68,6 +101,14 @@ pub fn check(events: &[Event]) -> CheckResult {
         if op.f == "get" && session_read {
             checked_reads += 1;
             let seen = op.value.as_deref().map_or("nothing".to_owned(), shown);
+            let floor = session.wrote.max(session.read);
+            let no_version = op.value.is_none() && op.timestamp.is_none();
+            let complete_ns = op.complete_ns.unwrap_or(u64::MAX);
+            if no_version && compacted_absence(absences.get(op.key.as_str()), floor, complete_ns) {
+                // What it shows (nothing) is what the session's version, or
+                // a later delete or expiry, left; its version is compacted.
+                continue;
+            }
             if ts < session.wrote {
                 violation(
                     "read your writes",
