@@ -7,6 +7,8 @@
 //! - `info`: a write whose outcome is unknown: 503, a timeout, a dropped
 //!   connection after sending.
 
+pub mod etcd;
+
 use crate::history::EventType;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;

@@ -123,6 +123,7 @@ async fn play<D: Db>(
         seed,
         nemesis_interval: Duration::from_secs(scenario.nemesis_interval_secs),
         convergence_timeout: Duration::from_secs(scenario.convergence_timeout_secs),
+        inspect_replicas: true,
     };
     let history = folder.join("history.jsonl");
     let client = KvClient::new(Duration::from_millis(scenario.op_timeout_ms));
@@ -212,15 +213,20 @@ pub fn check_events(
             return results;
         }
     };
-    match summary {
-        Some(summary) if summary.converged => {
-            let reason = format!("every owner of the {} keys holds the same version", summary.keys);
+    match summary.map(|summary| (summary.converged, summary.keys)) {
+        Some((Some(true), keys)) => {
+            let reason = format!("every owner of the {keys} keys holds the same version");
             results.push(CheckResult::new("convergence", Validity::Valid, reason));
         }
-        Some(_) => results.push(CheckResult::new(
+        Some((Some(false), _)) => results.push(CheckResult::new(
             "convergence",
             Validity::Invalid,
             "replicas still differ after the final heal (see convergence.json)",
+        )),
+        Some((None, _)) => results.push(CheckResult::new(
+            "convergence",
+            Validity::Unknown,
+            "not available for this system (it offers no look at its replicas)",
         )),
         None => {}
     }

@@ -53,7 +53,7 @@ fn assert_complete_run(report: &RunReport, nemesis: bool) {
     let final_keys: std::collections::BTreeSet<&str> = finals.iter().filter_map(|e| e.key.as_deref()).collect();
     assert_eq!(final_keys.len(), report.summary.keys, "a final read of every key");
     assert!(finals.iter().filter(|e| e.kind == EventType::Ok).count() >= report.summary.keys, "final reads succeed");
-    assert!(report.summary.converged, "replicas did not converge: {}", report.folder.display());
+    assert_eq!(report.summary.converged, Some(true), "replicas did not converge: {}", report.folder.display());
     assert_ne!(report.validity, Validity::Invalid, "{:#?}", report.results);
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(report.folder.join("results.json")).unwrap()).unwrap();

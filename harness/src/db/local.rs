@@ -1,5 +1,6 @@
 //! The local backend: `kvnode` processes on loopback ports, for machines
-//! without Docker and for fast tests. It kills (SIGKILL), pauses (SIGSTOP),
+//! without Docker and for fast tests; it can also run a three-member etcd
+//! (Debian's `etcd-server`), a store nobody here wrote. It kills (SIGKILL), pauses (SIGSTOP),
 //! resumes (SIGCONT) and restarts nodes, and the nemesis can skew their
 //! clocks and damage their disks (each data folder can sit on a power-loss
 //! file system); it cannot partition them, since they share one network
@@ -33,17 +34,39 @@ pub fn kvnode_binary() -> Result<PathBuf, DbError> {
     Err(DbError::Process("kvnode binary not found: build it (cargo build -p cluster) or set KVNODE_BIN".into()))
 }
 
+/// Where the `etcd` binary is: `ETCD_BIN`, else `etcd` on the PATH.
+pub fn etcd_binary() -> Result<PathBuf, DbError> {
+    if let Some(path) = std::env::var_os("ETCD_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("etcd"))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| DbError::Process("no etcd binary: apt-get install etcd-server, or set ETCD_BIN".into()))
+}
+
 struct LocalNode {
     port: u16,
+    /// etcd's member-to-member port (unused by kvnode).
+    peer_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
 }
 
+/// What the nodes are.
+enum Launch {
+    /// `kvnode` with these flags besides its id, address and folder.
+    Kvnode { args: Vec<String> },
+    /// etcd members of one new cluster (`--initial-cluster`).
+    Etcd { initial_cluster: String },
+}
+
 pub struct LocalDb {
     binary: PathBuf,
     root: PathBuf,
-    args: Vec<String>,
+    launch: Launch,
     nodes: Mutex<HashMap<String, LocalNode>>,
     /// Declared after `nodes`: dropped (unmounted) after the processes.
     disks: NodeDisks,
@@ -69,6 +92,7 @@ impl LocalDb {
             .map(|(id, port)| {
                 let node = LocalNode {
                     port: *port,
+                    peer_port: 0,
                     data_dir: root.join(id),
                     log_path: root.join(format!("{id}.process.log")),
                     child: None,
@@ -80,7 +104,8 @@ impl LocalDb {
             tracing::warn!(%error, "could not sweep power-loss file systems left by dead runs");
         }
         let disks = NodeDisks::default();
-        let db = LocalDb { binary, root: root.to_path_buf(), args, nodes: Mutex::new(nodes), disks };
+        let launch = Launch::Kvnode { args };
+        let db = LocalDb { binary, root: root.to_path_buf(), launch, nodes: Mutex::new(nodes), disks };
         if spec.disks == Disks::PowerLoss {
             for id in &ids {
                 db.disks.mount(id, &root.join(id))?;
@@ -88,6 +113,34 @@ impl LocalDb {
         }
         for id in &ids {
             db.start(id).await?;
+        }
+        Ok(db)
+    }
+
+    /// Starts `members` etcd members (n1, n2, ...) of a new cluster on
+    /// loopback, with their data and logs under `root`. Needs `etcd` on
+    /// the PATH (Debian's `etcd-server`) or in `ETCD_BIN`.
+    pub async fn start_etcd(members: usize, root: &Path) -> Result<LocalDb, DbError> {
+        let binary = etcd_binary()?;
+        std::fs::create_dir_all(root)?;
+        let ids: Vec<String> = (1..=members).map(|i| format!("n{i}")).collect();
+        let mut nodes = HashMap::new();
+        for id in &ids {
+            let (port, peer_port) = (free_port()?, free_port()?);
+            let log_path = root.join(format!("{id}.process.log"));
+            nodes.insert(id.clone(), LocalNode { port, peer_port, data_dir: root.join(id), log_path, child: None });
+        }
+        let mut initial: Vec<String> =
+            nodes.iter().map(|(id, node)| format!("{id}=http://127.0.0.1:{}", node.peer_port)).collect();
+        initial.sort();
+        let launch = Launch::Etcd { initial_cluster: initial.join(",") };
+        let db =
+            LocalDb { binary, root: root.to_path_buf(), launch, nodes: Mutex::new(nodes), disks: NodeDisks::default() };
+        // Members wait for each other (no leader, no health) until a
+        // majority runs: start them all, then wait.
+        let urls: Vec<String> = ids.iter().map(|id| db.spawn(id)).collect::<Result<_, _>>()?;
+        for (id, url) in ids.iter().zip(&urls) {
+            wait_ready(id, url, READY_TIMEOUT, || async { db.exit_status(id) }).await?;
         }
         Ok(db)
     }
@@ -120,15 +173,22 @@ impl LocalDb {
             return Err(DbError::Process(format!("{node} is already running")));
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&local.log_path)?;
-        let child = Command::new(&self.binary)
-            .args(["--node-id", node, "--listen", &format!("127.0.0.1:{}", local.port)])
-            .arg("--data-dir")
-            .arg(&local.data_dir)
-            .args(&self.args)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()?;
+        let mut command = Command::new(&self.binary);
+        match &self.launch {
+            Launch::Kvnode { args } => {
+                command.args(["--node-id", node, "--listen", &format!("127.0.0.1:{}", local.port)]);
+                command.arg("--data-dir").arg(&local.data_dir).args(args);
+            }
+            Launch::Etcd { initial_cluster } => {
+                let client = format!("http://127.0.0.1:{}", local.port);
+                let peer = format!("http://127.0.0.1:{}", local.peer_port);
+                command.args(["--name", node, "--listen-client-urls", &client, "--advertise-client-urls", &client]);
+                command.args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer]);
+                command.args(["--initial-cluster", initial_cluster, "--initial-cluster-state", "new"]);
+                command.arg("--data-dir").arg(&local.data_dir);
+            }
+        }
+        let child = command.stdout(log.try_clone()?).stderr(log).stdin(Stdio::null()).spawn()?;
         local.child = Some(child);
         Ok(format!("http://127.0.0.1:{}", local.port))
     }

@@ -422,7 +422,11 @@ fn print_summary(scenario: &Scenario, report: &RunReport) {
         "  {} events over {} keys; replicas {} after {} ms",
         report.summary.events,
         report.summary.keys,
-        if report.summary.converged { "converged" } else { "did NOT converge" },
+        match report.summary.converged {
+            Some(true) => "converged",
+            Some(false) => "did NOT converge",
+            None => "not inspected (not available for this system)",
+        },
         report.summary.convergence_wait_ms
     );
     println!("  run folder: {}", report.folder.display());
