@@ -9,6 +9,7 @@
 pub mod matrix;
 pub mod run;
 pub mod scenario;
+pub mod system;
 
 use harness::generator::{Generator, KeySpace, Mix, OpMix, Stagger, TimeLimit};
 use rand::rngs::StdRng;

@@ -8,10 +8,12 @@
 //! (`index.html`, `plots/`).
 
 use crate::scenario::{Backend, Scenario};
+use crate::system::System;
 use crate::Workload;
 use harness::checker::linearizable::{self, AfterAnomaly, Budget};
 use harness::checker::{durability, session, staleness, ttl};
-use harness::client::KvClient;
+use harness::client::etcd::EtcdClient;
+use harness::client::{Client, KvClient};
 use harness::db::docker::DockerDb;
 use harness::db::local::LocalDb;
 use harness::db::{ClusterSpec, Db};
@@ -78,17 +80,24 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
         ..ClusterSpec::new(scenario.nodes)
     };
     let started = Instant::now();
-    let (summary, replicas) = match scenario.backend {
-        Backend::Docker => {
+    let op_timeout = Duration::from_millis(scenario.op_timeout_ms);
+    let (summary, replicas) = match (scenario.system, scenario.backend) {
+        (System::Kvnode, Backend::Docker) => {
             let db = DockerDb::start(&spec).await?;
-            let outcome = play(&db, scenario, seed, &folder, &progress).await;
+            let outcome = play(&db, &KvClient::new(op_timeout), scenario, seed, &folder, &progress).await;
             finish(db, &folder, outcome).await?
         }
-        Backend::Local => {
+        (System::Kvnode, Backend::Local) => {
             let db = LocalDb::start(&spec, &folder.join("nodes")).await?;
-            let outcome = play(&db, scenario, seed, &folder, &progress).await;
+            let outcome = play(&db, &KvClient::new(op_timeout), scenario, seed, &folder, &progress).await;
             finish(db, &folder, outcome).await?
         }
+        (System::Etcd, Backend::Local) => {
+            let db = LocalDb::start_etcd(scenario.nodes, &folder.join("nodes")).await?;
+            let outcome = play(&db, &EtcdClient::new(op_timeout), scenario, seed, &folder, &progress).await;
+            finish(db, &folder, outcome).await?
+        }
+        (System::Etcd, Backend::Docker) => anyhow::bail!("etcd has no container image yet: use the local backend"),
     };
     std::fs::write(folder.join("convergence.json"), serde_json::to_string_pretty(&replicas)?)?;
     // Read once: the checks and the report share these events.
@@ -107,8 +116,9 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
     Ok(RunReport { folder, seed, validity, results, summary, elapsed: started.elapsed(), page })
 }
 
-async fn play<D: Db>(
+async fn play<D: Db, C: Client>(
     db: &D,
+    client: &C,
     scenario: &Scenario,
     seed: u64,
     folder: &Path,
@@ -123,11 +133,10 @@ async fn play<D: Db>(
         seed,
         nemesis_interval: Duration::from_secs(scenario.nemesis_interval_secs),
         convergence_timeout: Duration::from_secs(scenario.convergence_timeout_secs),
-        inspect_replicas: true,
+        inspect_replicas: scenario.system.capabilities().replica_introspection,
     };
     let history = folder.join("history.jsonl");
-    let client = KvClient::new(Duration::from_millis(scenario.op_timeout_ms));
-    Ok(runner::run(db, &client, workload.generator, nemesis, &config, &history, progress).await?)
+    Ok(runner::run(db, client, workload.generator, nemesis, &config, &history, progress).await?)
 }
 
 /// Saves the logs and removes the cluster, whatever the run's outcome.
@@ -171,6 +180,9 @@ pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
     }
     for flag in &scenario.node_flags {
         command.push_str(&format!(" --node-flag={flag}"));
+    }
+    if scenario.system != System::Kvnode {
+        command.push_str(&format!(" --system {}", scenario.system.name()));
     }
     if scenario.op_timeout_ms != 5_000 {
         command.push_str(&format!(" --op-timeout-ms {}", scenario.op_timeout_ms));

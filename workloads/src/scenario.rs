@@ -13,6 +13,7 @@
 //! backend = "docker"
 //! ```
 
+use crate::system::System;
 use crate::{Keys, WorkloadKind};
 use harness::db::Disks;
 use harness::nemesis::FaultKind;
@@ -48,6 +49,9 @@ pub struct Scenario {
     pub nemesis_interval_secs: u64,
     #[serde(default = "defaults::backend")]
     pub backend: Backend,
+    /// The store under test (kvnode, this project's, by default).
+    #[serde(default, skip_serializing_if = "is_kvnode")]
+    pub system: System,
     /// Fixed seed; a fresh one (printed) when absent.
     #[serde(default)]
     pub seed: Option<u64>,
@@ -65,6 +69,10 @@ pub struct Scenario {
     /// (`keys = { active = 12, ops_per_key = 60 }`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub keys: Keys,
+}
+
+fn is_kvnode(system: &System) -> bool {
+    *system == System::Kvnode
 }
 
 fn is_default(keys: &Keys) -> bool {
@@ -127,6 +135,10 @@ impl Scenario {
         }
         if !(self.rate > 0.0 && self.rate.is_finite()) {
             return Err(format!("rate must be a positive number, got {}", self.rate));
+        }
+        let missing = self.system.missing(self.workload, &self.nemesis, self.backend, !self.node_flags.is_empty());
+        if !missing.is_empty() {
+            return Err(format!("{} cannot run it: {}", self.system.name(), missing.join("; ")));
         }
         let needs_network = self.nemesis.iter().any(|k| k.needs_network());
         if self.backend == Backend::Local && needs_network {
@@ -203,6 +215,11 @@ mod tests {
         let local_partition =
             "[[scenario]]\nname = \"x\"\nworkload = \"register\"\nnemesis = [\"partition\"]\nbackend = \"local\"";
         assert!(matches!(write(local_partition), Err(ScenarioError::Invalid { .. })));
+        let etcd_ttl = "[[scenario]]\nname = \"x\"\nworkload = \"ttl\"\nsystem = \"etcd\"\nbackend = \"local\"";
+        match write(etcd_ttl) {
+            Err(ScenarioError::Invalid { problem, .. }) => assert!(problem.contains("TTL"), "{problem}"),
+            other => panic!("a TTL workload on etcd must be refused, naming the capability: {other:?}"),
+        }
         let fine = write("[[scenario]]\nname = \"x\"\nworkload = \"ttl\"").unwrap();
         assert_eq!(fine[0].nodes, 5);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -23,6 +23,7 @@ fn scenario(name: &str, workload: WorkloadKind, nemesis: Vec<FaultKind>, backend
         time_limit_secs: 6,
         nemesis_interval_secs: 2,
         backend,
+        system: Default::default(),
         seed: Some(11),
         node_flags: Vec::new(),
         convergence_timeout_secs: 60,

@@ -145,6 +145,23 @@ impl LocalDb {
         Ok(db)
     }
 
+    /// Waits until `node` accepts connections on its client port.
+    async fn wait_listening(&self, node: &str) -> Result<(), DbError> {
+        let port = self.nodes.lock().expect("nodes lock").get(node).map(|n| n.port);
+        let port = port.ok_or_else(|| DbError::UnknownNode(node.to_owned()))?;
+        let started = std::time::Instant::now();
+        while started.elapsed() < READY_TIMEOUT {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(detail) = self.exit_status(node) {
+                return Err(DbError::Refused { node: node.to_owned(), detail });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(DbError::NotReady { node: node.to_owned(), waited: READY_TIMEOUT, detail: "not listening".into() })
+    }
+
     /// Why `node`'s process is gone, if it is (reaped here).
     fn exit_status(&self, node: &str) -> Option<String> {
         let mut nodes = self.nodes.lock().expect("nodes lock");
@@ -226,7 +243,14 @@ impl Db for LocalDb {
 
     async fn start(&self, node: &str) -> Result<(), DbError> {
         let url = self.spawn(node)?;
-        wait_ready(node, &url, READY_TIMEOUT, || async { self.exit_status(node) }).await
+        match self.launch {
+            Launch::Kvnode { .. } => wait_ready(node, &url, READY_TIMEOUT, || async { self.exit_status(node) }).await,
+            // An etcd member answers nothing, not even /version, until a
+            // majority elects a leader, and members restarted after a kill
+            // of all start one at a time: up is "listening" here; the
+            // cluster's availability is the history's to show.
+            Launch::Etcd { .. } => self.wait_listening(node).await,
+        }
     }
 
     async fn pause(&self, node: &str) -> Result<(), DbError> {

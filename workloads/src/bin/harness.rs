@@ -85,6 +85,10 @@ enum Command {
         /// Bound on each client call (a write past it is unknown, a read failed).
         #[arg(long, default_value_t = 5_000)]
         op_timeout_ms: u64,
+        /// The store under test: kvnode (this project's) or etcd (Debian's
+        /// etcd-server, local backend).
+        #[arg(long, value_enum, default_value = "kvnode")]
+        system: workloads::system::System,
     },
     /// Every scenario of a TOML file, one after the other.
     Suite {
@@ -182,9 +186,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             keys,
             ops_per_key,
             op_timeout_ms,
+            system,
         } => {
             let scenario = Scenario {
-                name: name.unwrap_or_else(|| format!("{}-{}", workload.name(), backend_name(backend))),
+                name: name.unwrap_or_else(|| match system {
+                    workloads::system::System::Kvnode => format!("{}-{}", workload.name(), backend_name(backend)),
+                    other => format!("{}-{}-{}", workload.name(), other.name(), backend_name(backend)),
+                }),
                 workload,
                 nemesis,
                 nodes,
@@ -193,6 +201,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 time_limit_secs: time_limit,
                 nemesis_interval_secs: nemesis_interval,
                 backend,
+                system,
                 seed: Some(seed.unwrap_or_else(fresh_seed)),
                 node_flags,
                 convergence_timeout_secs: convergence_timeout,
