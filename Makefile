@@ -13,8 +13,8 @@ help:
 	@echo "make cluster-status  show which local nodes run"
 	@echo "make test-partition  register + session workloads under partitions on 5 containers"
 	@echo "make test-local      the same workloads on local processes (no Docker; kills, pauses, skew)"
-	@echo "make test-faults     every fault kind on every workload, 5 containers, fast compaction/hints/repair (~12 min)"
-	@echo "make test-bugs       the seeded-bug matrix: every known bug caught? (reports/bugs/index.html, ~40 min)"
+	@echo "make test-faults     every fault kind on every workload, 5 containers, fast compaction/hints/repair (~8 min)"
+	@echo "make test-bugs       the seeded-bug matrix: every known bug caught? (reports/bugs/index.html, ~30 min)"
 
 build:
 	$(CARGO) build --workspace
