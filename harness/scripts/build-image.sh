@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 target=x86_64-unknown-linux-gnu
 cd "$root"
-# --target keeps build scripts and proc-macros dynamic (../shared/PLATFORM.md).
+# --target keeps build scripts and proc-macros dynamic (docs/PLATFORM.md, "Images without a registry").
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --release --target "$target" -p cluster --bin kvnode
 bin="${CARGO_TARGET_DIR:-$root/target}/$target/release/kvnode"
 if ! ldd "$bin" 2>&1 | grep -qE "statically linked|not a dynamic executable"; then
