@@ -80,14 +80,7 @@ pub struct KvClient {
 impl KvClient {
     /// Every call gives up after `timeout` (an `info` for writes).
     pub fn new(timeout: Duration) -> KvClient {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(1)))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .build()
-            .expect("an HTTP client without TLS always builds");
-        KvClient { http }
+        KvClient { http: http_client(timeout) }
     }
 
     pub async fn call(&self, base_url: &str, op: &Op) -> Outcome {
@@ -123,6 +116,18 @@ impl Client for KvClient {
     fn invoke(&self, base_url: &str, op: &Op) -> impl Future<Output = Outcome> + Send {
         self.call(base_url, op)
     }
+}
+
+/// The HTTP client every adapter calls its store with: each call bounded by
+/// `timeout`, connecting within a second of it, connections kept.
+fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(1)))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()
+        .expect("an HTTP client without TLS always builds")
 }
 
 fn outcome(kind: EventType) -> Outcome {

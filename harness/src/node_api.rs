@@ -1,7 +1,7 @@
 //! The test-hook calls the harness makes to a node (`/test/v1/*`), typed
 //! with the cluster's own wire types.
 
-use kvapi::wire::{ClockState, ProbeRequest, ProbeResponse, SetClock};
+use kvapi::wire::{ClockState, HealthResponse, ProbeRequest, ProbeResponse, SetClock};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -73,7 +73,7 @@ impl NodeApi {
     pub async fn recovering(&self, base_url: &str) -> Result<bool, NodeApiError> {
         let url = format!("{base_url}/health");
         let http = |error: reqwest::Error| NodeApiError::Http { url: url.clone(), error: error.to_string() };
-        let health: serde_json::Value = self.client.get(&url).send().await.map_err(http)?.json().await.map_err(http)?;
-        Ok(health.get("recovering_from").and_then(|peers| peers.as_array()).is_some_and(|peers| !peers.is_empty()))
+        let health: HealthResponse = self.client.get(&url).send().await.map_err(http)?.json().await.map_err(http)?;
+        Ok(!health.recovering_from.is_empty())
     }
 }

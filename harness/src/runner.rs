@@ -268,12 +268,14 @@ async fn await_convergence<D: Db>(db: &D, keys: &BTreeSet<String>, config: &RunC
     let nodes = db.nodes();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
     let deadline = Instant::now() + config.convergence_timeout;
+    let all: Vec<String> = keys.iter().cloned().collect();
+    let chunks: Vec<&[String]> = all.chunks(5_000).collect();
     loop {
         let mut states: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
         let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for node in &nodes {
             let Ok(url) = db.base_url(node) else { continue };
-            for chunk in keys.iter().cloned().collect::<Vec<_>>().chunks(5_000) {
+            for chunk in &chunks {
                 let body = ReplicaKeys { keys: chunk.to_vec() };
                 let answer = http.post(format!("{url}/test/v1/replica")).json(&body).send().await;
                 let Ok(records) = answer.and_then(|a| a.error_for_status()) else { continue };

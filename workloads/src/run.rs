@@ -184,7 +184,7 @@ pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
     if scenario.system != System::Kvnode {
         command.push_str(&format!(" --system {}", scenario.system.name()));
     }
-    if scenario.op_timeout_ms != 5_000 {
+    if scenario.op_timeout_ms != crate::scenario::DEFAULT_OP_TIMEOUT_MS {
         command.push_str(&format!(" --op-timeout-ms {}", scenario.op_timeout_ms));
     }
     if let Some(active) = scenario.keys.active {

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use thiserror::Error;
 
+/// A client call's bound unless a scenario sets `op_timeout_ms`.
+pub const DEFAULT_OP_TIMEOUT_MS: u64 = 5_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
@@ -102,7 +105,7 @@ mod defaults {
         60
     }
     pub fn op_timeout_ms() -> u64 {
-        5_000
+        super::DEFAULT_OP_TIMEOUT_MS
     }
 }
 

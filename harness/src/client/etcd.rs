@@ -17,7 +17,7 @@
 //! rejected request or a read that did not succeed is `fail`, a write that
 //! may have happened is `info`.
 
-use super::{failed, outcome, transport_failure, Client, Op, Outcome};
+use super::{failed, http_client, outcome, transport_failure, Client, Op, Outcome};
 use crate::history::EventType;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -67,13 +67,7 @@ pub struct EtcdClient {
 
 impl EtcdClient {
     pub fn new(timeout: Duration) -> EtcdClient {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(1)))
-            .tcp_nodelay(true)
-            .build()
-            .expect("an HTTP client without TLS always builds");
-        EtcdClient { http }
+        EtcdClient { http: http_client(timeout) }
     }
 
     async fn call(&self, base_url: &str, op: &Op) -> Outcome {

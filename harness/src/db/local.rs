@@ -1,7 +1,7 @@
 //! The local backend: `kvnode` processes on loopback ports, for machines
 //! without Docker and for fast tests; it can also run a three-member etcd
-//! (Debian's `etcd-server`), a store nobody here wrote. It kills (SIGKILL), pauses (SIGSTOP),
-//! resumes (SIGCONT) and restarts nodes, and the nemesis can skew their
+//! (Debian's `etcd-server`), a store nobody here wrote. It kills (SIGKILL),
+//! pauses (SIGSTOP), resumes (SIGCONT) and restarts nodes, and the nemesis can skew their
 //! clocks and damage their disks (each data folder can sit on a power-loss
 //! file system); it cannot partition them, since they share one network
 //! namespace.

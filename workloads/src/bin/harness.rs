@@ -83,7 +83,7 @@ enum Command {
         #[arg(long)]
         ops_per_key: Option<usize>,
         /// Bound on each client call (a write past it is unknown, a read failed).
-        #[arg(long, default_value_t = 5_000)]
+        #[arg(long, default_value_t = workloads::scenario::DEFAULT_OP_TIMEOUT_MS)]
         op_timeout_ms: u64,
         /// The store under test: kvnode (this project's) or etcd (Debian's
         /// etcd-server, local backend).
