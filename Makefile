@@ -1,11 +1,12 @@
 # The commands a user needs. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help build release image test test-local test-faults test-bugs lint fmt bench cluster-up cluster-down cluster-status test-partition clean
+.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench cluster-up cluster-down cluster-status test-partition clean
 
 help:
 	@echo "make test            run every test (what CI runs)"
 	@echo "make image           build the kvnode container image locally (static binary, docker import)"
+	@echo "make images          kvnode's image, and etcd's and Redis's from the host's binaries (apt-get install etcd-server redis-server)"
 	@echo "make lint            rustfmt and clippy, warnings as errors"
 	@echo "make bench           checker speed, report drawing time, a local 3-node cluster's throughput and latency (vs etcd if installed)"
 	@echo "make cluster-up      start a local 3-node cluster on 127.0.0.1:7001-7003"
@@ -14,6 +15,8 @@ help:
 	@echo "make test-partition  register + session workloads under partitions on 5 containers"
 	@echo "make test-local      the same workloads on local processes (no Docker; kills, pauses, skew)"
 	@echo "make test-faults     every fault kind on every workload, 5 containers, fast compaction/hints/repair (~8 min)"
+	@echo "make test-etcd       register + session on 3 etcd containers under partitions, kills, pauses (docs/findings/etcd.md)"
+	@echo "make test-redis      the same on a Redis primary + 2 replicas (docs/findings/redis.md)"
 	@echo "make test-bugs       the seeded-bug matrix: every known bug caught? (reports/bugs/index.html, ~30 min)"
 
 build:
@@ -26,6 +29,11 @@ release:
 # only when the binary changed.
 image:
 	@harness/scripts/build-image.sh
+
+# Images of stores installed on this host: binary + ldd's libraries.
+images: image
+	@harness/scripts/host-image.sh systems/etcd.toml
+	@harness/scripts/host-image.sh systems/redis.toml
 
 test: image
 	$(CARGO) test --workspace
@@ -74,6 +82,13 @@ test-faults: image
 # valid in every run.
 test-bugs: image release
 	$(CARGO) run --quiet --release -p workloads --bin harness -- bugs workloads/scenarios/bugs.toml
+
+# Stores nobody here wrote, in containers (docs/findings/).
+test-etcd: images
+	$(CARGO) run --quiet --release -p workloads --bin harness -- suite workloads/scenarios/etcd.toml
+
+test-redis: images
+	$(CARGO) run --quiet --release -p workloads --bin harness -- suite workloads/scenarios/redis.toml
 
 clean:
 	$(CARGO) clean

@@ -8,8 +8,10 @@
 //!   connection after sending.
 
 pub mod etcd;
+pub mod redis;
 
 use crate::history::EventType;
+use crate::system::{Adapter, SystemDescription};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use kvapi::wire::{DeleteResponse, GetResponse, NotFoundResponse, PutResponse};
@@ -69,6 +71,55 @@ pub trait Client: Send + Sync {
     /// `info` when it may have), never an error or a panic, and no call
     /// outlives the client's own timeout.
     fn invoke(&self, base_url: &str, op: &Op) -> impl Future<Output = Outcome> + Send;
+
+    /// The node that serves `op`, given the one the runner `picked` among
+    /// `nodes`: a store with one primary sends its writes there. The
+    /// history records the node returned.
+    fn route<'a>(&self, picked: &'a str, op: &Op, nodes: &'a [String]) -> &'a str {
+        let _ = (op, nodes);
+        picked
+    }
+}
+
+/// The client a system description names, with every call bounded by
+/// `timeout`.
+#[derive(Clone)]
+pub enum AnyClient {
+    Kvnode(KvClient),
+    Etcd(etcd::EtcdClient),
+    Redis(redis::RedisClient),
+}
+
+impl AnyClient {
+    pub fn for_system(system: &SystemDescription, timeout: Duration) -> Result<AnyClient, String> {
+        Ok(match system.adapter {
+            Adapter::Kvnode => AnyClient::Kvnode(KvClient::new(timeout)),
+            Adapter::Etcd => AnyClient::Etcd(etcd::EtcdClient::new(timeout)),
+            Adapter::Redis => {
+                let replicas = system.option_u64("wait_replicas", 0)?;
+                let limit = Duration::from_millis(system.option_u64("wait_timeout_ms", 1_000)?);
+                AnyClient::Redis(redis::RedisClient::new(timeout).with_wait(replicas, limit))
+            }
+        })
+    }
+}
+
+impl Client for AnyClient {
+    async fn invoke(&self, base_url: &str, op: &Op) -> Outcome {
+        match self {
+            AnyClient::Kvnode(client) => client.invoke(base_url, op).await,
+            AnyClient::Etcd(client) => client.invoke(base_url, op).await,
+            AnyClient::Redis(client) => client.invoke(base_url, op).await,
+        }
+    }
+
+    fn route<'a>(&self, picked: &'a str, op: &Op, nodes: &'a [String]) -> &'a str {
+        match self {
+            AnyClient::Kvnode(client) => client.route(picked, op, nodes),
+            AnyClient::Etcd(client) => client.route(picked, op, nodes),
+            AnyClient::Redis(client) => client.route(picked, op, nodes),
+        }
+    }
 }
 
 /// The [`Client`] of kvnode's HTTP API (docs/SPEC.md section 1).

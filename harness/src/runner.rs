@@ -178,7 +178,7 @@ async fn worker<D: Db, C: Client, G: Generator>(shared: &Shared<'_, D, C, G>, fi
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        let node = &nodes[rng.random_range(0..nodes.len())];
+        let node = client.route(&nodes[rng.random_range(0..nodes.len())], &op, &nodes);
         let url = db.base_url(node)?;
         recorder.record(invocation(process, &op, node))?;
         let outcome = client.invoke(&url, &op).await;
@@ -330,10 +330,10 @@ async fn final_reads<D: Db, C: Client>(
 ) -> Result<(), RunError> {
     let nodes = db.nodes();
     for (i, key) in keys.iter().enumerate() {
-        let node = &nodes[i % nodes.len()];
+        let op = Op::Get { key: key.clone(), consistency: Consistency::Strong, min_timestamp: None };
+        let node = client.route(&nodes[i % nodes.len()], &op, &nodes);
         let url = db.base_url(node)?;
         let process = first_process + i as u64;
-        let op = Op::Get { key: key.clone(), consistency: Consistency::Strong, min_timestamp: None };
         for attempt in 1..=FINAL_READ_ATTEMPTS {
             recorder.record(invocation(process, &op, node))?;
             let outcome = client.invoke(&url, &op).await;

@@ -8,13 +8,13 @@
 //! (`index.html`, `plots/`).
 
 use crate::scenario::{Backend, Scenario};
-use crate::system::System;
+use crate::system::EXTERNAL;
 use crate::Workload;
 use harness::checker::linearizable::{self, AfterAnomaly, Budget};
 use harness::checker::{durability, session, staleness, ttl};
-use harness::client::etcd::EtcdClient;
-use harness::client::{Client, KvClient};
+use harness::client::{AnyClient, Client};
 use harness::db::docker::DockerDb;
+use harness::db::external::ExternalDb;
 use harness::db::local::LocalDb;
 use harness::db::{ClusterSpec, Db};
 use harness::history;
@@ -74,30 +74,24 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
     let config =
         serde_json::json!({ "scenario": scenario, "seed": seed, "command": reproduce_command(scenario, seed) });
     std::fs::write(folder.join("config.json"), serde_json::to_string_pretty(&config)?)?;
+    let system = crate::system::resolve(scenario).map_err(anyhow::Error::msg)?;
+    let client =
+        AnyClient::for_system(&system, Duration::from_millis(scenario.op_timeout_ms)).map_err(anyhow::Error::msg)?;
+    let inspect_replicas = system.capabilities.replica_introspection;
     let spec = ClusterSpec {
         extra_flags: scenario.node_flags.clone(),
         disks: scenario.disks(),
-        ..ClusterSpec::new(scenario.nodes)
+        ..ClusterSpec::of(system, scenario.nodes)
     };
     let started = Instant::now();
-    let op_timeout = Duration::from_millis(scenario.op_timeout_ms);
-    let (summary, replicas) = match (scenario.system, scenario.backend) {
-        (System::Kvnode, Backend::Docker) => {
-            let db = DockerDb::start(&spec).await?;
-            let outcome = play(&db, &KvClient::new(op_timeout), scenario, seed, &folder, &progress).await;
-            finish(db, &folder, outcome).await?
+    let run = Play { client: &client, scenario, seed, inspect_replicas, folder: &folder, progress: &progress };
+    let (summary, replicas) = if scenario.system == EXTERNAL {
+        run.on(ExternalDb::new(&scenario.external_nodes)?).await?
+    } else {
+        match scenario.backend {
+            Backend::Docker => run.on(DockerDb::start(&spec).await?).await?,
+            Backend::Local => run.on(LocalDb::start(&spec, &folder.join("nodes")).await?).await?,
         }
-        (System::Kvnode, Backend::Local) => {
-            let db = LocalDb::start(&spec, &folder.join("nodes")).await?;
-            let outcome = play(&db, &KvClient::new(op_timeout), scenario, seed, &folder, &progress).await;
-            finish(db, &folder, outcome).await?
-        }
-        (System::Etcd, Backend::Local) => {
-            let db = LocalDb::start_etcd(scenario.nodes, &folder.join("nodes")).await?;
-            let outcome = play(&db, &EtcdClient::new(op_timeout), scenario, seed, &folder, &progress).await;
-            finish(db, &folder, outcome).await?
-        }
-        (System::Etcd, Backend::Docker) => anyhow::bail!("etcd has no container image yet: use the local backend"),
     };
     std::fs::write(folder.join("convergence.json"), serde_json::to_string_pretty(&replicas)?)?;
     // Read once: the checks and the report share these events.
@@ -116,27 +110,39 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
     Ok(RunReport { folder, seed, validity, results, summary, elapsed: started.elapsed(), page })
 }
 
-async fn play<D: Db, C: Client>(
-    db: &D,
-    client: &C,
-    scenario: &Scenario,
+/// What a run plays against whichever cluster it gets.
+struct Play<'a, C> {
+    client: &'a C,
+    scenario: &'a Scenario,
     seed: u64,
-    folder: &Path,
-    progress: &Progress,
-) -> anyhow::Result<(RunSummary, serde_json::Value)> {
-    let time_limit = Duration::from_secs(scenario.time_limit_secs);
-    let workload = Workload::new(scenario.workload, seed, scenario.rate, time_limit, scenario.keys);
-    let nemesis = (!scenario.nemesis.is_empty())
-        .then(|| ClusterNemesis::new(scenario.nemesis.clone(), StdRng::seed_from_u64(seed.rotate_left(17))));
-    let config = RunConfig {
-        concurrency: scenario.concurrency,
-        seed,
-        nemesis_interval: Duration::from_secs(scenario.nemesis_interval_secs),
-        convergence_timeout: Duration::from_secs(scenario.convergence_timeout_secs),
-        inspect_replicas: scenario.system.capabilities().replica_introspection,
-    };
-    let history = folder.join("history.jsonl");
-    Ok(runner::run(db, client, workload.generator, nemesis, &config, &history, progress).await?)
+    inspect_replicas: bool,
+    folder: &'a Path,
+    progress: &'a Progress,
+}
+
+impl<C: Client> Play<'_, C> {
+    /// Plays the scenario on `db`, then saves its logs and removes it.
+    async fn on<D: Db>(&self, db: D) -> anyhow::Result<(RunSummary, serde_json::Value)> {
+        let outcome = self.play(&db).await;
+        finish(db, self.folder, outcome).await
+    }
+
+    async fn play<D: Db>(&self, db: &D) -> anyhow::Result<(RunSummary, serde_json::Value)> {
+        let Play { client, scenario, seed, inspect_replicas, folder, progress } = *self;
+        let time_limit = Duration::from_secs(scenario.time_limit_secs);
+        let workload = Workload::new(scenario.workload, seed, scenario.rate, time_limit, scenario.keys);
+        let nemesis = (!scenario.nemesis.is_empty())
+            .then(|| ClusterNemesis::new(scenario.nemesis.clone(), StdRng::seed_from_u64(seed.rotate_left(17))));
+        let config = RunConfig {
+            concurrency: scenario.concurrency,
+            seed,
+            nemesis_interval: Duration::from_secs(scenario.nemesis_interval_secs),
+            convergence_timeout: Duration::from_secs(scenario.convergence_timeout_secs),
+            inspect_replicas,
+        };
+        let history = folder.join("history.jsonl");
+        Ok(runner::run(db, client, workload.generator, nemesis, &config, &history, progress).await?)
+    }
 }
 
 /// Saves the logs and removes the cluster, whatever the run's outcome.
@@ -181,8 +187,14 @@ pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
     for flag in &scenario.node_flags {
         command.push_str(&format!(" --node-flag={flag}"));
     }
-    if scenario.system != System::Kvnode {
-        command.push_str(&format!(" --system {}", scenario.system.name()));
+    if scenario.system != "kvnode" {
+        command.push_str(&format!(" --system {}", scenario.system));
+    }
+    if scenario.system == EXTERNAL {
+        command.push_str(&format!(" --adapter {}", scenario.adapter.name()));
+        for node in &scenario.external_nodes {
+            command.push_str(&format!(" --node {node}"));
+        }
     }
     if scenario.op_timeout_ms != crate::scenario::DEFAULT_OP_TIMEOUT_MS {
         command.push_str(&format!(" --op-timeout-ms {}", scenario.op_timeout_ms));

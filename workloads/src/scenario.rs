@@ -13,10 +13,10 @@
 //! backend = "docker"
 //! ```
 
-use crate::system::System;
 use crate::{Keys, WorkloadKind};
 use harness::db::Disks;
 use harness::nemesis::FaultKind;
+use harness::system::Adapter;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use thiserror::Error;
@@ -52,9 +52,17 @@ pub struct Scenario {
     pub nemesis_interval_secs: u64,
     #[serde(default = "defaults::backend")]
     pub backend: Backend,
-    /// The store under test (kvnode, this project's, by default).
-    #[serde(default, skip_serializing_if = "is_kvnode")]
-    pub system: System,
+    /// The store under test: a description's name (`systems/NAME.toml`,
+    /// or one the harness ships: kvnode, etcd, redis), a path to one, or
+    /// `external` for `external_nodes` someone else started.
+    #[serde(default = "defaults::system", skip_serializing_if = "is_kvnode")]
+    pub system: String,
+    /// With `system = "external"`: the client adapter their API needs.
+    #[serde(default, skip_serializing_if = "is_kvnode_adapter")]
+    pub adapter: Adapter,
+    /// With `system = "external"`: each node's base URL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_nodes: Vec<String>,
     /// Fixed seed; a fresh one (printed) when absent.
     #[serde(default)]
     pub seed: Option<u64>,
@@ -74,8 +82,12 @@ pub struct Scenario {
     pub keys: Keys,
 }
 
-fn is_kvnode(system: &System) -> bool {
-    *system == System::Kvnode
+fn is_kvnode(system: &str) -> bool {
+    system == "kvnode"
+}
+
+fn is_kvnode_adapter(adapter: &Adapter) -> bool {
+    *adapter == Adapter::Kvnode
 }
 
 fn is_default(keys: &Keys) -> bool {
@@ -83,6 +95,9 @@ fn is_default(keys: &Keys) -> bool {
 }
 
 mod defaults {
+    pub fn system() -> String {
+        "kvnode".into()
+    }
     pub fn nodes() -> usize {
         5
     }
@@ -139,12 +154,18 @@ impl Scenario {
         if !(self.rate > 0.0 && self.rate.is_finite()) {
             return Err(format!("rate must be a positive number, got {}", self.rate));
         }
-        let missing = self.system.missing(self.workload, &self.nemesis, self.backend, !self.node_flags.is_empty());
+        let external = self.system == crate::system::EXTERNAL;
+        if external == self.external_nodes.is_empty() {
+            return Err("external_nodes go with system = \"external\", and it needs at least one".into());
+        }
+        let system = crate::system::resolve(self)?;
+        let flags = !self.node_flags.is_empty();
+        let missing = crate::system::missing(&system, self.workload, &self.nemesis, self.backend, flags);
         if !missing.is_empty() {
-            return Err(format!("{} cannot run it: {}", self.system.name(), missing.join("; ")));
+            return Err(format!("{} cannot run it: {}", system.name, missing.join("; ")));
         }
         let needs_network = self.nemesis.iter().any(|k| k.needs_network());
-        if self.backend == Backend::Local && needs_network {
+        if self.backend == Backend::Local && needs_network && !external {
             return Err("the local backend cannot partition or drop packets; use backend = \"docker\"".into());
         }
         Ok(())

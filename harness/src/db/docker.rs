@@ -1,6 +1,7 @@
 //! The default backend: one container per node on a user network of its own,
-//! through testcontainers, from the locally imported `kvnode` image
-//! (`make image`; no registry is involved).
+//! through testcontainers, from the system's locally built image (`make
+//! image`, `make images`; no registry is involved), started with the
+//! command line its description gives.
 //!
 //! Every container and network of a run is named `kvtest-<pid>-<n>-...` and
 //! labelled with the harness's pid. Containers go when the [`DockerDb`] is
@@ -10,7 +11,8 @@
 //! is gone.
 
 use super::disks::NodeDisks;
-use super::{log_tail, wait_ready, ClusterSpec, Db, DbError, Disks, NetNamespace};
+use super::{log_tail, wait_up, ClusterSpec, Db, DbError, Disks, NetNamespace};
+use crate::system::{NodeAddress, SystemDescription};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,19 +26,35 @@ use testcontainers::core::{IntoContainerPort, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-const CLIENT_PORT: u16 = 7000;
 const OWNER_LABEL: &str = "org.kvtest.owner-pid";
 const RUN_LABEL: &str = "org.kvtest.run";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The node's data folder inside its container (the image's `KV_DATA_DIR`).
+/// The node's data folder inside its container.
 const DATA_DIR: &str = "/data";
 
-/// The image `make image` tags; `KVNODE_IMAGE` overrides it.
-pub fn image_reference() -> (String, String) {
-    let reference = std::env::var("KVNODE_IMAGE").unwrap_or_else(|_| "kvnode:latest".into());
-    match reference.rsplit_once(':') {
+/// The image of `system`: its description's, or `<NAME>_IMAGE` (e.g.
+/// `KVNODE_IMAGE`).
+pub fn image_reference(system: &SystemDescription) -> Result<(String, String), DbError> {
+    let image = system.image.as_ref().ok_or(DbError::Unsupported {
+        backend: "docker",
+        what: "start this system",
+        why: "its description has no [image] section",
+    })?;
+    let variable = SystemDescription::env_override(&system.name, "IMAGE");
+    let reference = std::env::var(variable).unwrap_or_else(|_| image.name.clone());
+    Ok(match reference.rsplit_once(':') {
         Some((name, tag)) => (name.to_owned(), tag.to_owned()),
         None => (reference, "latest".to_owned()),
+    })
+}
+
+/// The command that builds `system`'s image, for a message.
+fn build_hint(system: &SystemDescription) -> String {
+    match system.image.as_ref().map(|image| image.build.as_str()) {
+        Some("host-binary") => format!("make images (or harness/scripts/host-image.sh systems/{}.toml)", system.name),
+        Some(script) if system.name == "kvnode" => format!("make image ({script})"),
+        Some(script) => script.to_owned(),
+        None => "nothing: it has no image".to_owned(),
     }
 }
 
@@ -52,6 +70,7 @@ pub async fn connect() -> Result<Docker, DbError> {
 }
 
 pub struct DockerDb {
+    system: SystemDescription,
     run_id: String,
     network: String,
     docker: Docker,
@@ -84,17 +103,28 @@ impl DockerDb {
         if let Err(error) = crate::powerfs::sweep_stale_mounts() {
             tracing::warn!(%error, "could not sweep power-loss file systems left by dead runs");
         }
-        let (image_name, image_tag) = image_reference();
+        let system = spec.system.clone();
+        let (image_name, image_tag) = image_reference(&system)?;
         if docker.inspect_image(&format!("{image_name}:{image_tag}")).await.is_err() {
             return Err(DbError::Docker(format!(
-                "image {image_name}:{image_tag} is missing: run `make image` (it builds it locally; nothing is pulled)"
+                "image {image_name}:{image_tag} is missing: build it with {} (locally; nothing is pulled)",
+                build_hint(&system)
             )));
         }
         let run_id = new_run_id();
         let network = format!("{run_id}-net");
         let nodes = spec.node_ids();
-        let peers: Vec<String> = nodes.iter().map(|n| format!("{n}={run_id}-{n}:{CLIENT_PORT}")).collect();
-        let flags = super::node_flags(&spec.extra_flags);
+        let addresses: Vec<NodeAddress> = nodes
+            .iter()
+            .map(|node| NodeAddress {
+                node: node.clone(),
+                listen_host: "0.0.0.0".into(),
+                advertise: format!("{run_id}-{node}"),
+                client_port: system.client_port,
+                peer_port: system.peer_port,
+                data_dir: DATA_DIR.into(),
+            })
+            .collect();
         let disks = NodeDisks::default();
         let mut host_dirs = HashMap::new();
         if spec.disks == Disks::PowerLoss {
@@ -104,18 +134,16 @@ impl DockerDb {
                 host_dirs.insert(node.clone(), dir);
             }
         }
-        let starts = nodes.iter().map(|node| {
-            let mut args = vec!["--node-id".to_owned(), node.clone(), "--peers".to_owned(), peers.join(",")];
-            args.extend(flags.iter().cloned());
+        let starts = nodes.iter().enumerate().map(|(index, node)| {
             let mut image = GenericImage::new(image_name.clone(), image_tag.clone())
-                .with_exposed_port(CLIENT_PORT.tcp())
-                .with_wait_for(WaitFor::message_on_stdout("kvnode ready"))
+                .with_exposed_port(system.client_port.tcp())
+                .with_wait_for(WaitFor::Nothing)
                 .with_network(network.clone())
                 .with_container_name(format!("{run_id}-{node}"))
                 .with_label(OWNER_LABEL, std::process::id().to_string())
                 .with_label(RUN_LABEL, run_id.clone())
                 .with_startup_timeout(READY_TIMEOUT)
-                .with_cmd(args);
+                .with_cmd(system.args(index, &addresses, &spec.extra_flags));
             if let Some(dir) = host_dirs.get(node) {
                 image = image.with_mount(Mount::bind_mount(dir.display().to_string(), DATA_DIR));
             }
@@ -133,16 +161,29 @@ impl DockerDb {
             }
         }
         let urls = Mutex::new(HashMap::new());
-        let db = DockerDb { run_id, network, docker, containers, urls, host_dirs, disks };
+        let db = DockerDb { system, run_id, network, docker, containers, urls, host_dirs, disks };
         if let Some(error) = first_error {
             let _ = db.teardown().await;
             return Err(error);
         }
         for node in &nodes {
-            db.refresh_url(node).await?;
+            if let Err(error) = db.wait_up(node).await {
+                let _ = db.teardown().await;
+                return Err(error);
+            }
         }
-        tracing::info!(run_id = %db.run_id, nodes = nodes.len(), "docker cluster ready");
+        tracing::info!(run_id = %db.run_id, system = %db.system.name, nodes = nodes.len(), "docker cluster ready");
         Ok(db)
+    }
+
+    /// Reads the node's (new) host port and waits until it is up.
+    async fn wait_up(&self, node: &str) -> Result<(), DbError> {
+        let port = match self.refresh_port(node).await {
+            Ok(port) => port,
+            // No port: the process exited at once.
+            Err(error) => return Err(self.refusal(node).await.unwrap_or(error)),
+        };
+        wait_up(node, &self.system.ready, port, READY_TIMEOUT, || async { self.exit_detail(node).await }).await
     }
 
     pub fn run_id(&self) -> &str {
@@ -154,11 +195,12 @@ impl DockerDb {
     }
 
     /// The host port of a container changes when it restarts.
-    async fn refresh_url(&self, node: &str) -> Result<String, DbError> {
-        let port = self.container(node)?.get_host_port_ipv4(CLIENT_PORT).await.map_err(docker_error)?;
-        let url = format!("http://127.0.0.1:{port}");
-        self.urls.lock().expect("urls lock").insert(node.to_owned(), url.clone());
-        Ok(url)
+    async fn refresh_port(&self, node: &str) -> Result<u16, DbError> {
+        let container = self.container(node)?;
+        let port = container.get_host_port_ipv4(self.system.client_port).await.map_err(docker_error)?;
+        let url = format!("{}://127.0.0.1:{port}", self.system.adapter.scheme());
+        self.urls.lock().expect("urls lock").insert(node.to_owned(), url);
+        Ok(port)
     }
 }
 
@@ -189,12 +231,7 @@ impl Db for DockerDb {
 
     async fn start(&self, node: &str) -> Result<(), DbError> {
         self.container(node)?.start().await.map_err(docker_error)?;
-        let url = match self.refresh_url(node).await {
-            Ok(url) => url,
-            // No port: the process exited at once.
-            Err(error) => return Err(self.refusal(node).await.unwrap_or(error)),
-        };
-        wait_ready(node, &url, READY_TIMEOUT, || async { self.exit_detail(node).await }).await
+        self.wait_up(node).await
     }
 
     async fn pause(&self, node: &str) -> Result<(), DbError> {

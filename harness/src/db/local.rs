@@ -1,13 +1,13 @@
-//! The local backend: `kvnode` processes on loopback ports, for machines
-//! without Docker and for fast tests; it can also run a three-member etcd
-//! (Debian's `etcd-server`), a store nobody here wrote. It kills (SIGKILL),
+//! The local backend: the processes a system description launches, on
+//! loopback ports, for machines without Docker and for fast tests. It kills (SIGKILL),
 //! pauses (SIGSTOP), resumes (SIGCONT) and restarts nodes, and the nemesis can skew their
 //! clocks and damage their disks (each data folder can sit on a power-loss
 //! file system); it cannot partition them, since they share one network
 //! namespace.
 
 use super::disks::NodeDisks;
-use super::{log_tail, wait_ready, ClusterSpec, Db, DbError, Disks, NetNamespace};
+use super::{log_tail, wait_up, ClusterSpec, Db, DbError, Disks, NetNamespace};
+use crate::system::{NodeAddress, SystemDescription};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::HashMap;
@@ -18,55 +18,50 @@ use std::time::Duration;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where the `kvnode` binary is: `KVNODE_BIN`, else next to the running
-/// executable's target folder (`target/debug` or `target/release`).
-pub fn kvnode_binary() -> Result<PathBuf, DbError> {
-    if let Some(path) = std::env::var_os("KVNODE_BIN") {
+/// Where a system's program is: `<NAME>_BIN` (e.g. `KVNODE_BIN`,
+/// `REDIS_SERVER_BIN`), a path as given, next to the running executable's
+/// target folder (`target/debug` or `target/release`, where `kvnode` is
+/// built), else on the PATH.
+pub fn find_binary(name: &str) -> Result<PathBuf, DbError> {
+    if let Some(path) = std::env::var_os(SystemDescription::env_override(name, "BIN")) {
         return Ok(PathBuf::from(path));
+    }
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
     }
     let exe = std::env::current_exe()?;
-    let candidates = exe.ancestors().skip(1).take(3).map(|dir| dir.join("kvnode"));
-    for candidate in candidates {
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    Err(DbError::Process("kvnode binary not found: build it (cargo build -p cluster) or set KVNODE_BIN".into()))
+    let beside = exe.ancestors().skip(1).take(3).map(|dir| dir.join(name));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path: Vec<PathBuf> = std::env::split_paths(&path).map(|dir| dir.join(name)).collect();
+    beside.chain(on_path).find(|candidate| candidate.is_file()).ok_or_else(|| {
+        let hint = match name {
+            "kvnode" => "build it (cargo build -p cluster)".to_owned(),
+            "etcd" => "apt-get install etcd-server".to_owned(),
+            "redis-server" => "apt-get install redis-server".to_owned(),
+            _ => "install it".to_owned(),
+        };
+        let variable = SystemDescription::env_override(name, "BIN");
+        DbError::Process(format!("no {name} binary: {hint}, or set {variable}"))
+    })
 }
 
-/// Where the `etcd` binary is: `ETCD_BIN`, else `etcd` on the PATH.
-pub fn etcd_binary() -> Result<PathBuf, DbError> {
-    if let Some(path) = std::env::var_os("ETCD_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("etcd"))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| DbError::Process("no etcd binary: apt-get install etcd-server, or set ETCD_BIN".into()))
+/// Where the `kvnode` binary is (see [`find_binary`]).
+pub fn kvnode_binary() -> Result<PathBuf, DbError> {
+    find_binary("kvnode")
 }
 
 struct LocalNode {
     port: u16,
-    /// etcd's member-to-member port (unused by kvnode).
-    peer_port: u16,
+    args: Vec<String>,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
 }
 
-/// What the nodes are.
-enum Launch {
-    /// `kvnode` with these flags besides its id, address and folder.
-    Kvnode { args: Vec<String> },
-    /// etcd members of one new cluster (`--initial-cluster`).
-    Etcd { initial_cluster: String },
-}
-
 pub struct LocalDb {
     binary: PathBuf,
     root: PathBuf,
-    launch: Launch,
+    system: SystemDescription,
     nodes: Mutex<HashMap<String, LocalNode>>,
     /// Declared after `nodes`: dropped (unmounted) after the processes.
     disks: NodeDisks,
@@ -77,89 +72,63 @@ fn free_port() -> Result<u16, DbError> {
 }
 
 impl LocalDb {
-    /// Starts the nodes with their data and logs under `root`.
+    /// Starts the nodes `spec.system` describes, with their data and logs
+    /// under `root`: every process first, then waits until each is up
+    /// (members of some stores wait for a majority before they serve).
     pub async fn start(spec: &ClusterSpec, root: &Path) -> Result<LocalDb, DbError> {
-        let binary = kvnode_binary()?;
+        let system = spec.system.clone();
+        let launch = system.launch.as_ref().ok_or_else(|| DbError::Unsupported {
+            backend: "local",
+            what: "start this system",
+            why: "its description has no [launch] section",
+        })?;
+        let binary = find_binary(&launch.binary)?;
         std::fs::create_dir_all(root)?;
         let ids = spec.node_ids();
-        let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect::<Result<_, _>>()?;
-        let peers: Vec<String> = ids.iter().zip(&ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect();
-        let mut args = vec!["--peers".to_owned(), peers.join(",")];
-        args.extend(super::node_flags(&spec.extra_flags));
-        let nodes = ids
-            .iter()
-            .zip(&ports)
-            .map(|(id, port)| {
-                let node = LocalNode {
-                    port: *port,
-                    peer_port: 0,
-                    data_dir: root.join(id),
-                    log_path: root.join(format!("{id}.process.log")),
-                    child: None,
-                };
-                (id.clone(), node)
-            })
-            .collect();
+        let mut addresses = Vec::new();
+        for id in &ids {
+            let client_port = free_port()?;
+            let shared = system.peer_port == system.client_port;
+            let peer_port = if shared { client_port } else { free_port()? };
+            let data_dir = root.join(id).display().to_string();
+            let (listen_host, advertise) = ("127.0.0.1".to_owned(), "127.0.0.1".to_owned());
+            addresses.push(NodeAddress { node: id.clone(), listen_host, advertise, client_port, peer_port, data_dir });
+        }
+        let mut nodes = HashMap::new();
+        for (index, address) in addresses.iter().enumerate() {
+            std::fs::create_dir_all(&address.data_dir)?;
+            let node = LocalNode {
+                port: address.client_port,
+                args: system.args(index, &addresses, &spec.extra_flags),
+                data_dir: PathBuf::from(&address.data_dir),
+                log_path: root.join(format!("{}.process.log", address.node)),
+                child: None,
+            };
+            nodes.insert(address.node.clone(), node);
+        }
         if let Err(error) = crate::powerfs::sweep_stale_mounts() {
             tracing::warn!(%error, "could not sweep power-loss file systems left by dead runs");
         }
         let disks = NodeDisks::default();
-        let launch = Launch::Kvnode { args };
-        let db = LocalDb { binary, root: root.to_path_buf(), launch, nodes: Mutex::new(nodes), disks };
+        let db = LocalDb { binary, root: root.to_path_buf(), system, nodes: Mutex::new(nodes), disks };
         if spec.disks == Disks::PowerLoss {
             for id in &ids {
                 db.disks.mount(id, &root.join(id))?;
             }
         }
         for id in &ids {
-            db.start(id).await?;
+            db.spawn(id)?;
         }
-        Ok(db)
-    }
-
-    /// Starts `members` etcd members (n1, n2, ...) of a new cluster on
-    /// loopback, with their data and logs under `root`. Needs `etcd` on
-    /// the PATH (Debian's `etcd-server`) or in `ETCD_BIN`.
-    pub async fn start_etcd(members: usize, root: &Path) -> Result<LocalDb, DbError> {
-        let binary = etcd_binary()?;
-        std::fs::create_dir_all(root)?;
-        let ids: Vec<String> = (1..=members).map(|i| format!("n{i}")).collect();
-        let mut nodes = HashMap::new();
         for id in &ids {
-            let (port, peer_port) = (free_port()?, free_port()?);
-            let log_path = root.join(format!("{id}.process.log"));
-            nodes.insert(id.clone(), LocalNode { port, peer_port, data_dir: root.join(id), log_path, child: None });
-        }
-        let mut initial: Vec<String> =
-            nodes.iter().map(|(id, node)| format!("{id}=http://127.0.0.1:{}", node.peer_port)).collect();
-        initial.sort();
-        let launch = Launch::Etcd { initial_cluster: initial.join(",") };
-        let db =
-            LocalDb { binary, root: root.to_path_buf(), launch, nodes: Mutex::new(nodes), disks: NodeDisks::default() };
-        // Members wait for each other (no leader, no health) until a
-        // majority runs: start them all, then wait.
-        let urls: Vec<String> = ids.iter().map(|id| db.spawn(id)).collect::<Result<_, _>>()?;
-        for (id, url) in ids.iter().zip(&urls) {
-            wait_ready(id, url, READY_TIMEOUT, || async { db.exit_status(id) }).await?;
+            db.wait_up(id).await?;
         }
         Ok(db)
     }
 
-    /// Waits until `node` accepts connections on its client port.
-    async fn wait_listening(&self, node: &str) -> Result<(), DbError> {
+    async fn wait_up(&self, node: &str) -> Result<(), DbError> {
         let port = self.nodes.lock().expect("nodes lock").get(node).map(|n| n.port);
         let port = port.ok_or_else(|| DbError::UnknownNode(node.to_owned()))?;
-        let started = std::time::Instant::now();
-        while started.elapsed() < READY_TIMEOUT {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Ok(());
-            }
-            if let Some(detail) = self.exit_status(node) {
-                return Err(DbError::Refused { node: node.to_owned(), detail });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(DbError::NotReady { node: node.to_owned(), waited: READY_TIMEOUT, detail: "not listening".into() })
+        wait_up(node, &self.system.ready, port, READY_TIMEOUT, || async { self.exit_status(node) }).await
     }
 
     /// Why `node`'s process is gone, if it is (reaped here).
@@ -183,7 +152,7 @@ impl LocalDb {
         kill(self.pid(node)?, signal).map_err(|errno| DbError::Process(format!("{signal} to {node}: {errno}")))
     }
 
-    fn spawn(&self, node: &str) -> Result<String, DbError> {
+    fn spawn(&self, node: &str) -> Result<(), DbError> {
         let mut nodes = self.nodes.lock().expect("nodes lock");
         let local = nodes.get_mut(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))?;
         if local.child.is_some() {
@@ -191,23 +160,10 @@ impl LocalDb {
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&local.log_path)?;
         let mut command = Command::new(&self.binary);
-        match &self.launch {
-            Launch::Kvnode { args } => {
-                command.args(["--node-id", node, "--listen", &format!("127.0.0.1:{}", local.port)]);
-                command.arg("--data-dir").arg(&local.data_dir).args(args);
-            }
-            Launch::Etcd { initial_cluster } => {
-                let client = format!("http://127.0.0.1:{}", local.port);
-                let peer = format!("http://127.0.0.1:{}", local.peer_port);
-                command.args(["--name", node, "--listen-client-urls", &client, "--advertise-client-urls", &client]);
-                command.args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer]);
-                command.args(["--initial-cluster", initial_cluster, "--initial-cluster-state", "new"]);
-                command.arg("--data-dir").arg(&local.data_dir);
-            }
-        }
+        command.args(&local.args);
         let child = command.stdout(log.try_clone()?).stderr(log).stdin(Stdio::null()).spawn()?;
         local.child = Some(child);
-        Ok(format!("http://127.0.0.1:{}", local.port))
+        Ok(())
     }
 }
 
@@ -225,7 +181,7 @@ impl Db for LocalDb {
     fn base_url(&self, node: &str) -> Result<String, DbError> {
         let nodes = self.nodes.lock().expect("nodes lock");
         let local = nodes.get(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))?;
-        Ok(format!("http://127.0.0.1:{}", local.port))
+        Ok(format!("{}://127.0.0.1:{}", self.system.adapter.scheme(), local.port))
     }
 
     /// `kill -9`; a node that is not running is left as it is.
@@ -242,15 +198,8 @@ impl Db for LocalDb {
     }
 
     async fn start(&self, node: &str) -> Result<(), DbError> {
-        let url = self.spawn(node)?;
-        match self.launch {
-            Launch::Kvnode { .. } => wait_ready(node, &url, READY_TIMEOUT, || async { self.exit_status(node) }).await,
-            // An etcd member answers nothing, not even /version, until a
-            // majority elects a leader, and members restarted after a kill
-            // of all start one at a time: up is "listening" here; the
-            // cluster's availability is the history's to show.
-            Launch::Etcd { .. } => self.wait_listening(node).await,
-        }
+        self.spawn(node)?;
+        self.wait_up(node).await
     }
 
     async fn pause(&self, node: &str) -> Result<(), DbError> {

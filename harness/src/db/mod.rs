@@ -1,14 +1,17 @@
 //! The cluster under test, and what can be done to its nodes.
 //!
-//! A [`Db`] starts N `kvnode`s, tells the harness where each one's client
-//! API is, and kills, restarts, pauses and resumes them. Backends:
-//! [`docker::DockerDb`] (containers on a user network; the one that can
-//! partition) and [`local::LocalDb`] (processes on loopback).
+//! A [`Db`] starts the N nodes a [`SystemDescription`] describes, tells
+//! the harness where each one's client API is, and kills, restarts, pauses
+//! and resumes them. Backends: [`docker::DockerDb`] (containers on a user
+//! network; the one that can partition), [`local::LocalDb`] (processes on
+//! loopback) and [`external::ExternalDb`] (nodes someone else started).
 
 pub mod disks;
 pub mod docker;
+pub mod external;
 pub mod local;
 
+use crate::system::{Ready, SystemDescription};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,64 +54,30 @@ pub enum Disks {
 /// The shape of a cluster to start.
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
+    /// What the nodes are, how to start them, when they are up.
+    pub system: SystemDescription,
     /// Node ids are `n1..=nN`.
     pub nodes: usize,
-    /// Extra `kvnode` flags for every node.
+    /// Extra launch flags for every node; each replaces the description's
+    /// flag of the same name.
     pub extra_flags: Vec<String>,
     pub disks: Disks,
 }
 
 impl ClusterSpec {
+    /// `nodes` kvnodes.
     pub fn new(nodes: usize) -> ClusterSpec {
+        ClusterSpec::of(SystemDescription::kvnode(), nodes)
+    }
+
+    pub fn of(system: SystemDescription, nodes: usize) -> ClusterSpec {
         assert!(nodes > 0, "a cluster has at least one node");
-        ClusterSpec { nodes, extra_flags: Vec::new(), disks: Disks::Plain }
+        ClusterSpec { system, nodes, extra_flags: Vec::new(), disks: Disks::Plain }
     }
 
     pub fn node_ids(&self) -> Vec<String> {
         (1..=self.nodes).map(|i| format!("n{i}")).collect()
     }
-}
-
-/// `kvnode` flags every harness cluster uses: test hooks on (clock skew,
-/// replica status, probes) and background work fast enough for short runs.
-pub fn harness_flags() -> Vec<String> {
-    [
-        "--test-hooks",
-        "--heartbeat-interval-ms",
-        "200",
-        "--failure-timeout-ms",
-        "1000",
-        "--hint-interval-ms",
-        "500",
-        "--anti-entropy-interval-ms",
-        "2000",
-        "--rpc-timeout-ms",
-        "500",
-        "--request-timeout-ms",
-        "3000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-/// The harness's flags with `extra` on top: a flag given in `extra`
-/// replaces the harness's own (with its value), since kvnode takes each
-/// flag once.
-pub fn node_flags(extra: &[String]) -> Vec<String> {
-    let defaults = harness_flags();
-    let mut flags = Vec::new();
-    let mut i = 0;
-    while i < defaults.len() {
-        let takes_value = defaults.get(i + 1).is_some_and(|next| !next.starts_with("--"));
-        let width = if takes_value { 2 } else { 1 };
-        if !extra.contains(&defaults[i]) {
-            flags.extend_from_slice(&defaults[i..i + width]);
-        }
-        i += width;
-    }
-    flags.extend_from_slice(extra);
-    flags
 }
 
 /// Where a node's network namespace is, for packet filters run from the host.
@@ -166,14 +135,11 @@ pub trait Db: Send + Sync {
     fn teardown(self) -> impl Future<Output = Result<(), DbError>> + Send;
 }
 
-/// Polls `GET /health` until it answers 200 or `limit` passes.
-pub async fn wait_healthy(node: &str, base_url: &str, limit: Duration) -> Result<(), DbError> {
-    wait_ready(node, base_url, limit, || async { None }).await
-}
-
-/// [`wait_healthy`], giving up at once with [`DbError::Refused`] when
-/// `exited` says the node's process is gone (and why).
-pub async fn wait_ready<F, Fut>(node: &str, base_url: &str, limit: Duration, exited: F) -> Result<(), DbError>
+/// Waits until the node whose client port is `port` on 127.0.0.1 is up
+/// as `ready` defines it, or `limit` passes; gives up at once with
+/// [`DbError::Refused`] when `exited` says the node's process is gone (and
+/// why).
+pub async fn wait_up<F, Fut>(node: &str, ready: &Ready, port: u16, limit: Duration, exited: F) -> Result<(), DbError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Option<String>>,
@@ -182,10 +148,20 @@ where
     let start = std::time::Instant::now();
     let mut last = String::from("no answer yet");
     while start.elapsed() < limit {
-        match client.get(format!("{base_url}/health")).send().await {
-            Ok(response) if response.status().is_success() => return Ok(()),
-            Ok(response) => last = format!("status {}", response.status()),
-            Err(error) => last = error.to_string(),
+        match ready {
+            Ready::Http(path) => match client.get(format!("http://127.0.0.1:{port}{path}")).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => last = format!("status {}", response.status()),
+                Err(error) => last = error.to_string(),
+            },
+            Ready::Listening => {
+                let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+                match tokio::time::timeout(Duration::from_millis(500), connect).await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(error)) => last = format!("not listening: {error}"),
+                    Err(_) => last = "not listening: connect timed out".into(),
+                }
+            }
         }
         if let Some(detail) = exited().await {
             return Err(DbError::Refused { node: node.to_owned(), detail });
@@ -221,20 +197,4 @@ pub fn wipe_data(dir: &Path) -> Result<(), DbError> {
 pub fn log_tail(log: &[u8], max_bytes: usize) -> String {
     let text = String::from_utf8_lossy(&log[log.len().saturating_sub(max_bytes)..]).into_owned();
     text.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extra_flags_replace_the_harness_defaults() {
-        let extra: Vec<String> = ["--anti-entropy-interval-ms", "900", "--test-bug", "lww"].map(String::from).to_vec();
-        let flags = node_flags(&extra);
-        assert_eq!(flags.iter().filter(|f| *f == "--anti-entropy-interval-ms").count(), 1);
-        let at = flags.iter().position(|f| f == "--anti-entropy-interval-ms").unwrap();
-        assert_eq!(flags[at + 1], "900");
-        assert!(flags.contains(&"--test-hooks".to_owned()) && flags.contains(&"--hint-interval-ms".to_owned()));
-        assert_eq!(node_flags(&[]), harness_flags());
-    }
 }

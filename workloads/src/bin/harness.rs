@@ -85,10 +85,18 @@ enum Command {
         /// Bound on each client call (a write past it is unknown, a read failed).
         #[arg(long, default_value_t = workloads::scenario::DEFAULT_OP_TIMEOUT_MS)]
         op_timeout_ms: u64,
-        /// The store under test: kvnode (this project's) or etcd (Debian's
-        /// etcd-server, local backend).
-        #[arg(long, value_enum, default_value = "kvnode")]
-        system: workloads::system::System,
+        /// The store under test: a description's name (kvnode, etcd,
+        /// redis: systems/NAME.toml), a path to one, or `external` for
+        /// nodes someone else started (give each with --node).
+        #[arg(long, default_value = "kvnode")]
+        system: String,
+        /// With --system external: a node's base URL, repeatable
+        /// (http://HOST:PORT, redis://HOST:PORT).
+        #[arg(long = "node")]
+        external_nodes: Vec<String>,
+        /// With --system external: the client adapter (kvnode, etcd, redis).
+        #[arg(long, default_value = "kvnode")]
+        adapter: harness::system::Adapter,
     },
     /// Every scenario of a TOML file, one after the other.
     Suite {
@@ -187,11 +195,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ops_per_key,
             op_timeout_ms,
             system,
+            external_nodes,
+            adapter,
         } => {
+            let system_name = Path::new(&system).file_stem().map_or(system.clone(), |s| s.to_string_lossy().into());
             let scenario = Scenario {
-                name: name.unwrap_or_else(|| match system {
-                    workloads::system::System::Kvnode => format!("{}-{}", workload.name(), backend_name(backend)),
-                    other => format!("{}-{}-{}", workload.name(), other.name(), backend_name(backend)),
+                name: name.unwrap_or_else(|| match system_name.as_str() {
+                    "kvnode" => format!("{}-{}", workload.name(), backend_name(backend)),
+                    "external" => format!("{}-external-{}", workload.name(), adapter.name()),
+                    other => format!("{}-{other}-{}", workload.name(), backend_name(backend)),
                 }),
                 workload,
                 nemesis,
@@ -202,6 +214,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 nemesis_interval_secs: nemesis_interval,
                 backend,
                 system,
+                adapter,
+                external_nodes,
                 seed: Some(seed.unwrap_or_else(fresh_seed)),
                 node_flags,
                 convergence_timeout_secs: convergence_timeout,
