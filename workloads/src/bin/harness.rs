@@ -109,6 +109,10 @@ enum Command {
         /// does the suite catch it?).
         #[arg(long = "node-flag", allow_hyphen_values = true)]
         node_flags: Vec<String>,
+        /// Run every scenario once per seed (comma-separated), its name
+        /// suffixed `-sSEED`; each scenario's own seed (or a fresh one) by default.
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
     },
     /// The seeded-bug matrix: every bug's scenario against nodes with the
     /// bug and against correct nodes, per seed; writes DIR/index.html and
@@ -226,7 +230,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let report = run_one(&scenario, &cli.reports).await?;
             Ok(exit_code(report.validity))
         }
-        Command::Suite { file, only, node_flags } => {
+        Command::Suite { file, only, node_flags, seeds } => {
             let mut scenarios = scenario::load(&file)?;
             for scenario in &mut scenarios {
                 scenario.node_flags.extend(node_flags.iter().cloned());
@@ -234,6 +238,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if let Some(only) = only {
                 scenarios.retain(|s| s.name == only);
                 anyhow::ensure!(!scenarios.is_empty(), "no scenario named {only:?} in {}", file.display());
+            }
+            if !seeds.is_empty() {
+                scenarios = scenarios
+                    .iter()
+                    .flat_map(|scenario| {
+                        seeds.iter().map(|seed| Scenario {
+                            name: format!("{}-s{seed}", scenario.name),
+                            seed: Some(*seed),
+                            ..scenario.clone()
+                        })
+                    })
+                    .collect();
             }
             let mut verdicts = Vec::new();
             for scenario in &scenarios {
@@ -374,7 +390,7 @@ fn label(validity: Validity) -> &'static str {
 
 /// Stops at once, with what to do, when the docker backend has no engine.
 async fn require_docker(scenario: &Scenario) -> anyhow::Result<()> {
-    if scenario.backend != Backend::Docker {
+    if scenario.backend != Backend::Docker || scenario.system == workloads::system::EXTERNAL {
         return Ok(());
     }
     if let Err(error) = harness::db::docker::connect().await {
@@ -395,9 +411,10 @@ async fn run_one(scenario: &Scenario, reports: &Path) -> anyhow::Result<RunRepor
     let seed = scenario.seed.unwrap_or_else(fresh_seed);
     let scenario = Scenario { seed: Some(seed), ..scenario.clone() };
     eprintln!(
-        "== {}: {} workload, nemesis [{}], {} nodes ({}), {} processes, {} ops/s for {} s, seed {seed}",
+        "== {}: {} on {}, nemesis [{}], {} nodes ({}), {} processes, {} ops/s for {} s, seed {seed}",
         scenario.name,
         scenario.workload.name(),
+        scenario.system,
         scenario.nemesis_names().replace(',', ", "),
         scenario.nodes,
         backend_name(scenario.backend),
