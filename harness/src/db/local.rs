@@ -77,7 +77,7 @@ impl LocalDb {
     /// (members of some stores wait for a majority before they serve).
     pub async fn start(spec: &ClusterSpec, root: &Path) -> Result<LocalDb, DbError> {
         let system = spec.system.clone();
-        let launch = system.launch.as_ref().ok_or_else(|| DbError::Unsupported {
+        let launch = system.launch.as_ref().ok_or(DbError::Unsupported {
             backend: "local",
             what: "start this system",
             why: "its description has no [launch] section",
