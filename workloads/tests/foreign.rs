@@ -72,6 +72,10 @@ async fn the_etcd_adapter_maps_each_operation() {
     let deleted = client.invoke(&url, &Op::Delete { key: "k".into() }).await;
     assert_eq!(deleted.kind, EventType::Ok);
     assert!(deleted.timestamp.is_some_and(|t| t > revision), "revisions grow: {deleted:?}");
+    // Deleting it again removes nothing and creates no revision: no version
+    // (the header's revision would repeat the first delete's).
+    let again = client.invoke(&url, &Op::Delete { key: "k".into() }).await;
+    assert_eq!((again.kind, again.timestamp), (EventType::Ok, None), "{again:?}");
     let gone =
         client.invoke(&url, &Op::Get { key: "k".into(), consistency: Consistency::Strong, min_timestamp: None }).await;
     assert_eq!((gone.kind, gone.read, gone.timestamp), (EventType::Ok, Some(None), None));

@@ -10,7 +10,12 @@
 //!   with `min_timestamp` reads serializably and, if that is older than
 //!   asked, reads again linearizably, as an etcd client keeping its session
 //!   would; the version read is the key's `mod_revision`;
-//! - delete: `/v3/kv/deleterange`, version = the response's revision.
+//! - delete: `/v3/kv/deleterange`, version = the response's revision when
+//!   it removed the key; a delete of an absent key writes nothing and
+//!   creates no revision (the header then shows the store's current one,
+//!   which may be this key's last write's: reported as its version, a
+//!   second delete looked like a write that did not advance), so it is
+//!   acknowledged with no version.
 //!
 //! etcd has no per-put TTL (it has leases), so a put with one fails before
 //! anything is sent. Outcomes follow the same rules as kvnode's client: a
@@ -38,6 +43,10 @@ struct Header {
 struct WriteResponse {
     #[serde(default)]
     header: Header,
+    /// How many keys a deleterange removed (absent when none: the gateway
+    /// leaves zero values out).
+    #[serde(default)]
+    deleted: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +137,9 @@ impl EtcdClient {
             Err(outcome) => return outcome,
         };
         match serde_json::from_slice::<WriteResponse>(&bytes) {
+            Ok(answer) if path == "deleterange" && answer.deleted.as_deref().is_none_or(|n| n == "0") => {
+                outcome(EventType::Ok)
+            }
             Ok(answer) => match revision(answer.header.revision.as_ref()) {
                 Some(revision) => Outcome { timestamp: Some(revision), ..outcome(EventType::Ok) },
                 None => failed(EventType::Info, "acknowledged without a revision".to_owned()),
