@@ -183,3 +183,43 @@ async fn a_short_register_run_against_redis_is_linearizable() {
         short_register_run(&redis).await;
     }
 }
+
+/// `--system external`: nodes someone else started (here, an etcd the test
+/// starts on its own), reached only through the URLs given; the run judges
+/// the history and touches no process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_against_external_nodes_starts_and_breaks_nothing() {
+    let Some(etcd) = installed("etcd", "a_run_against_external_nodes_starts_and_breaks_nothing") else { return };
+    let theirs = start(&etcd, "external").await;
+    let urls: Vec<String> = theirs.nodes().iter().map(|node| theirs.base_url(node).unwrap()).collect();
+    let external = harness::db::external::ExternalDb::new(&urls).expect("valid URLs");
+    assert!(external.kill("n1").await.is_err(), "an external node cannot be killed");
+    let described = SystemDescription::external(harness::system::Adapter::Etcd);
+    let workload = Workload::new(WorkloadKind::Register, 9, 60.0, Duration::from_secs(3), Default::default());
+    let config = RunConfig {
+        concurrency: 3,
+        seed: 9,
+        nemesis_interval: Duration::from_secs(1),
+        convergence_timeout: Duration::from_secs(5),
+        inspect_replicas: described.capabilities.replica_introspection,
+    };
+    let path = root("external-history").join("history.jsonl");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let client = client(&described, Duration::from_secs(2));
+    let no_nemesis: Option<ClusterNemesis> = None;
+    let (summary, _) =
+        runner::run(&external, &client, workload.generator, no_nemesis, &config, &path, &Progress::default())
+            .await
+            .expect("the run completes");
+    external.teardown().await.unwrap();
+    assert_eq!(summary.converged, None);
+    // Still theirs, still serving: the harness left the nodes running.
+    let after = client
+        .invoke(&urls[0], &Op::Get { key: "k".into(), consistency: Consistency::Strong, min_timestamp: None })
+        .await;
+    assert_eq!(after.kind, EventType::Ok, "{after:?}");
+    let events = history::read(&path).expect("a well-formed history");
+    assert!(events.iter().filter(|e| e.kind == EventType::Ok).count() >= 50);
+    assert_eq!(linearizable::check(&Register, &events, &Budget::default()).valid, Validity::Valid);
+    theirs.teardown().await.unwrap();
+}

@@ -203,6 +203,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             adapter,
         } => {
             let system_name = Path::new(&system).file_stem().map_or(system.clone(), |s| s.to_string_lossy().into());
+            // External nodes are as many as the URLs given.
+            let nodes = if external_nodes.is_empty() { nodes } else { external_nodes.len() };
             let scenario = Scenario {
                 name: name.unwrap_or_else(|| match system_name.as_str() {
                     "kvnode" => format!("{}-{}", workload.name(), backend_name(backend)),
