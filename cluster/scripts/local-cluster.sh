@@ -25,6 +25,15 @@ up() {
   for i in $(seq 1 "$nodes"); do
     if alive "$i"; then echo "node n$i is already running (pid $(pid_of "$i")); run 'make cluster-down' first" >&2; exit 1; fi
   done
+  # One secret for the cluster's internal traffic, made once and kept in
+  # $dir/secret (mode 600); KV_CLUSTER_SECRET overrides it.
+  if [ -z "${KV_CLUSTER_SECRET:-}" ]; then
+    if [ ! -s "$dir/secret" ]; then
+      (umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/secret")
+    fi
+    KV_CLUSTER_SECRET=$(cat "$dir/secret")
+  fi
+  export KV_CLUSTER_SECRET
   local peers=""
   for i in $(seq 1 "$nodes"); do peers+="${peers:+,}n$i=127.0.0.1:$(port_of "$i")"; done
   for i in $(seq 1 "$nodes"); do

@@ -82,9 +82,13 @@ pub struct Config {
     #[arg(long, env = "KV_MAX_INFLIGHT_REQUESTS", default_value_t = 4096)]
     pub max_inflight_requests: usize,
 
-    /// Shared by all nodes; internal routes refuse callers without it.
-    #[arg(long, env = "KV_CLUSTER_SECRET", default_value = "leaderless-kv-internal", hide_default_value = true)]
-    pub cluster_secret: String,
+    /// Shared by all nodes: internal routes and test hooks answer only
+    /// callers that send it. Required with peers or test hooks; there is
+    /// no default (a public default would let anyone who reaches the
+    /// client port write any key at any version). At least 16 visible
+    /// ASCII characters, e.g. `openssl rand -hex 16`.
+    #[arg(long, env = "KV_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
 
     /// Bound on each call to another replica.
     #[arg(long, env = "KV_RPC_TIMEOUT_MS", default_value_t = 1000)]
@@ -144,6 +148,12 @@ pub struct Config {
     pub log: String,
 }
 
+/// The secret every node used to have by default, and so anyone knew.
+const OLD_PUBLIC_SECRET: &str = "leaderless-kv-internal";
+const MIN_SECRET_BYTES: usize = 16;
+/// Ring points per node beyond which the ring only costs memory.
+const MAX_VNODES: usize = 4096;
+
 impl Config {
     /// Checks what clap cannot: quorum arithmetic, non-empty id, sane limits.
     pub fn validate(&self) -> Result<(), String> {
@@ -160,9 +170,19 @@ impl Config {
         if self.max_key_bytes == 0 || self.max_value_bytes > 16 * 1024 * 1024 {
             return Err("--max-key-bytes must be > 0 and --max-value-bytes at most 16 MiB".into());
         }
-        let secret_ok = !self.cluster_secret.is_empty() && self.cluster_secret.bytes().all(|b| b.is_ascii_graphic());
-        if !secret_ok {
-            return Err("--cluster-secret must be non-empty visible ASCII (it travels in an HTTP header)".into());
+        self.validate_secret()?;
+        if self.vnodes == 0 || self.vnodes > MAX_VNODES {
+            return Err(format!("--vnodes must be 1..={MAX_VNODES}, got {}", self.vnodes));
+        }
+        let intervals = [
+            ("--rpc-timeout-ms", self.rpc_timeout_ms),
+            ("--heartbeat-interval-ms", self.heartbeat_interval_ms),
+            ("--failure-timeout-ms", self.failure_timeout_ms),
+            ("--hint-interval-ms", self.hint_interval_ms),
+            ("--anti-entropy-interval-ms", self.anti_entropy_interval_ms),
+        ];
+        if let Some((flag, _)) = intervals.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{flag} must be > 0"));
         }
         if self.hedge_delay_ms >= self.rpc_timeout_ms {
             // A quorum read moves on from a hung replica only at the hedge.
@@ -180,6 +200,30 @@ impl Config {
         Ok(())
     }
 
+    /// A secret is required where anyone else must be kept out: with peers
+    /// (internal routes) and with test hooks.
+    fn validate_secret(&self) -> Result<(), String> {
+        let needed = self.peers.iter().any(|peer| !peer.starts_with(&format!("{}=", self.node_id))) || self.test_hooks;
+        match &self.cluster_secret {
+            None if needed => Err(format!(
+                "a node with peers or test hooks needs a cluster secret: set --cluster-secret (or KV_CLUSTER_SECRET) \
+                 to the same value on every node, at least {MIN_SECRET_BYTES} visible ASCII characters, e.g. \
+                 `KV_CLUSTER_SECRET=$(openssl rand -hex 16)`"
+            )),
+            None => Ok(()),
+            Some(secret) if secret == OLD_PUBLIC_SECRET => {
+                Err("--cluster-secret: that is the old public default, which anyone can send; choose your own".into())
+            }
+            Some(secret) if secret.len() < MIN_SECRET_BYTES || !secret.bytes().all(|b| b.is_ascii_graphic()) => {
+                Err(format!(
+                    "--cluster-secret must be at least {MIN_SECRET_BYTES} visible ASCII characters (it travels in an \
+                     HTTP header)"
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// The known bugs this node runs with (none unless asked for).
     pub fn bugs(&self) -> TestBugs {
         TestBugs::of(&self.test_bugs)
@@ -193,9 +237,19 @@ impl Config {
         Duration::from_millis(self.request_timeout_ms)
     }
 
-    /// A configuration for tests: memory storage, a free port.
+    /// A configuration for tests: memory storage, a free port, a secret.
     pub fn for_tests(node_id: &str) -> Config {
-        Config::parse_from(["kvnode", "--node-id", node_id, "--listen", "127.0.0.1:0", "--storage", "memory"])
+        Config::parse_from([
+            "kvnode",
+            "--node-id",
+            node_id,
+            "--listen",
+            "127.0.0.1:0",
+            "--storage",
+            "memory",
+            "--cluster-secret",
+            "in-process-test-secret",
+        ])
     }
 }
 
@@ -215,14 +269,44 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_that_cannot_be_a_header_is_refused() {
+    fn a_secret_that_cannot_be_a_header_or_is_short_or_public_is_refused() {
         let mut config = Config::for_tests("n1");
-        for bad in ["", "two words", "caf\u{e9}", "line\nbreak"] {
-            config.cluster_secret = bad.into();
+        for bad in
+            ["", "two words 0123456789", "caf\u{e9}0123456789abc", "line\nbreak0123456789", "short", OLD_PUBLIC_SECRET]
+        {
+            config.cluster_secret = Some(bad.into());
             assert!(config.validate().unwrap_err().contains("--cluster-secret"), "{bad:?} accepted");
         }
-        config.cluster_secret = "s3cret-_.~!".into();
+        config.cluster_secret = Some("s3cret-_.~!0123456789".into());
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn peers_or_test_hooks_need_a_secret_and_a_lone_node_does_not() {
+        let mut config = Config::for_tests("n1");
+        config.cluster_secret = None;
+        assert!(config.validate().is_ok(), "a node alone needs no secret");
+        config.peers = vec!["n1=127.0.0.1:7001".into()];
+        assert!(config.validate().is_ok(), "itself is not a peer");
+        config.peers.push("n2=127.0.0.1:7002".into());
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("KV_CLUSTER_SECRET") && error.contains("openssl rand"), "{error}");
+        config.peers.clear();
+        config.test_hooks = true;
+        assert!(config.validate().unwrap_err().contains("cluster secret"));
+    }
+
+    #[test]
+    fn zero_vnodes_or_intervals_are_configuration_errors() {
+        let mut config = Config::for_tests("n1");
+        config.vnodes = 0;
+        assert!(config.validate().unwrap_err().contains("--vnodes"));
+        let mut config = Config::for_tests("n1");
+        config.anti_entropy_interval_ms = 0;
+        assert!(config.validate().unwrap_err().contains("--anti-entropy-interval-ms"));
+        let mut config = Config::for_tests("n1");
+        config.heartbeat_interval_ms = 0;
+        assert!(config.validate().unwrap_err().contains("--heartbeat-interval-ms"));
     }
 
     #[test]

@@ -134,7 +134,8 @@ impl Node {
             recovery,
         });
         let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
-        let remote = HttpTransport::new(&peers, &config.cluster_secret, rpc_timeout);
+        // No secret only for a node alone (Config::validate): it calls no one.
+        let remote = HttpTransport::new(&peers, config.cluster_secret.as_deref().unwrap_or(""), rpc_timeout);
         let transport = Arc::new(ClusterTransport { local: replica.clone(), remote });
         let failure_timeout = Duration::from_millis(config.failure_timeout_ms);
         let detector =

@@ -159,7 +159,8 @@ const MAX_INTERNAL_BODY_BYTES: usize = 256 * 1024 * 1024;
 
 /// Checks the cluster secret and reads the body of an internal call.
 async fn internal_body(state: &AppState, headers: &HeaderMap, path: &str, body: Body) -> Result<Bytes, Response> {
-    rpc::routes::authorize(headers, &state.node.config.cluster_secret, path).map_err(IntoResponse::into_response)?;
+    rpc::routes::authorize(headers, state.node.config.cluster_secret.as_deref(), path)
+        .map_err(IntoResponse::into_response)?;
     axum::body::to_bytes(body, MAX_INTERNAL_BODY_BYTES)
         .await
         .map_err(|error| closing((StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response()))
@@ -189,28 +190,62 @@ internal_handler!(internal_write_batch, rpc::WRITE_BATCH_PATH, rpc::routes::writ
 internal_handler!(internal_sync, rpc::SYNC_PATH, rpc::routes::sync);
 
 async fn internal_ping(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match rpc::routes::authorize(&headers, &state.node.config.cluster_secret, rpc::PING_PATH) {
+    match rpc::routes::authorize(&headers, state.node.config.cluster_secret.as_deref(), rpc::PING_PATH) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     }
 }
 
-async fn test_clock(State(state): State<AppState>) -> Response {
-    Json(test_hooks::clock_state(&state.node)).into_response()
+/// Test hook bodies are small JSON: a clock offset, a list of keys, a peer.
+const MAX_TEST_HOOK_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Checks the cluster secret of a test hook call and reads its body, bounded.
+async fn test_hook_body(state: &AppState, headers: &HeaderMap, path: &str, body: Body) -> Result<Bytes, Response> {
+    rpc::routes::authorize(headers, state.node.config.cluster_secret.as_deref(), path)
+        .map_err(IntoResponse::into_response)?;
+    axum::body::to_bytes(body, MAX_TEST_HOOK_BODY_BYTES)
+        .await
+        .map_err(|error| closing((StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response()))
 }
 
-async fn test_set_clock(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    Ok(Json(test_hooks::set_clock(&state.node, &body)?).into_response())
+async fn test_clock(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match rpc::routes::authorize(&headers, state.node.config.cluster_secret.as_deref(), "/test/v1/clock") {
+        Ok(()) => Json(test_hooks::clock_state(&state.node)).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
-async fn test_replica_one(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    Ok(Json(test_hooks::replica_one(&state.node, query.as_deref())?).into_response())
+async fn test_set_clock(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match test_hook_body(&state, &headers, "/test/v1/clock", body).await {
+        Ok(body) => json_or_error(test_hooks::set_clock(&state.node, &body)),
+        Err(response) => response,
+    }
 }
 
-async fn test_replica_many(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    Ok(Json(test_hooks::replica_many(&state.node, &body)?).into_response())
+async fn test_replica_one(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    match rpc::routes::authorize(&headers, state.node.config.cluster_secret.as_deref(), "/test/v1/replica") {
+        Ok(()) => json_or_error(test_hooks::replica_one(&state.node, query.as_deref())),
+        Err(error) => error.into_response(),
+    }
 }
 
-async fn test_probe(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    Ok(Json(test_hooks::probe(&state.node, &body).await?).into_response())
+async fn test_replica_many(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match test_hook_body(&state, &headers, "/test/v1/replica", body).await {
+        Ok(body) => json_or_error(test_hooks::replica_many(&state.node, &body)),
+        Err(response) => response,
+    }
+}
+
+async fn test_probe(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match test_hook_body(&state, &headers, "/test/v1/probe", body).await {
+        Ok(body) => json_or_error(test_hooks::probe(&state.node, &body).await),
+        Err(response) => response,
+    }
+}
+
+fn json_or_error<T: serde::Serialize>(result: Result<T, ApiError>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(error) => error.into_response(),
+    }
 }

@@ -17,9 +17,19 @@ pub fn clock_state(node: &Node) -> ClockState {
     ClockState { offset_ms: node.clock.offset_ms(), now_ms: node.clock.now_ms() }
 }
 
+/// The largest clock skew a test may set: one day.
+pub const MAX_CLOCK_OFFSET_MS: u64 = 24 * 3600 * 1000;
+
 pub fn set_clock(node: &Node, body: &[u8]) -> Result<ClockState, ApiError> {
     let request: SetClock = serde_json::from_slice(body)
         .map_err(|error| ApiError::bad_request(format!("expected {{\"offset_ms\": INTEGER}}: {error}")))?;
+    if request.offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS {
+        return Err(ApiError::bad_request(format!(
+            "offset_ms {} is beyond +-{MAX_CLOCK_OFFSET_MS} ms (one day): no test needs more, and timestamps far \
+             ahead pin a key's versions",
+            request.offset_ms
+        )));
+    }
     node.clock.set_offset_ms(request.offset_ms);
     tracing::warn!(offset_ms = request.offset_ms, "TEST HOOK: clock offset set");
     Ok(clock_state(node))

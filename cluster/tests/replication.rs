@@ -6,6 +6,7 @@ mod support;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use cluster::rpc;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -253,16 +254,63 @@ async fn clock_skew_does_not_lose_a_later_write() {
     }
 }
 
+/// The real internal routes, called with no secret, a wrong one, and the
+/// old public default: each answers 404 as for an unknown path, and the
+/// write the batch carried is not stored. The test hooks likewise.
 #[tokio::test]
-async fn internal_routes_and_test_hooks_are_not_open_to_clients() {
+async fn internal_routes_and_test_hooks_answer_only_the_secret() {
+    use cluster::record::Record;
+    use cluster::rpc::codec::{encode_calls, Call};
+    use cluster::version::Version;
     let cluster = LocalCluster::start("closed", 1, &[]);
-    let client = http_client();
-    for path in ["/internal/v1/read", "/internal/v1/write", "/internal/v1/ping", "/internal/v1/sync"] {
-        let response = client.post(format!("{}{path}", cluster.url(0))).body("k").send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path} answered a caller without the secret");
+    let url = cluster.url(0);
+    let forged = Record::value(Version::new(u64::MAX / 2, 1), b"forged".to_vec(), None);
+    let calls = [Call::Write { key: b"k".to_vec(), record: forged }];
+    let body = encode_calls(calls.iter());
+    let plain = support::plain_client();
+    for secret in [None, Some("not-the-secret-at-all"), Some("leaderless-kv-internal")] {
+        for path in [rpc::BATCH_PATH, rpc::WRITE_BATCH_PATH, rpc::SYNC_PATH, rpc::PING_PATH] {
+            let mut request = plain.post(format!("{url}{path}")).body(body.clone());
+            if let Some(secret) = secret {
+                request = request.header(rpc::SECRET_HEADER, secret);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path} answered {secret:?}");
+        }
+        for path in ["/test/v1/clock", "/test/v1/replica?key=k"] {
+            let mut request = plain.get(format!("{url}{path}"));
+            if let Some(secret) = secret {
+                request = request.header(rpc::SECRET_HEADER, secret);
+            }
+            assert_eq!(request.send().await.unwrap().status(), StatusCode::NOT_FOUND, "{path} answered {secret:?}");
+        }
     }
+    let (status, _) = get(&plain, &url, "k", "strong").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a refused internal write stored nothing");
+    let (status, _) = put(&plain, &url, "k", "mine").await;
+    assert_eq!(status, StatusCode::CREATED, "and the key stays writable");
+    // With the secret the same route answers: the refusals above were the secret's.
+    let ping = http_client().post(format!("{url}{}", rpc::PING_PATH)).send().await.unwrap();
+    assert_eq!(ping.status(), StatusCode::NO_CONTENT);
+
     let dir = support::temp_data_dir("no-hooks");
-    let plain = support::NodeProcess::start("n1", &dir, &[]);
-    let response = client.get(format!("{}/test/v1/clock", plain.base_url)).send().await.unwrap();
+    let node = support::NodeProcess::start("n1", &dir, &[]);
+    let response = http_client().get(format!("{}/test/v1/clock", node.base_url)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND, "test hooks must be off without --test-hooks");
+}
+
+/// A node with peers and no secret refuses to start, and says how to set one.
+#[test]
+fn a_node_with_peers_and_no_secret_exits_2_with_the_way_out() {
+    let dir = support::temp_data_dir("no-secret");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kvnode"))
+        .args(["--node-id", "n1", "--listen", "127.0.0.1:0", "--peers", "n1=127.0.0.1:1,n2=127.0.0.1:2"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .env_remove("KV_CLUSTER_SECRET")
+        .output()
+        .expect("kvnode runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cluster secret") && stderr.contains("KV_CLUSTER_SECRET"), "{stderr}");
 }

@@ -25,9 +25,29 @@ impl Default for NodeApi {
     }
 }
 
+/// An HTTP client that sends the cluster secret with every call (test
+/// hooks answer only callers that have it), each call bounded by `timeout`.
+pub fn hook_client(timeout: Duration, secret: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(value) = secret.and_then(|s| reqwest::header::HeaderValue::from_str(s).ok()) {
+        headers.insert(kvapi::SECRET_HEADER, value);
+    }
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client without TLS builds")
+}
+
 impl NodeApi {
+    /// Without the secret: only `/health` answers.
     pub fn new(timeout: Duration) -> NodeApi {
-        NodeApi { client: reqwest::Client::builder().timeout(timeout).build().expect("http client") }
+        NodeApi::with_secret(timeout, None)
+    }
+
+    /// Test hooks answer only with the cluster's secret ([`crate::db::Db::cluster_secret`]).
+    pub fn with_secret(timeout: Duration, secret: Option<&str>) -> NodeApi {
+        NodeApi { client: hook_client(timeout, secret) }
     }
 
     async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(

@@ -266,7 +266,7 @@ pub async fn run<D: Db, C: Client, G: Generator, N: Nemesis>(
 /// the last states seen (`{key: {node: record}}`).
 async fn await_convergence<D: Db>(db: &D, keys: &BTreeSet<String>, config: &RunConfig) -> (bool, serde_json::Value) {
     let nodes = db.nodes();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
+    let http = crate::node_api::hook_client(Duration::from_secs(10), db.cluster_secret().as_deref());
     let deadline = Instant::now() + config.convergence_timeout;
     let all: Vec<String> = keys.iter().cloned().collect();
     let chunks: Vec<&[String]> = all.chunks(5_000).collect();

@@ -164,7 +164,8 @@ pub struct SystemDescription {
 /// Where one node is, as its command line needs it. Placeholders:
 /// `{node}`, `{listen_host}`, `{advertise}` (the address peers and the
 /// harness reach it at), `{client_port}`, `{peer_port}`, `{data_dir}`,
-/// `{peers}`, `{primary_advertise}`, `{primary_client_port}`.
+/// `{peers}`, `{primary_advertise}`, `{primary_client_port}`, and
+/// `{cluster_secret}` (fresh per cluster; the harness sends it to test hooks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeAddress {
     pub node: String,
@@ -237,6 +238,7 @@ impl SystemDescription {
                 "peers",
                 "primary_advertise",
                 "primary_client_port",
+                "cluster_secret",
             ];
             for template in launch.args.iter().chain(&launch.replica_args).chain(std::iter::once(&launch.peer)) {
                 for name in placeholders(template) {
@@ -261,15 +263,15 @@ impl SystemDescription {
     /// The arguments of node number `index` (0-based) of `nodes`, with
     /// `extra` flags (a scenario's `node_flags`) replacing the description's
     /// own flags of the same name.
-    pub fn args(&self, index: usize, nodes: &[NodeAddress], extra: &[String]) -> Vec<String> {
+    pub fn args(&self, index: usize, nodes: &[NodeAddress], extra: &[String], secret: &str) -> Vec<String> {
         let Some(launch) = &self.launch else { return Vec::new() };
         let node = &nodes[index];
         let primary = &nodes[0];
-        let peers: Vec<String> = nodes.iter().map(|n| render(&launch.peer, n, primary, "")).collect();
+        let peers: Vec<String> = nodes.iter().map(|n| render(&launch.peer, n, primary, "", secret)).collect();
         let peers = peers.join(",");
-        let mut args: Vec<String> = launch.args.iter().map(|arg| render(arg, node, primary, &peers)).collect();
+        let mut args: Vec<String> = launch.args.iter().map(|arg| render(arg, node, primary, &peers, secret)).collect();
         if index > 0 {
-            args.extend(launch.replica_args.iter().map(|arg| render(arg, node, primary, &peers)));
+            args.extend(launch.replica_args.iter().map(|arg| render(arg, node, primary, &peers, secret)));
         }
         override_flags(&args, extra)
     }
@@ -317,8 +319,9 @@ fn placeholders(template: &str) -> Vec<&str> {
     names
 }
 
-fn render(template: &str, node: &NodeAddress, primary: &NodeAddress, peers: &str) -> String {
+fn render(template: &str, node: &NodeAddress, primary: &NodeAddress, peers: &str, secret: &str) -> String {
     template
+        .replace("{cluster_secret}", secret)
         .replace("{node}", &node.node)
         .replace("{listen_host}", &node.listen_host)
         .replace("{advertise}", &node.advertise)
@@ -376,13 +379,13 @@ mod tests {
     fn templates_render_peers_and_the_primary() {
         let nodes = [address("n1", 7000), address("n2", 7010)];
         let etcd = SystemDescription::builtin("etcd").unwrap();
-        let args = etcd.args(1, &nodes, &[]);
+        let args = etcd.args(1, &nodes, &[], "s");
         let at = args.iter().position(|a| a == "--initial-cluster").unwrap();
         assert_eq!(args[at + 1], "n1=http://127.0.0.1:7001,n2=http://127.0.0.1:7011");
         assert!(args.contains(&"/tmp/n2".to_owned()));
         let redis = SystemDescription::builtin("redis").unwrap();
-        assert!(!redis.args(0, &nodes, &[]).contains(&"--replicaof".to_owned()));
-        let replica = redis.args(1, &nodes, &[]);
+        assert!(!redis.args(0, &nodes, &[], "s").contains(&"--replicaof".to_owned()));
+        let replica = redis.args(1, &nodes, &[], "s");
         let at = replica.iter().position(|a| a == "--replicaof").unwrap();
         assert_eq!(replica[at + 1..at + 3], ["127.0.0.1", "7000"]);
         assert_eq!(replica.iter().position(|a| a == "--save").map(|i| replica[i + 1].as_str()), Some(""));
@@ -392,12 +395,14 @@ mod tests {
     fn extra_flags_replace_the_description_s() {
         let nodes = [address("n1", 7000)];
         let extra: Vec<String> = ["--anti-entropy-interval-ms", "900", "--test-bug", "lww"].map(String::from).to_vec();
-        let args = SystemDescription::kvnode().args(0, &nodes, &extra);
+        let args = SystemDescription::kvnode().args(0, &nodes, &extra, "sekrit-0123456789");
         assert_eq!(args.iter().filter(|f| *f == "--anti-entropy-interval-ms").count(), 1);
         let at = args.iter().position(|f| f == "--anti-entropy-interval-ms").unwrap();
         assert_eq!(args[at + 1], "900");
         assert!(args.contains(&"--test-hooks".to_owned()) && args.contains(&"--hint-interval-ms".to_owned()));
         assert!(args.ends_with(&extra));
+        let at = args.iter().position(|f| f == "--cluster-secret").unwrap();
+        assert_eq!(args[at + 1], "sekrit-0123456789");
     }
 
     #[test]

@@ -26,7 +26,7 @@ fn init_logs() {
 
 /// Every ordered pair's reachability, probed by the nodes themselves.
 async fn reachability(db: &DockerDb) -> HashMap<(String, String), bool> {
-    let api = NodeApi::new(Duration::from_secs(5));
+    let api = NodeApi::with_secret(Duration::from_secs(5), db.cluster_secret().as_deref());
     let nodes = db.nodes();
     let probes = nodes.iter().flat_map(|from| nodes.iter().filter(move |to| *to != from).map(move |to| (from, to)));
     let results = futures::future::join_all(probes.map(|(from, to)| {
@@ -42,7 +42,7 @@ async fn reachability(db: &DockerDb) -> HashMap<(String, String), bool> {
 }
 
 async fn host_reaches_everyone(db: &DockerDb) -> bool {
-    let api = NodeApi::new(Duration::from_secs(2));
+    let api = NodeApi::with_secret(Duration::from_secs(2), db.cluster_secret().as_deref());
     for node in db.nodes() {
         if !api.healthy(&db.base_url(&node).unwrap()).await {
             return false;
@@ -115,7 +115,7 @@ async fn kills_pauses_skew_and_loss_do_what_they_say() {
     let mut nemesis = ClusterNemesis::new(FaultKind::ALL.to_vec(), StdRng::seed_from_u64(7));
     nemesis.setup(&db).await.unwrap();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-    let api = NodeApi::new(Duration::from_secs(1));
+    let api = NodeApi::with_secret(Duration::from_secs(1), db.cluster_secret().as_deref());
 
     // Kill -9 of every node, restart: acknowledged data is all there.
     let mut acked = Vec::new();

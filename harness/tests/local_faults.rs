@@ -20,7 +20,7 @@ fn run_dir(name: &str) -> PathBuf {
 }
 
 async fn assert_all_healthy(db: &LocalDb) {
-    let api = NodeApi::new(Duration::from_secs(2));
+    let api = NodeApi::with_secret(Duration::from_secs(2), db.cluster_secret().as_deref());
     for node in db.nodes() {
         assert!(api.healthy(&db.base_url(&node).unwrap()).await, "{node} is not serving");
         assert_eq!(api.clock(&db.base_url(&node).unwrap()).await.unwrap().offset_ms, 0, "{node}'s clock is skewed");
@@ -31,7 +31,7 @@ async fn assert_all_healthy(db: &LocalDb) {
 async fn local_backend_kills_pauses_and_skews_but_will_not_partition() {
     let db = LocalDb::start(&ClusterSpec::new(3), &run_dir("faults")).await.unwrap();
     let mut nemesis = ClusterNemesis::new(vec![FaultKind::Kill], StdRng::seed_from_u64(1));
-    let api = NodeApi::new(Duration::from_millis(500));
+    let api = NodeApi::with_secret(Duration::from_millis(500), db.cluster_secret().as_deref());
 
     nemesis.apply(&db, Fault::Kill { nodes: vec!["n1".into()] }).await.unwrap();
     assert!(!api.healthy(&db.base_url("n1").unwrap()).await);

@@ -11,6 +11,10 @@
 
 pub mod wire;
 
+/// The header that carries the cluster secret: every internal route and
+/// every test hook answers only a caller that sends it.
+pub const SECRET_HEADER: &str = "x-kv-cluster-secret";
+
 /// How a get reads: the query's `consistency` parameter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Consistency {

@@ -15,7 +15,7 @@ pub mod client;
 pub mod codec;
 pub mod routes;
 
-pub const SECRET_HEADER: &str = "x-kv-cluster-secret";
+pub use kvapi::SECRET_HEADER;
 pub const BATCH_PATH: &str = "/internal/v1/batch";
 pub const WRITE_BATCH_PATH: &str = "/internal/v1/write-batch";
 pub const SYNC_PATH: &str = "/internal/v1/sync";

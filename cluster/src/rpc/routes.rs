@@ -9,13 +9,24 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-/// Internal routes answer only callers with the cluster secret; anyone else
-/// sees the same JSON 404 as for an unknown path.
-pub fn authorize(headers: &HeaderMap, secret: &str, path: &str) -> Result<(), ApiError> {
-    match headers.get(SECRET_HEADER) {
-        Some(given) if given.as_bytes() == secret.as_bytes() => Ok(()),
+/// Internal routes and test hooks answer only callers with the cluster
+/// secret; anyone else sees the same JSON 404 as for an unknown path. A
+/// node with no secret (one alone, without test hooks) answers no one.
+pub fn authorize(headers: &HeaderMap, secret: Option<&str>, path: &str) -> Result<(), ApiError> {
+    match (headers.get(SECRET_HEADER), secret) {
+        (Some(given), Some(secret)) if constant_time_eq(given.as_bytes(), secret.as_bytes()) => Ok(()),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no such path: {path}"))),
     }
+}
+
+/// Equality whose time depends on the lengths only, not on where the
+/// first difference is: a caller cannot find the secret byte by byte by
+/// timing refusals.
+pub fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+    if given.len() != secret.len() {
+        return false;
+    }
+    given.iter().zip(secret).fold(0u8, |differ, (a, b)| differ | (a ^ b)) == 0
 }
 
 fn failed(error: impl std::fmt::Display) -> Response {
@@ -75,5 +86,24 @@ pub async fn sync(replica: &Arc<Replica>, body: Bytes) -> Response {
     match replica.answer_sync(&request).await {
         Ok(reply) => (StatusCode::OK, codec::encode_sync_reply(&reply)).into_response(),
         Err(error) => failed(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_secret_is_authorized() {
+        assert!(constant_time_eq(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcdeF", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcde", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"", b"0123456789abcdef"));
+        let mut headers = HeaderMap::new();
+        assert!(authorize(&headers, Some("0123456789abcdef"), "/x").is_err());
+        headers.insert(SECRET_HEADER, "0123456789abcdef".parse().unwrap());
+        assert!(authorize(&headers, Some("0123456789abcdef"), "/x").is_ok());
+        assert!(authorize(&headers, None, "/x").is_err(), "no secret: no one");
+        assert!(authorize(&headers, Some("fedcba9876543210"), "/x").is_err());
     }
 }

@@ -8,6 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+/// The cluster secret every test node gets (`KV_CLUSTER_SECRET`), and
+/// [`http_client`] sends.
+pub const TEST_SECRET: &str = "integration-test-secret";
+
 /// A running `kvnode`, killed when dropped.
 pub struct NodeProcess {
     pub child: Child,
@@ -45,6 +49,7 @@ impl NodeProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .env("KV_CLUSTER_SECRET", TEST_SECRET)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -90,7 +95,15 @@ impl Drop for NodeProcess {
     }
 }
 
+/// A client that sends the test secret (test hooks answer only it).
 pub fn http_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(cluster::rpc::SECRET_HEADER, reqwest::header::HeaderValue::from_static(TEST_SECRET));
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).default_headers(headers).build().expect("http client")
+}
+
+/// A client like anyone else's: no secret.
+pub fn plain_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
 }
 pub mod linearizability;

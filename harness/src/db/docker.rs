@@ -71,6 +71,7 @@ pub async fn connect() -> Result<Docker, DbError> {
 
 pub struct DockerDb {
     system: SystemDescription,
+    cluster_secret: String,
     run_id: String,
     network: String,
     docker: Docker,
@@ -143,7 +144,7 @@ impl DockerDb {
                 .with_label(OWNER_LABEL, std::process::id().to_string())
                 .with_label(RUN_LABEL, run_id.clone())
                 .with_startup_timeout(READY_TIMEOUT)
-                .with_cmd(system.args(index, &addresses, &spec.extra_flags));
+                .with_cmd(system.args(index, &addresses, &spec.extra_flags, &spec.cluster_secret));
             if let Some(dir) = host_dirs.get(node) {
                 image = image.with_mount(Mount::bind_mount(dir.display().to_string(), DATA_DIR));
             }
@@ -161,7 +162,8 @@ impl DockerDb {
             }
         }
         let urls = Mutex::new(HashMap::new());
-        let db = DockerDb { system, run_id, network, docker, containers, urls, host_dirs, disks };
+        let cluster_secret = spec.cluster_secret.clone();
+        let db = DockerDb { system, cluster_secret, run_id, network, docker, containers, urls, host_dirs, disks };
         if let Some(error) = first_error {
             let _ = db.teardown().await;
             return Err(error);
@@ -272,6 +274,10 @@ impl Db for DockerDb {
 
     fn set_fsync_delay(&self, node: &str, delay: Duration) -> Result<(), DbError> {
         self.disks.set_fsync_delay(node, delay)
+    }
+
+    fn cluster_secret(&self) -> Option<String> {
+        Some(self.cluster_secret.clone())
     }
 
     async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {

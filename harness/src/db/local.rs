@@ -60,6 +60,7 @@ struct LocalNode {
 
 pub struct LocalDb {
     binary: PathBuf,
+    cluster_secret: String,
     root: PathBuf,
     system: SystemDescription,
     nodes: Mutex<HashMap<String, LocalNode>>,
@@ -99,7 +100,7 @@ impl LocalDb {
             std::fs::create_dir_all(&address.data_dir)?;
             let node = LocalNode {
                 port: address.client_port,
-                args: system.args(index, &addresses, &spec.extra_flags),
+                args: system.args(index, &addresses, &spec.extra_flags, &spec.cluster_secret),
                 data_dir: PathBuf::from(&address.data_dir),
                 log_path: root.join(format!("{}.process.log", address.node)),
                 child: None,
@@ -110,7 +111,8 @@ impl LocalDb {
             tracing::warn!(%error, "could not sweep power-loss file systems left by dead runs");
         }
         let disks = NodeDisks::default();
-        let db = LocalDb { binary, root: root.to_path_buf(), system, nodes: Mutex::new(nodes), disks };
+        let cluster_secret = spec.cluster_secret.clone();
+        let db = LocalDb { binary, cluster_secret, root: root.to_path_buf(), system, nodes: Mutex::new(nodes), disks };
         if spec.disks == Disks::PowerLoss {
             for id in &ids {
                 db.disks.mount(id, &root.join(id))?;
@@ -229,6 +231,10 @@ impl Db for LocalDb {
 
     fn set_fsync_delay(&self, node: &str, delay: Duration) -> Result<(), DbError> {
         self.disks.set_fsync_delay(node, delay)
+    }
+
+    fn cluster_secret(&self) -> Option<String> {
+        Some(self.cluster_secret.clone())
     }
 
     async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {

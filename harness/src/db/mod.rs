@@ -62,6 +62,10 @@ pub struct ClusterSpec {
     /// flag of the same name.
     pub extra_flags: Vec<String>,
     pub disks: Disks,
+    /// Fills `{cluster_secret}`: fresh for every cluster, from the OS's
+    /// randomness (not the run's seed: it is no part of what a replay
+    /// repeats).
+    pub cluster_secret: String,
 }
 
 impl ClusterSpec {
@@ -72,7 +76,8 @@ impl ClusterSpec {
 
     pub fn of(system: SystemDescription, nodes: usize) -> ClusterSpec {
         assert!(nodes > 0, "a cluster has at least one node");
-        ClusterSpec { system, nodes, extra_flags: Vec::new(), disks: Disks::Plain }
+        let cluster_secret = format!("kvtest-{:032x}", rand::random::<u128>());
+        ClusterSpec { system, nodes, extra_flags: Vec::new(), disks: Disks::Plain, cluster_secret }
     }
 
     pub fn node_ids(&self) -> Vec<String> {
@@ -127,6 +132,13 @@ pub trait Db: Send + Sync {
     /// Makes every fsync on the node's disk take `delay` longer (a slow
     /// disk; zero heals it); needs [`Disks::PowerLoss`].
     fn set_fsync_delay(&self, node: &str, delay: Duration) -> Result<(), DbError>;
+
+    /// The secret the nodes were started with (`{cluster_secret}` in their
+    /// description), which their test hooks ask for; `None` when the
+    /// harness did not start them.
+    fn cluster_secret(&self) -> Option<String> {
+        None
+    }
 
     /// Writes each node's log (stdout and stderr) to `dir/NODE.log`.
     fn collect_logs(&self, dir: &Path) -> impl Future<Output = Result<(), DbError>> + Send;

@@ -187,7 +187,6 @@ type Shape = fn(&[String], &mut StdRng) -> Grudge;
 pub struct ClusterNemesis {
     kinds: Vec<FaultKind>,
     rng: StdRng,
-    api: NodeApi,
     /// Faults applied and not yet healed.
     active: Vec<Fault>,
     strobes: Vec<tokio::task::JoinHandle<()>>,
@@ -196,7 +195,7 @@ pub struct ClusterNemesis {
 impl ClusterNemesis {
     pub fn new(kinds: Vec<FaultKind>, rng: StdRng) -> ClusterNemesis {
         assert!(!kinds.is_empty(), "a nemesis needs at least one kind of fault");
-        ClusterNemesis { kinds, rng, api: NodeApi::default(), active: Vec::new(), strobes: Vec::new() }
+        ClusterNemesis { kinds, rng, active: Vec::new(), strobes: Vec::new() }
     }
 
     /// Draws a concrete fault of `kind` for `nodes`. Pure but for the rng.
@@ -279,11 +278,11 @@ impl ClusterNemesis {
                 }
             }
             Fault::ClockBump { node, offset_ms } => {
-                self.api.set_clock_offset(&db.base_url(node)?, *offset_ms).await?;
+                hooks(db).set_clock_offset(&db.base_url(node)?, *offset_ms).await?;
             }
             Fault::ClockStrobe { nodes, offset_ms, period_ms } => {
                 let urls: Vec<String> = nodes.iter().map(|n| db.base_url(n)).collect::<Result<_, _>>()?;
-                self.strobes.push(tokio::spawn(strobe(self.api.clone(), urls, *offset_ms, *period_ms)));
+                self.strobes.push(tokio::spawn(strobe(hooks(db), urls, *offset_ms, *period_ms)));
             }
             Fault::Loss { nodes, probability } => {
                 for node in nodes {
@@ -332,6 +331,11 @@ impl ClusterNemesis {
 }
 
 /// Flips the nodes' clocks between +offset and -offset every period.
+/// The test hooks of `db`'s nodes, with the secret they ask for.
+fn hooks<D: Db>(db: &D) -> NodeApi {
+    NodeApi::with_secret(Duration::from_secs(3), db.cluster_secret().as_deref())
+}
+
 async fn strobe(api: NodeApi, urls: Vec<String>, offset_ms: i64, period_ms: u64) {
     let mut sign = 1;
     loop {
@@ -408,7 +412,7 @@ impl Nemesis for ClusterNemesis {
         if healed.iter().any(|f| matches!(f, Fault::ClockBump { .. } | Fault::ClockStrobe { .. })) {
             for node in db.nodes() {
                 let reset =
-                    async { self.api.set_clock_offset(&db.base_url(&node)?, 0).await.map(|_| ()).map_err(Into::into) };
+                    async { hooks(db).set_clock_offset(&db.base_url(&node)?, 0).await.map(|_| ()).map_err(Into::into) };
                 keep(reset.await);
             }
         }
