@@ -90,6 +90,12 @@ pub struct Config {
     #[arg(long, env = "KV_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
 
+    /// A record whose version is further than this ahead of the node's
+    /// clock is refused wherever it arrives (replica write, write-back,
+    /// hint, repair, anti-entropy), and no write goes this far ahead.
+    #[arg(long, env = "KV_MAX_CLOCK_SKEW_MS", default_value_t = 600_000)]
+    pub max_clock_skew_ms: u64,
+
     /// Bound on each call to another replica.
     #[arg(long, env = "KV_RPC_TIMEOUT_MS", default_value_t = 1000)]
     pub rpc_timeout_ms: u64,
@@ -180,6 +186,7 @@ impl Config {
             ("--failure-timeout-ms", self.failure_timeout_ms),
             ("--hint-interval-ms", self.hint_interval_ms),
             ("--anti-entropy-interval-ms", self.anti_entropy_interval_ms),
+            ("--max-clock-skew-ms", self.max_clock_skew_ms),
         ];
         if let Some((flag, _)) = intervals.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{flag} must be > 0"));

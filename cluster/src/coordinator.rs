@@ -117,6 +117,10 @@ pub struct CoordinatorConfig {
     /// Every this many eventual reads, one repairs the key in the background
     /// (0 turns read repair off).
     pub read_repair_every: u32,
+    /// No write goes further than this ahead of this node's clock (see
+    /// `Record::too_far_ahead`): a key whose newest version is already
+    /// that far ahead answers 503 instead.
+    pub max_ahead_ms: u64,
     /// Empty in every real deployment (see [`crate::test_bug`]).
     pub bugs: TestBugs,
 }
@@ -167,7 +171,8 @@ impl<T: Transport> Coordinator<T> {
 
     pub async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u32>) -> Result<Version, CoordinatorError> {
         self.write(key, |version| {
-            let expires_at_ms = ttl_secs.map(|ttl| version.timestamp_ms + u64::from(ttl) * 1000);
+            // Saturating: an expiry past the end of time is "never".
+            let expires_at_ms = ttl_secs.map(|ttl| version.timestamp_ms.saturating_add(u64::from(ttl) * 1000));
             Record::value(version, value, expires_at_ms)
         })
         .await
@@ -186,7 +191,7 @@ impl<T: Transport> Coordinator<T> {
             let learned = self.quorum_read(&live, key.as_bytes(), r).await?;
             learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max()
         };
-        let record = build(self.next_version(highest));
+        let record = build(self.next_version(key, highest)?);
         let version = record.version;
         let stand_ins = self.hint_down_owners(down, key.as_bytes(), &record).await;
         let acks = stand_ins + self.replicate(&live, key.as_bytes(), &record, w.saturating_sub(stand_ins)).await;
@@ -303,14 +308,25 @@ impl<T: Transport> Coordinator<T> {
         owners.into_iter().partition(|owner| self.detector.is_alive(owner, now))
     }
 
-    /// A version newer than `highest` and than any this node issued.
-    fn next_version(&self, highest: Option<Version>) -> Version {
-        let floor_ms = highest.map_or(0, |v| v.timestamp_ms + 1);
-        let timestamp_ms = self.clock.now_ms().max(floor_ms);
+    /// A version newer than `highest` and than any this node issued; an
+    /// error when that would be more than `max_ahead_ms` ahead of this
+    /// node's clock (a version planted far ahead, or a clock set back).
+    fn next_version(&self, key: &str, highest: Option<Version>) -> Result<Version, CoordinatorError> {
+        let now_ms = self.clock.now_ms();
+        let floor_ms = highest.map_or(0, |v| v.timestamp_ms.saturating_add(1));
+        if floor_ms > now_ms.saturating_add(self.config.max_ahead_ms) {
+            return Err(CoordinatorError::Unavailable(format!(
+                "{key:?} holds a version {} ms ahead of this node's clock, more than --max-clock-skew-ms ({}) \
+                 allows; not written",
+                floor_ms - 1 - now_ms,
+                self.config.max_ahead_ms
+            )));
+        }
+        let timestamp_ms = now_ms.max(floor_ms);
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let version = Version::new(timestamp_ms, u64::from(self.tag) << 32 | u64::from(sequence));
         assert!(highest.is_none_or(|h| version > h), "a new version must exceed every learned one");
-        version
+        Ok(version)
     }
 
     /// A read quorum of `need` owners among `live`. (Under the

@@ -130,8 +130,9 @@ impl Node {
             ring: ring.clone(),
             n: quorum.n,
             clock: clock.clone(),
-            grace_ms: config.tombstone_grace_secs * 1000,
+            grace_ms: config.tombstone_grace_secs.saturating_mul(1000),
             recovery,
+            max_ahead_ms: config.max_clock_skew_ms,
         });
         let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
         // No secret only for a node alone (Config::validate): it calls no one.
@@ -148,6 +149,7 @@ impl Node {
                 rpc_timeout,
                 hedge_delay: Duration::from_millis(config.hedge_delay_ms),
                 read_repair_every: config.read_repair_every,
+                max_ahead_ms: config.max_clock_skew_ms,
                 bugs: config.bugs(),
             },
             clock.clone(),

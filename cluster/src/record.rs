@@ -37,6 +37,23 @@ impl Record {
         Record { version, tombstone: false, expires_at_ms, value }
     }
 
+    /// Why a record that came from elsewhere (a peer, a hint, a repair, an
+    /// anti-entropy exchange) must not be stored: its version is more than
+    /// `max_ahead_ms` past this node's clock. Stored, it would pin the key
+    /// (every later write must go above it, its tombstone could not be
+    /// compacted), and a version near `u64::MAX` would leave no room at all.
+    pub fn too_far_ahead(&self, now_ms: u64, max_ahead_ms: u64) -> Option<String> {
+        let limit_ms = now_ms.saturating_add(max_ahead_ms);
+        (self.version.timestamp_ms > limit_ms).then(|| {
+            format!(
+                "version {} ms is {} ms ahead of this node's clock, more than the {max_ahead_ms} ms allowed \
+                 (--max-clock-skew-ms)",
+                self.version.timestamp_ms,
+                self.version.timestamp_ms - now_ms
+            )
+        })
+    }
+
     pub fn tombstone(version: Version) -> Record {
         Record { version, tombstone: true, expires_at_ms: None, value: Vec::new() }
     }
@@ -97,6 +114,18 @@ impl Record {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn records_too_far_ahead_are_named_and_the_edges_hold() {
+        let at = |timestamp_ms| Record::tombstone(Version::new(timestamp_ms, 1));
+        assert_eq!(at(1_600).too_far_ahead(1_000, 600), None, "exactly the allowance is fine");
+        let reason = at(1_601).too_far_ahead(1_000, 600).unwrap();
+        assert!(reason.contains("601 ms ahead") && reason.contains("--max-clock-skew-ms"), "{reason}");
+        assert!(at(u64::MAX).too_far_ahead(1_000, 600).is_some());
+        assert_eq!(at(u64::MAX).too_far_ahead(u64::MAX - 5, 600), None, "no overflow at the end of time");
+        assert_eq!(at(0).too_far_ahead(1_000, 0), None, "the past is never refused");
+    }
+
     use super::*;
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Replica {
     pub clock: Arc<Clock>,
     pub grace_ms: u64,
     pub recovery: Recovery,
+    /// See [`Record::too_far_ahead`].
+    pub max_ahead_ms: u64,
 }
 
 impl Replica {
@@ -43,12 +45,37 @@ impl Replica {
         Ok(self.store.get(key)?)
     }
 
+    /// Why `record` must not be stored here, if it must not.
+    pub fn refusal(&self, record: &Record) -> Option<String> {
+        record.too_far_ahead(self.clock.now_ms(), self.max_ahead_ms)
+    }
+
     pub async fn write(&self, key: Vec<u8>, record: Record) -> Result<(), StoreError> {
+        if let Some(reason) = self.refusal(&record) {
+            return Err(StoreError::Refused(reason));
+        }
         self.store.apply(key, record).await.map(|_| ())
     }
 
+    /// Stores every entry it may; the ones too far ahead are dropped with
+    /// a warning (they would be refused on every retry: a hint or a pushed
+    /// record must not be resent forever).
     pub async fn write_batch(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
-        self.store.apply_many(entries).await
+        self.store.apply_many(self.admissible(entries)).await
+    }
+
+    /// `entries` without the ones this replica refuses, each logged.
+    pub fn admissible(&self, entries: Vec<Entry>) -> Vec<Entry> {
+        entries
+            .into_iter()
+            .filter(|(key, record)| match self.refusal(record) {
+                None => true,
+                Some(reason) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(key), %reason, "refused a record from a peer");
+                    false
+                }
+            })
+            .collect()
     }
 
     /// Every record this replica holds, read off the async threads.
@@ -69,7 +96,14 @@ impl Replica {
     }
 
     pub fn view(&self) -> View<'_> {
-        View { ring: &self.ring, n: self.n, me: &self.node_id, now_ms: self.clock.now_ms(), grace_ms: self.grace_ms }
+        View {
+            ring: &self.ring,
+            n: self.n,
+            me: &self.node_id,
+            now_ms: self.clock.now_ms(),
+            grace_ms: self.grace_ms,
+            max_ahead_ms: self.max_ahead_ms,
+        }
     }
 
     pub async fn answer_sync(&self, request: &SyncRequest) -> Result<SyncReply, StoreError> {

@@ -314,3 +314,48 @@ fn a_node_with_peers_and_no_secret_exits_2_with_the_way_out() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cluster secret") && stderr.contains("KV_CLUSTER_SECRET"), "{stderr}");
 }
+
+/// Records an hour ahead of the node's clock, and at `u64::MAX`, arriving
+/// through each internal path a peer can use (a replica write or
+/// write-back in a batch, a hint delivery or anti-entropy push in a
+/// write-batch) are refused: nothing is stored, nothing panics, and the
+/// key stays writable. A key that already holds a version far ahead (its
+/// node's clock was wrong when it was written) answers 503 with the reason
+/// instead of writing further ahead.
+#[tokio::test]
+async fn versions_far_ahead_are_refused_on_every_path_and_never_panic() {
+    use cluster::record::Record;
+    use cluster::rpc::codec::{decode_answers, encode_calls, encode_entries, Answer, Call};
+    use cluster::version::Version;
+    let cluster = LocalCluster::start("ahead", 1, &[]);
+    let url = cluster.url(0);
+    let client = http_client();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    for (i, timestamp_ms) in [now_ms + 3_600_000, u64::MAX].into_iter().enumerate() {
+        let key = format!("ahead-{i}");
+        let record = Record::value(Version::new(timestamp_ms, 7), b"poison".to_vec(), Some(u64::MAX));
+        let calls = [Call::Write { key: key.clone().into_bytes(), record: record.clone() }];
+        let response = client.post(format!("{url}{}", rpc::BATCH_PATH)).body(encode_calls(calls.iter())).send().await;
+        let answers = decode_answers(&response.unwrap().bytes().await.unwrap()).unwrap();
+        assert!(matches!(&answers[0], Answer::Failed(reason) if reason.contains("ahead")), "{answers:?}");
+        let entries = [(key.clone().into_bytes(), record)];
+        let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_entries(&entries)).send();
+        assert!(response.await.unwrap().status().is_success(), "the rest of a write-batch is still taken");
+        let (status, _) = get(&client, &url, &key, "strong").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{key}: a refused record was stored");
+        let (status, body) = put(&client, &url, &key, "mine").await;
+        assert_eq!(status, StatusCode::CREATED, "{key} stays writable: {body}");
+        assert!(body["timestamp"].as_u64().unwrap() < now_ms + 60_000, "{body}");
+    }
+    // A day of skew (the most a test hook allows), a write, the clock back.
+    let skew = |offset_ms: i64| client.post(format!("{url}/test/v1/clock")).json(&json!({"offset_ms": offset_ms}));
+    assert!(skew(86_400_000).send().await.unwrap().status().is_success());
+    assert_eq!(put(&client, &url, "pinned", "then").await.0, StatusCode::CREATED);
+    assert!(skew(0).send().await.unwrap().status().is_success());
+    let (status, body) = put(&client, &url, "pinned", "now").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("--max-clock-skew-ms"), "{body}");
+    assert_eq!(skew(86_400_001).send().await.unwrap().status(), StatusCode::BAD_REQUEST, "offsets beyond a day");
+    let health = client.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "the node still serves: nothing panicked");
+}

@@ -30,6 +30,8 @@ use support::linearizability::{is_linearizable, self_check, Entry, Op};
 const RPC_TIMEOUT: Duration = Duration::from_millis(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(400);
 const GRACE: Duration = Duration::from_secs(3600);
+/// The node default (--max-clock-skew-ms): far above the skews simulated here.
+const MAX_AHEAD_MS: u64 = 600_000;
 
 struct NetState {
     rng: StdRng,
@@ -134,8 +136,16 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
         let grace_ms = GRACE.as_millis() as u64;
         let recovery = Recovery::done(ring.clone(), quorum.n);
         let (n, node_clock) = (quorum.n, clock.clone());
-        let replica =
-            Replica { node_id: id.clone(), store, ring: ring.clone(), n, clock: node_clock, grace_ms, recovery };
+        let replica = Replica {
+            node_id: id.clone(),
+            store,
+            ring: ring.clone(),
+            n,
+            clock: node_clock,
+            grace_ms,
+            recovery,
+            max_ahead_ms: MAX_AHEAD_MS,
+        };
         replicas.insert(id.clone(), Arc::new(replica));
         clocks.push(clock);
     }
@@ -155,6 +165,7 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
                 rpc_timeout: RPC_TIMEOUT,
                 hedge_delay: Duration::from_millis(15),
                 read_repair_every: 3,
+                max_ahead_ms: MAX_AHEAD_MS,
                 bugs: TestBugs::none(),
             };
             let coordinator =

@@ -52,10 +52,13 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
                 Ok(None) => Answer::Absent,
                 Err(error) => Answer::Failed(error.to_string()),
             },
-            Call::Write { key, record } => {
-                writes.push((index, key, record));
-                Answer::Written
-            }
+            Call::Write { key, record } => match replica.refusal(&record) {
+                Some(reason) => Answer::Failed(format!("refused: {reason}")),
+                None => {
+                    writes.push((index, key, record));
+                    Answer::Written
+                }
+            },
         });
     }
     let (indexes, entries): (Vec<usize>, Vec<_>) = writes.into_iter().map(|(i, k, r)| (i, (k, r))).unzip();

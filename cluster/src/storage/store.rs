@@ -33,6 +33,10 @@ pub enum StoreError {
     Failed(Arc<StorageError>),
     #[error("the store is shut down")]
     Closed,
+    /// Not offered to the store at all: the record broke a rule of the
+    /// replica (see `Record::too_far_ahead`).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl From<StorageError> for StoreError {
