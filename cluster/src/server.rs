@@ -140,10 +140,19 @@ async fn delete_item(State(state): State<AppState>, RawQuery(query): RawQuery) -
     Ok((StatusCode::OK, Json(DeleteResponse { key, deleted: true, timestamp: version.timestamp_ms })).into_response())
 }
 
-async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
+/// 200 "ok", or 503 "failed" with the reason while the store takes no
+/// writes (a failed log write, sync or checkpoint; a lost writer thread),
+/// so that a load balancer or an operator stops sending it traffic.
+async fn health(State(state): State<AppState>) -> Response {
     let node = &state.node;
     let recovering_from = node.replica.recovery.pending();
-    Json(HealthResponse { status: "ok".into(), node_id: node.config.node_id.clone(), recovering_from })
+    let reason = node.replica.store.failure();
+    let (code, status) = match reason {
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "failed"),
+        None => (StatusCode::OK, "ok"),
+    };
+    let body = HealthResponse { status: status.into(), node_id: node.config.node_id.clone(), recovering_from, reason };
+    (code, Json(body)).into_response()
 }
 
 async fn unknown_path(uri: Uri) -> ApiError {

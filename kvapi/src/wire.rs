@@ -53,6 +53,9 @@ pub struct HealthResponse {
     /// the keys they co-own (after an unclean stop); absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovering_from: Vec<String>,
+    /// With status "failed" (HTTP 503): why the node takes no writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 pub const KEY_NOT_FOUND: &str = "key not found";

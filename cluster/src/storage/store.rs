@@ -69,6 +69,20 @@ enum Command {
     Sync,
 }
 
+/// A record too large for one log frame is refused here, before the writer
+/// thread sees it (which asserts that every frame fits): one oversized
+/// record from a peer must fail alone, not stop the store.
+fn fits_the_log(key: &[u8], record: &Record) -> Result<(), StoreError> {
+    let bytes = super::wal::payload_bytes(key, record);
+    match bytes <= super::wal::MAX_PAYLOAD_BYTES {
+        true => Ok(()),
+        false => Err(StoreError::Refused(format!(
+            "a record of {bytes} bytes is over the log's {} MiB frame limit",
+            super::wal::MAX_PAYLOAD_BYTES >> 20
+        ))),
+    }
+}
+
 /// A replica's storage with durable writes.
 pub struct Store {
     storage: Arc<dyn Storage>,
@@ -78,6 +92,8 @@ pub struct Store {
     /// Set by the writer once a log write, sync or checkpoint failed: the
     /// files may not hold what was acknowledged.
     damaged: Arc<AtomicBool>,
+    /// What failed, for `/health`.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Store {
@@ -105,25 +121,41 @@ impl Store {
     /// tests on tokio's paused clock never wait on another thread.)
     pub fn volatile(storage: Arc<dyn Storage>) -> Result<Store, StorageError> {
         let damaged = Arc::new(AtomicBool::new(false));
-        Ok(Store { storage, commands: Mutex::new(None), writer: Mutex::new(None), volatile: true, damaged })
+        let failure = Arc::new(Mutex::new(None));
+        Ok(Store { storage, commands: Mutex::new(None), writer: Mutex::new(None), volatile: true, damaged, failure })
     }
 
     fn start(storage: Arc<dyn Storage>, wal: Wal, policy: SyncPolicy) -> Result<Store, StorageError> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let damaged = Arc::new(AtomicBool::new(false));
+        let failure = Arc::new(Mutex::new(None));
         let writer = Writer {
             storage: storage.clone(),
             wal,
             failed: None,
             sync_each_batch: policy == SyncPolicy::EveryBatch,
             damaged: damaged.clone(),
+            failure: failure.clone(),
         };
         let writer = std::thread::Builder::new().name("store-writer".into()).spawn(move || writer.run(receiver))?;
         if let SyncPolicy::Periodic(every) = policy {
             spawn_sync_timer(sender.clone(), every)?;
         }
         let (commands, writer) = (Mutex::new(Some(sender)), Mutex::new(Some(writer)));
-        Ok(Store { storage, commands, writer, volatile: false, damaged })
+        Ok(Store { storage, commands, writer, volatile: false, damaged, failure })
+    }
+
+    /// Why this store takes no more writes, if it does not: a log write,
+    /// sync or checkpoint failed (the disk's state is unknown until a
+    /// restart replays the log), or the writer thread is gone. `/health`
+    /// answers 503 with it.
+    pub fn failure(&self) -> Option<String> {
+        if let Some(reason) = self.failure.lock().expect("store lock").clone() {
+            return Some(reason);
+        }
+        let writer = self.writer.lock().expect("store lock");
+        let gone = writer.as_ref().is_some_and(std::thread::JoinHandle::is_finished);
+        gone.then(|| "the store's writer thread is gone; writes are refused".to_owned())
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
@@ -136,6 +168,7 @@ impl Store {
 
     /// Applies `record` if newer than the held version; returns once durable.
     pub async fn apply(&self, key: Vec<u8>, record: Record) -> Result<ApplyOutcome, StoreError> {
+        fits_the_log(&key, &record)?;
         if self.volatile {
             return Ok(self.storage.apply(&key, &record)?);
         }
@@ -158,6 +191,10 @@ impl Store {
         }
         let mut answers = Vec::with_capacity(entries.len());
         for (key, record) in entries {
+            if let Err(error) = fits_the_log(&key, &record) {
+                answers.push(Err(error));
+                continue;
+            }
             let (reply, answer) = oneshot::channel();
             match self.send(Command::Apply { entry: WalEntry { key, record }, reply }).await {
                 Ok(()) => answers.push(Ok(answer)),
@@ -234,6 +271,7 @@ struct Writer {
     /// False only under the `ack-before-fsync` test bug.
     sync_each_batch: bool,
     damaged: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Writer {
@@ -260,6 +298,8 @@ impl Writer {
 
     fn fail(&mut self, error: StoreError) {
         self.damaged.store(true, Ordering::Relaxed);
+        let reason = format!("{error}; writes are refused until a restart replays the log");
+        *self.failure.lock().expect("store lock") = Some(reason);
         self.failed = Some(error);
     }
 
@@ -327,7 +367,16 @@ impl Writer {
             return Err(error.clone());
         }
         if self.wal.len_bytes() > 0 {
-            self.checkpoint()?;
+            // A failed flush fails the store, as everywhere else: after an
+            // fsync error the kernel may have dropped the dirty pages, and a
+            // later flush that "succeeds" would let the log be emptied of
+            // writes the files never got.
+            if let Err(error) = self.checkpoint() {
+                tracing::error!(%error, "checkpoint before compaction failed; refusing further writes");
+                let error = StoreError::from(error);
+                self.fail(error.clone());
+                return Err(error);
+            }
         }
         let mut removed = 0;
         for (key, version) in candidates {

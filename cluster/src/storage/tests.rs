@@ -192,3 +192,76 @@ async fn compaction_drops_only_records_dead_past_the_grace_period() {
         }
     }
 }
+
+/// Memory storage whose `flush` (the checkpoint's fsync) fails once told to.
+struct FailingFlush {
+    inner: MemoryStorage,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Storage for FailingFlush {
+    fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
+        self.inner.get(key)
+    }
+    fn apply(&self, key: &[u8], record: &Record) -> Result<ApplyOutcome, StorageError> {
+        self.inner.apply(key, record)
+    }
+    fn remove_if_version(&self, key: &[u8], version: Version) -> Result<bool, StorageError> {
+        self.inner.remove_if_version(key, version)
+    }
+    fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Record)>, StorageError> {
+        self.inner.scan_after(after, limit)
+    }
+    fn flush(&self) -> Result<(), StorageError> {
+        match self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Err(StorageError::Io(std::io::Error::other("injected: fsync failed (EIO)"))),
+            false => self.inner.flush(),
+        }
+    }
+}
+
+/// An fsync error during a checkpoint: the store says why it failed (what
+/// `/health` answers with 503), refuses every later write, takes no final
+/// checkpoint, and a restart replays the log: nothing acknowledged is lost.
+#[tokio::test]
+async fn after_a_sync_error_writes_are_refused_with_the_reason_and_the_log_still_replays() {
+    let dir = temp_dir("sync-error");
+    let storage = Arc::new(FailingFlush { inner: MemoryStorage::new(), fail: false.into() });
+    let store = Store::open(storage.clone(), &dir.join("wal")).unwrap();
+    let acknowledged = Record::value(Version::new(5, 0), b"durable".to_vec(), None);
+    store.apply(b"k".to_vec(), acknowledged.clone()).await.unwrap();
+    assert_eq!(store.failure(), None);
+    storage.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Compaction checkpoints first; the checkpoint's flush fails.
+    assert!(store.compact(vec![(b"k".to_vec(), Version::new(5, 0))]).await.is_err());
+    let reason = store.failure().expect("the store reports its failure");
+    assert!(reason.contains("injected: fsync failed") && reason.contains("refused"), "{reason}");
+    let later = store.apply(b"later".to_vec(), Record::value(Version::new(6, 0), b"x".to_vec(), None)).await;
+    assert!(later.is_err(), "a write after the failure must fail, not be acknowledged");
+    assert!(!store.shutdown(), "a failed store reports an unclean shutdown (no final checkpoint)");
+    let fresh: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let store = Store::open(fresh, &dir.join("wal")).unwrap();
+    assert_eq!(store.get(b"k").unwrap(), Some(acknowledged), "the log replays what was acknowledged");
+    assert_eq!(store.get(b"later").unwrap(), None);
+    store.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A record too large for a log frame (a peer's, since the client API caps
+/// values at 16 MiB) fails alone; the store keeps taking writes and stays
+/// healthy (it used to panic its writer thread).
+#[tokio::test]
+async fn a_record_over_the_frame_limit_fails_alone() {
+    let dir = temp_dir("oversize");
+    let store = Store::open(Arc::new(MemoryStorage::new()), &dir.join("wal")).unwrap();
+    let huge = Record::value(Version::new(1, 0), vec![7; super::wal::MAX_PAYLOAD_BYTES], None);
+    let error = store.apply(b"huge".to_vec(), huge.clone()).await.unwrap_err();
+    assert!(error.to_string().contains("frame limit"), "{error}");
+    let small = Record::value(Version::new(2, 0), b"fine".to_vec(), None);
+    let outcomes = store.apply_each(vec![(b"huge".to_vec(), huge), (b"small".to_vec(), small.clone())]).await;
+    assert!(outcomes[0].is_err() && outcomes[1].is_ok(), "{outcomes:?}");
+    assert_eq!(store.get(b"small").unwrap(), Some(small));
+    assert_eq!(store.failure(), None);
+    assert!(store.shutdown());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

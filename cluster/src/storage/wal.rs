@@ -38,7 +38,7 @@ const MAGIC: [u8; 4] = *b"KVW2";
 const HEADER_BYTES: u64 = 12;
 const FRAME_HEADER_BYTES: usize = 8;
 /// Larger than any record the node accepts; a frame claiming more is garbage.
-const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// The file is grown this far ahead of the tail at a time.
 const GROW_BYTES: u64 = 4 * 1024 * 1024;
 /// Direct writes cover whole blocks of this size, at offsets aligned to it
@@ -287,13 +287,20 @@ fn frame_crc(generation: Option<u64>, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// The payload size of the frame of `key` and `record` (length of the key,
+/// the key, the encoded record).
+pub fn payload_bytes(key: &[u8], record: &Record) -> usize {
+    4 + key.len() + crate::record::HEADER_BYTES + record.value.len()
+}
+
 fn encode_frame(entry: &WalEntry, generation: u64, out: &mut Vec<u8>) {
     let record = entry.record.encode();
     let mut payload = Vec::with_capacity(4 + entry.key.len() + record.len());
     payload.extend_from_slice(&(entry.key.len() as u32).to_le_bytes());
     payload.extend_from_slice(&entry.key);
     payload.extend_from_slice(&record);
-    assert!(payload.len() <= MAX_PAYLOAD_BYTES, "a WAL frame must fit the node's limits");
+    debug_assert_eq!(payload.len(), payload_bytes(&entry.key, &entry.record));
+    assert!(payload.len() <= MAX_PAYLOAD_BYTES, "Store refuses records whose frame would not fit");
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&frame_crc(Some(generation), &payload).to_le_bytes());
     out.extend_from_slice(&payload);
