@@ -52,6 +52,8 @@ pub struct View<'a> {
     pub grace_ms: u64,
     /// Records further ahead of `now_ms` are not pulled (`Record::too_far_ahead`).
     pub max_ahead_ms: u64,
+    /// Nor records outside the client API's limits.
+    pub limits: crate::api::request::Limits,
 }
 
 pub fn bucket_of(key: &[u8]) -> usize {
@@ -171,11 +173,17 @@ pub async fn sync_with<T: Transport>(
     stats.pushed = push.len();
     let pull: Vec<Entry> = pull
         .into_iter()
-        .filter(|(key, record)| match record.too_far_ahead(view.now_ms, view.max_ahead_ms) {
-            None => true,
-            Some(reason) => {
-                tracing::warn!(%peer, key = %String::from_utf8_lossy(key), %reason, "refused a record from a peer");
-                false
+        .filter(|(key, record)| {
+            match view
+                .limits
+                .refusal(key, &record.value)
+                .or_else(|| record.too_far_ahead(view.now_ms, view.max_ahead_ms))
+            {
+                None => true,
+                Some(reason) => {
+                    tracing::warn!(%peer, key = %String::from_utf8_lossy(key), %reason, "refused a record from a peer");
+                    false
+                }
             }
         })
         .collect();
@@ -220,7 +228,15 @@ mod tests {
     #[test]
     fn old_tombstones_go_only_where_they_shadow_something() {
         let ring = Ring::new(&["a".to_owned(), "b".to_owned()], 8);
-        let view = View { ring: &ring, n: 2, me: "a", now_ms: 10_000, grace_ms: 1_000, max_ahead_ms: 600_000 };
+        let view = View {
+            ring: &ring,
+            n: 2,
+            me: "a",
+            now_ms: 10_000,
+            grace_ms: 1_000,
+            max_ahead_ms: 600_000,
+            limits: Default::default(),
+        };
         let (old, recent) = (Record::tombstone(Version::new(8_000, 0)), Record::tombstone(Version::new(9_500, 0)));
         let older_value = Record::value(Version::new(7_000, 0), vec![1], None);
         assert!(!view.should_send(&old, None), "compacted elsewhere: do not bring it back");

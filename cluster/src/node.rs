@@ -133,6 +133,7 @@ impl Node {
             grace_ms: config.tombstone_grace_secs.saturating_mul(1000),
             recovery,
             max_ahead_ms: config.max_clock_skew_ms,
+            limits: config.limits(),
         });
         let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
         // No secret only for a node alone (Config::validate): it calls no one.

@@ -2,6 +2,7 @@
 //! the transport) do to its own storage, without coordination.
 
 use crate::antientropy::{Entry, SyncReply, SyncRequest, View};
+use crate::api::request::Limits;
 use crate::clock::Clock;
 use crate::record::Record;
 use crate::recovery::Recovery;
@@ -32,6 +33,8 @@ pub struct Replica {
     pub recovery: Recovery,
     /// See [`Record::too_far_ahead`].
     pub max_ahead_ms: u64,
+    /// What a client's put may store; a peer's record may store no more.
+    pub limits: Limits,
 }
 
 impl Replica {
@@ -45,13 +48,14 @@ impl Replica {
         Ok(self.store.get(key)?)
     }
 
-    /// Why `record` must not be stored here, if it must not.
-    pub fn refusal(&self, record: &Record) -> Option<String> {
-        record.too_far_ahead(self.clock.now_ms(), self.max_ahead_ms)
+    /// Why `record` (from a peer, a hint or a repair) must not be stored
+    /// under `key` here, if it must not.
+    pub fn refusal(&self, key: &[u8], record: &Record) -> Option<String> {
+        self.limits.refusal(key, &record.value).or_else(|| record.too_far_ahead(self.clock.now_ms(), self.max_ahead_ms))
     }
 
     pub async fn write(&self, key: Vec<u8>, record: Record) -> Result<(), StoreError> {
-        if let Some(reason) = self.refusal(&record) {
+        if let Some(reason) = self.refusal(&key, &record) {
             return Err(StoreError::Refused(reason));
         }
         self.store.apply(key, record).await.map(|_| ())
@@ -68,7 +72,7 @@ impl Replica {
     pub fn admissible(&self, entries: Vec<Entry>) -> Vec<Entry> {
         entries
             .into_iter()
-            .filter(|(key, record)| match self.refusal(record) {
+            .filter(|(key, record)| match self.refusal(key, record) {
                 None => true,
                 Some(reason) => {
                     tracing::warn!(key = %String::from_utf8_lossy(key), %reason, "refused a record from a peer");
@@ -103,6 +107,7 @@ impl Replica {
             now_ms: self.clock.now_ms(),
             grace_ms: self.grace_ms,
             max_ahead_ms: self.max_ahead_ms,
+            limits: self.limits,
         }
     }
 

@@ -359,3 +359,40 @@ async fn versions_far_ahead_are_refused_on_every_path_and_never_panic() {
     let health = client.get(format!("{url}/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK, "the node still serves: nothing panicked");
 }
+
+/// The replica protocol is no back door around the client API's limits: a
+/// peer's record with an empty key, a key over --max-key-bytes, or a value
+/// over --max-value-bytes is refused (per call in a batch; dropped from a
+/// write-batch) and nothing of it is stored.
+#[tokio::test]
+async fn records_over_the_client_limits_are_refused_from_peers_too() {
+    use cluster::record::Record;
+    use cluster::rpc::codec::{decode_answers, encode_calls, encode_entries, Answer, Call};
+    use cluster::version::Version;
+    let cluster = LocalCluster::start("limits", 1, &["--max-key-bytes", "16", "--max-value-bytes", "64"]);
+    let url = cluster.url(0);
+    let client = http_client();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let record = |value: usize| Record::value(Version::new(now_ms, 3), vec![b'v'; value], None);
+    let cases = [(Vec::new(), record(1), "--max-key-bytes"), (vec![b'k'; 17], record(1), "--max-key-bytes")];
+    let cases = cases.into_iter().chain([(b"big".to_vec(), record(65), "--max-value-bytes")]);
+    for (key, record, flag) in cases {
+        let calls = [Call::Write { key: key.clone(), record: record.clone() }];
+        let response = client.post(format!("{url}{}", rpc::BATCH_PATH)).body(encode_calls(calls.iter())).send().await;
+        let answers = decode_answers(&response.unwrap().bytes().await.unwrap()).unwrap();
+        assert!(matches!(&answers[0], Answer::Failed(reason) if reason.contains(flag)), "{answers:?}");
+        let entries = [(key.clone(), record)];
+        let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_entries(&entries)).send();
+        assert!(response.await.unwrap().status().is_success());
+        if !key.is_empty() {
+            let key = String::from_utf8(key).unwrap();
+            let records: Value =
+                client.get(format!("{url}/test/v1/replica?key={key}")).send().await.unwrap().json().await.unwrap();
+            assert_eq!(records["present"], false, "{key}: {records}");
+        }
+    }
+    let fits = [(b"fits".to_vec(), record(64))];
+    let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_entries(&fits)).send();
+    assert!(response.await.unwrap().status().is_success());
+    assert_eq!(get(&client, &url, "fits", "strong").await.0, StatusCode::OK, "exactly the limits are accepted");
+}

@@ -145,6 +145,7 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
             grace_ms,
             recovery,
             max_ahead_ms: MAX_AHEAD_MS,
+            limits: Default::default(),
         };
         replicas.insert(id.clone(), Arc::new(replica));
         clocks.push(clock);

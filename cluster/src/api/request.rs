@@ -24,6 +24,22 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Why a record from a peer breaks the limits a client's put must keep
+    /// (a key of 1..=max_key_bytes bytes, a value of at most
+    /// max_value_bytes), if it does: the replica protocol is no back door
+    /// around them.
+    pub fn refusal(&self, key: &[u8], value: &[u8]) -> Option<String> {
+        if key.is_empty() || key.len() > self.max_key_bytes {
+            return Some(format!(
+                "a key of {} bytes is outside 1..={} (--max-key-bytes)",
+                key.len(),
+                self.max_key_bytes
+            ));
+        }
+        (value.len() > self.max_value_bytes)
+            .then(|| format!("a value of {} bytes is over {} (--max-value-bytes)", value.len(), self.max_value_bytes))
+    }
+
     /// The largest body a valid put can have: base64 of the largest value,
     /// the largest key with every byte escaped as `\u00XX`, and room for the
     /// rest of the JSON and whitespace.

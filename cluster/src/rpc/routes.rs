@@ -52,7 +52,7 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
                 Ok(None) => Answer::Absent,
                 Err(error) => Answer::Failed(error.to_string()),
             },
-            Call::Write { key, record } => match replica.refusal(&record) {
+            Call::Write { key, record } => match replica.refusal(&key, &record) {
                 Some(reason) => Answer::Failed(format!("refused: {reason}")),
                 None => {
                     writes.push((index, key, record));
