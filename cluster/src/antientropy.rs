@@ -56,6 +56,31 @@ pub struct View<'a> {
     pub limits: crate::api::request::Limits,
 }
 
+impl View<'_> {
+    /// Why `record`, from a peer, a hint or a repair, must not be stored
+    /// under `key` here, if it must not: it breaks the client API's limits,
+    /// or its version is too far ahead of this node's clock.
+    pub fn refusal(&self, key: &[u8], record: &Record) -> Option<String> {
+        self.limits.refusal(key, &record.value).or_else(|| record.too_far_ahead(self.now_ms, self.max_ahead_ms))
+    }
+
+    /// `entries` without the ones this replica refuses, each logged. They
+    /// are dropped, not failed: a hint or a pushed record refused once
+    /// would be refused on every retry.
+    pub fn admissible(&self, entries: Vec<Entry>) -> Vec<Entry> {
+        entries
+            .into_iter()
+            .filter(|(key, record)| match self.refusal(key, record) {
+                None => true,
+                Some(reason) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(key), %reason, "refused a record from a peer");
+                    false
+                }
+            })
+            .collect()
+    }
+}
+
 pub fn bucket_of(key: &[u8]) -> usize {
     (hash64(key) >> (64 - BUCKETS.trailing_zeros())) as usize
 }
@@ -171,23 +196,7 @@ pub async fn sync_with<T: Transport>(
         .collect();
     stats.pulled = pull.len();
     stats.pushed = push.len();
-    let pull: Vec<Entry> = pull
-        .into_iter()
-        .filter(|(key, record)| {
-            match view
-                .limits
-                .refusal(key, &record.value)
-                .or_else(|| record.too_far_ahead(view.now_ms, view.max_ahead_ms))
-            {
-                None => true,
-                Some(reason) => {
-                    tracing::warn!(%peer, key = %String::from_utf8_lossy(key), %reason, "refused a record from a peer");
-                    false
-                }
-            }
-        })
-        .collect();
-    store.apply_many(pull).await?;
+    store.apply_many(view.admissible(pull)).await?;
     if !push.is_empty() {
         tokio::time::timeout(timeout, transport.write_batch(peer, push))
             .await

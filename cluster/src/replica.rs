@@ -48,10 +48,9 @@ impl Replica {
         Ok(self.store.get(key)?)
     }
 
-    /// Why `record` (from a peer, a hint or a repair) must not be stored
-    /// under `key` here, if it must not.
+    /// See [`View::refusal`].
     pub fn refusal(&self, key: &[u8], record: &Record) -> Option<String> {
-        self.limits.refusal(key, &record.value).or_else(|| record.too_far_ahead(self.clock.now_ms(), self.max_ahead_ms))
+        self.view().refusal(key, record)
     }
 
     pub async fn write(&self, key: Vec<u8>, record: Record) -> Result<(), StoreError> {
@@ -61,25 +60,9 @@ impl Replica {
         self.store.apply(key, record).await.map(|_| ())
     }
 
-    /// Stores every entry it may; the ones too far ahead are dropped with
-    /// a warning (they would be refused on every retry: a hint or a pushed
-    /// record must not be resent forever).
+    /// Stores every entry it may ([`View::admissible`]).
     pub async fn write_batch(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
-        self.store.apply_many(self.admissible(entries)).await
-    }
-
-    /// `entries` without the ones this replica refuses, each logged.
-    pub fn admissible(&self, entries: Vec<Entry>) -> Vec<Entry> {
-        entries
-            .into_iter()
-            .filter(|(key, record)| match self.refusal(key, record) {
-                None => true,
-                Some(reason) => {
-                    tracing::warn!(key = %String::from_utf8_lossy(key), %reason, "refused a record from a peer");
-                    false
-                }
-            })
-            .collect()
+        self.store.apply_many(self.view().admissible(entries)).await
     }
 
     /// Every record this replica holds, read off the async threads.

@@ -166,11 +166,21 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 /// Internal bodies can carry a batch of records; bounded all the same.
 const MAX_INTERNAL_BODY_BYTES: usize = 256 * 1024 * 1024;
 
-/// Checks the cluster secret and reads the body of an internal call.
-async fn internal_body(state: &AppState, headers: &HeaderMap, path: &str, body: Body) -> Result<Bytes, Response> {
+/// Whether the caller of `path` sent the cluster secret (a 404 if not).
+fn authorized(state: &AppState, headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
     rpc::routes::authorize(headers, state.node.config.cluster_secret.as_deref(), path)
-        .map_err(IntoResponse::into_response)?;
-    axum::body::to_bytes(body, MAX_INTERNAL_BODY_BYTES)
+}
+
+/// Checks the cluster secret and reads the body, at most `limit` bytes.
+async fn authorized_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, Response> {
+    authorized(state, headers, path).map_err(IntoResponse::into_response)?;
+    axum::body::to_bytes(body, limit)
         .await
         .map_err(|error| closing((StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response()))
 }
@@ -186,7 +196,7 @@ fn closing(mut response: Response) -> Response {
 macro_rules! internal_handler {
     ($name:ident, $path:expr, $call:path) => {
         async fn $name(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-            match internal_body(&state, &headers, $path, body).await {
+            match authorized_body(&state, &headers, $path, body, MAX_INTERNAL_BODY_BYTES).await {
                 Ok(bytes) => $call(&state.node.replica, bytes).await,
                 Err(response) => response,
             }
@@ -199,7 +209,7 @@ internal_handler!(internal_write_batch, rpc::WRITE_BATCH_PATH, rpc::routes::writ
 internal_handler!(internal_sync, rpc::SYNC_PATH, rpc::routes::sync);
 
 async fn internal_ping(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match rpc::routes::authorize(&headers, state.node.config.cluster_secret.as_deref(), rpc::PING_PATH) {
+    match authorized(&state, &headers, rpc::PING_PATH) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     }
@@ -208,17 +218,12 @@ async fn internal_ping(State(state): State<AppState>, headers: HeaderMap) -> Res
 /// Test hook bodies are small JSON: a clock offset, a list of keys, a peer.
 const MAX_TEST_HOOK_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// Checks the cluster secret of a test hook call and reads its body, bounded.
 async fn test_hook_body(state: &AppState, headers: &HeaderMap, path: &str, body: Body) -> Result<Bytes, Response> {
-    rpc::routes::authorize(headers, state.node.config.cluster_secret.as_deref(), path)
-        .map_err(IntoResponse::into_response)?;
-    axum::body::to_bytes(body, MAX_TEST_HOOK_BODY_BYTES)
-        .await
-        .map_err(|error| closing((StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response()))
+    authorized_body(state, headers, path, body, MAX_TEST_HOOK_BODY_BYTES).await
 }
 
 async fn test_clock(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match rpc::routes::authorize(&headers, state.node.config.cluster_secret.as_deref(), "/test/v1/clock") {
+    match authorized(&state, &headers, "/test/v1/clock") {
         Ok(()) => Json(test_hooks::clock_state(&state.node)).into_response(),
         Err(error) => error.into_response(),
     }
@@ -232,7 +237,7 @@ async fn test_set_clock(State(state): State<AppState>, headers: HeaderMap, body:
 }
 
 async fn test_replica_one(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    match rpc::routes::authorize(&headers, state.node.config.cluster_secret.as_deref(), "/test/v1/replica") {
+    match authorized(&state, &headers, "/test/v1/replica") {
         Ok(()) => json_or_error(test_hooks::replica_one(&state.node, query.as_deref())),
         Err(error) => error.into_response(),
     }

@@ -48,12 +48,10 @@ impl std::str::FromStr for Adapter {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Adapter, String> {
-        match text {
-            "kvnode" => Ok(Adapter::Kvnode),
-            "etcd" => Ok(Adapter::Etcd),
-            "redis" => Ok(Adapter::Redis),
-            other => Err(format!("no adapter {other:?}: kvnode, etcd or redis")),
-        }
+        let all = [Adapter::Kvnode, Adapter::Etcd, Adapter::Redis];
+        all.into_iter()
+            .find(|adapter| adapter.name() == text)
+            .ok_or(format!("no adapter {text:?}: kvnode, etcd or redis"))
     }
 }
 
@@ -125,6 +123,9 @@ pub struct Launch {
     /// One node's entry in `{peers}` (joined with commas).
     #[serde(default)]
     pub peer: String,
+    /// How to get `binary` where it is missing, for the message.
+    #[serde(default)]
+    pub install: String,
 }
 
 /// How the docker backend gets the store's image (no registry: always
@@ -200,11 +201,8 @@ impl SystemDescription {
     /// Nodes someone else started: no launch, no image, and only what
     /// every store offers (strong and eventual reads through `adapter`).
     pub fn external(adapter: Adapter) -> SystemDescription {
-        let mut description = match adapter {
-            Adapter::Kvnode => SystemDescription::kvnode(),
-            Adapter::Etcd => SystemDescription::builtin("etcd").expect("etcd ships"),
-            Adapter::Redis => SystemDescription::builtin("redis").expect("redis ships"),
-        };
+        // Each adapter's store ships a description of the same name.
+        let mut description = SystemDescription::builtin(adapter.name()).expect("every adapter's store ships");
         description.name = format!("external-{}", description.name);
         description.about = "nodes started outside the harness".to_owned();
         description.launch = None;

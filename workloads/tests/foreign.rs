@@ -25,8 +25,8 @@ use workloads::{Workload, WorkloadKind};
 /// The store's description, if its program is installed.
 fn installed(system: &str, test: &str) -> Option<SystemDescription> {
     let description = SystemDescription::builtin(system).expect("a shipped description");
-    let binary = &description.launch.as_ref().expect("it launches").binary;
-    match find_binary(binary) {
+    let launch = description.launch.as_ref().expect("it launches");
+    match find_binary(&launch.binary, &launch.install) {
         Ok(_) => Some(description),
         Err(error) => {
             eprintln!("SKIPPED {test}: {error}");

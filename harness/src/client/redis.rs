@@ -35,7 +35,11 @@ use tokio::net::TcpStream;
 /// harness value comes near.
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
-const PUT_SCRIPT: &str = "\
+/// Lua that sets `ts` to a new version of `KEYS[1]`: the primary's clock
+/// in microseconds, raised above the version stored with the value.
+macro_rules! next_version_lua {
+    () => {
+        "\
 local t = redis.call('TIME')
 local ts = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local prev = redis.call('GET', KEYS[1])
@@ -43,20 +47,24 @@ if prev then
   local p = tonumber(string.match(prev, '^(%d+):'))
   if p and p >= ts then ts = p + 1 end
 end
+"
+    };
+}
+
+const PUT_SCRIPT: &str = concat!(
+    next_version_lua!(),
+    "\
 local s = string.format('%.0f', ts)
 redis.call('SET', KEYS[1], s .. ':' .. ARGV[1])
-return s";
+return s"
+);
 
-const DELETE_SCRIPT: &str = "\
-local t = redis.call('TIME')
-local ts = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local prev = redis.call('GET', KEYS[1])
-if prev then
-  local p = tonumber(string.match(prev, '^(%d+):'))
-  if p and p >= ts then ts = p + 1 end
-end
+const DELETE_SCRIPT: &str = concat!(
+    next_version_lua!(),
+    "\
 redis.call('DEL', KEYS[1])
-return string.format('%.0f', ts)";
+return string.format('%.0f', ts)"
+);
 
 /// One RESP reply.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -52,7 +52,6 @@ pub fn image_reference(system: &SystemDescription) -> Result<(String, String), D
 fn build_hint(system: &SystemDescription) -> String {
     match system.image.as_ref().map(|image| image.build.as_str()) {
         Some("host-binary") => format!("make images (or harness/scripts/host-image.sh systems/{}.toml)", system.name),
-        Some(script) if system.name == "kvnode" => format!("make image ({script})"),
         Some(script) => script.to_owned(),
         None => "nothing: it has no image".to_owned(),
     }

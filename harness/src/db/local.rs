@@ -22,7 +22,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `REDIS_SERVER_BIN`), a path as given, next to the running executable's
 /// target folder (`target/debug` or `target/release`, where `kvnode` is
 /// built), else on the PATH.
-pub fn find_binary(name: &str) -> Result<PathBuf, DbError> {
+/// `install` says how to get it, for the message when it is missing.
+pub fn find_binary(name: &str, install: &str) -> Result<PathBuf, DbError> {
     if let Some(path) = std::env::var_os(SystemDescription::env_override(name, "BIN")) {
         return Ok(PathBuf::from(path));
     }
@@ -34,12 +35,7 @@ pub fn find_binary(name: &str) -> Result<PathBuf, DbError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let on_path: Vec<PathBuf> = std::env::split_paths(&path).map(|dir| dir.join(name)).collect();
     beside.chain(on_path).find(|candidate| candidate.is_file()).ok_or_else(|| {
-        let hint = match name {
-            "kvnode" => "build it (cargo build -p cluster)".to_owned(),
-            "etcd" => "apt-get install etcd-server".to_owned(),
-            "redis-server" => "apt-get install redis-server".to_owned(),
-            _ => "install it".to_owned(),
-        };
+        let hint = if install.is_empty() { "install it" } else { install };
         let variable = SystemDescription::env_override(name, "BIN");
         DbError::Process(format!("no {name} binary: {hint}, or set {variable}"))
     })
@@ -47,7 +43,8 @@ pub fn find_binary(name: &str) -> Result<PathBuf, DbError> {
 
 /// Where the `kvnode` binary is (see [`find_binary`]).
 pub fn kvnode_binary() -> Result<PathBuf, DbError> {
-    find_binary("kvnode")
+    let kvnode = SystemDescription::kvnode().launch.expect("kvnode's description launches it");
+    find_binary(&kvnode.binary, &kvnode.install)
 }
 
 struct LocalNode {
@@ -83,7 +80,7 @@ impl LocalDb {
             what: "start this system",
             why: "its description has no [launch] section",
         })?;
-        let binary = find_binary(&launch.binary)?;
+        let binary = find_binary(&launch.binary, &launch.install)?;
         std::fs::create_dir_all(root)?;
         let ids = spec.node_ids();
         let mut addresses = Vec::new();
