@@ -1,7 +1,7 @@
 # The commands a user needs. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench cluster-up cluster-down cluster-status test-partition clean
+.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench soak cluster-up cluster-down cluster-status test-partition clean
 
 help:
 	@echo "make test            run every test (what CI runs)"
@@ -9,6 +9,7 @@ help:
 	@echo "make images          kvnode's image, and etcd's and Redis's from the host's binaries (apt-get install etcd-server redis-server)"
 	@echo "make lint            rustfmt and clippy, warnings as errors"
 	@echo "make bench           checker speed, report drawing time, a local 3-node cluster's throughput and latency (vs etcd if installed)"
+	@echo "make soak            10 min of mixed traffic + bad requests on a local 3-node cluster: RSS, errors, lost writes (not in CI; SOAK_SECS)"
 	@echo "make cluster-up      start a local 3-node cluster on 127.0.0.1:7001-7003"
 	@echo "make cluster-down    stop it"
 	@echo "make cluster-status  show which local nodes run"
@@ -49,6 +50,15 @@ bench:
 	$(CARGO) bench -p harness --bench checker
 	$(CARGO) bench -p harness --bench report
 	$(CARGO) bench -p cluster --bench cluster_load
+
+# Not in CI (it takes SOAK_SECS, 10 minutes by default): mixed traffic and
+# a trickle of bad requests against a local 3-node cluster of release
+# nodes; prints RSS over time, throughput and latency, errors by kind, and
+# exits non-zero on a crash, a lost acknowledged write or a 5xx to a bad
+# request. SOAK_SEED replays a run's choices.
+SOAK_SECS ?= 600
+soak:
+	SOAK_SECS=$(SOAK_SECS) $(CARGO) bench --profile release -p cluster --bench soak
 
 cluster-up: release
 	@cluster/scripts/local-cluster.sh up

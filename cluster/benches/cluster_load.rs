@@ -17,11 +17,14 @@
 //! `BENCH_ETCD=off` skips it; `BENCH_PHASES=put` runs only the puts (for a
 //! profiler).
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use common::{env_or, CpuUse};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,57 +54,6 @@ struct Report {
     seconds: f64,
     latencies_us: Vec<u64>,
     cpu: CpuUse,
-}
-
-/// The whole machine's CPU over a phase, from `/proc/stat` (Linux). Busy
-/// CPU time per operation is steadier than ops/s on a shared 2-core VM, so
-/// it is the number to compare when trying a change.
-#[derive(Clone, Copy, Debug, Default)]
-struct CpuUse {
-    busy_ticks: u64,
-    idle_ticks: u64,
-    steal_ticks: u64,
-}
-
-impl CpuUse {
-    fn now() -> CpuUse {
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let fields: Vec<u64> = stat
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .skip(1)
-            .map(|field| field.parse().unwrap_or(0))
-            .collect();
-        let field = |i: usize| fields.get(i).copied().unwrap_or(0);
-        // user nice system idle iowait irq softirq steal
-        CpuUse {
-            busy_ticks: field(0) + field(1) + field(2) + field(5) + field(6),
-            idle_ticks: field(3) + field(4),
-            steal_ticks: field(7),
-        }
-    }
-
-    fn since(self, earlier: CpuUse) -> CpuUse {
-        CpuUse {
-            busy_ticks: self.busy_ticks - earlier.busy_ticks,
-            idle_ticks: self.idle_ticks - earlier.idle_ticks,
-            steal_ticks: self.steal_ticks - earlier.steal_ticks,
-        }
-    }
-
-    fn plus(self, other: CpuUse) -> CpuUse {
-        CpuUse {
-            busy_ticks: self.busy_ticks + other.busy_ticks,
-            idle_ticks: self.idle_ticks + other.idle_ticks,
-            steal_ticks: self.steal_ticks + other.steal_ticks,
-        }
-    }
-
-    fn percent(ticks: u64, total: u64) -> f64 {
-        100.0 * ticks as f64 / total.max(1) as f64
-    }
 }
 
 impl Report {
@@ -209,10 +161,6 @@ async fn run_phase(target: Target, phase: Phase, urls: Arc<Vec<String>>, clients
     latencies_us.sort_unstable();
     let seconds = started.elapsed().as_secs_f64();
     Report { phase, ops: latencies_us.len(), errors, seconds, latencies_us, cpu }
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// A three-member etcd on loopback, killed (and its data removed) when dropped.

@@ -123,9 +123,23 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     pub fn start(name: &str, size: usize, extra: &[&str]) -> LocalCluster {
+        LocalCluster::launch(name, size, true, extra)
+    }
+
+    /// [`LocalCluster::start`] without `--test-hooks`: nodes as an
+    /// operator runs them (the soak's bad requests meet what production
+    /// would serve).
+    pub fn start_without_test_hooks(name: &str, size: usize, extra: &[&str]) -> LocalCluster {
+        LocalCluster::launch(name, size, false, extra)
+    }
+
+    fn launch(name: &str, size: usize, test_hooks: bool, extra: &[&str]) -> LocalCluster {
         let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("n{}=127.0.0.1:{p}", i + 1)).collect();
-        let mut args: Vec<String> = vec!["--peers".into(), peers.join(","), "--test-hooks".into()];
+        let mut args: Vec<String> = vec!["--peers".into(), peers.join(",")];
+        if test_hooks {
+            args.push("--test-hooks".into());
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let dirs = (0..size).map(|i| temp_data_dir(&format!("{name}-n{}", i + 1))).collect();
         let mut cluster = LocalCluster { nodes: (0..size).map(|_| None).collect(), ports, dirs, args };
