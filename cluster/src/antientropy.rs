@@ -24,6 +24,10 @@ use std::time::Duration;
 pub const BUCKETS: usize = 1024;
 /// Records one exchange moves each way; the rest waits for the next round.
 pub const MAX_RECORDS_PER_EXCHANGE: usize = 10_000;
+/// Bytes of keys and values one exchange moves each way, likewise.
+pub const MAX_REPLY_BYTES: usize = 64 << 20;
+/// Records read from the store at a time.
+pub const SCAN_PAGE: usize = 1024;
 
 pub type Entry = (Vec<u8>, Record);
 
@@ -41,6 +45,8 @@ pub struct SyncReply {
     pub digests: Digests,
     /// The answering replica's records in the buckets that differ.
     pub records: Vec<Entry>,
+    /// Whether `records` holds every such record (not cut at a cap).
+    pub complete: bool,
 }
 
 /// What one replica knows to decide which keys it shares with a peer.
@@ -95,14 +101,10 @@ fn entry_digest(key: &[u8], record: &Record) -> u64 {
 }
 
 impl View<'_> {
-    /// The records of `all` that `peer` owns too.
-    pub fn shared_with<'r>(&self, all: &'r [Entry], peer: &str) -> Vec<&'r Entry> {
-        all.iter()
-            .filter(|(key, _)| {
-                let owners = self.ring.owners(key, self.n);
-                owners.iter().any(|o| o == self.me) && owners.iter().any(|o| o == peer)
-            })
-            .collect()
+    /// Whether this replica and `peer` both own `key`.
+    pub fn shares(&self, key: &[u8], peer: &str) -> bool {
+        let owners = self.ring.owners(key, self.n);
+        owners.iter().any(|o| o == self.me) && owners.iter().any(|o| o == peer)
     }
 
     /// Whether `record` should replace `held` on a replica: newer, and not a
@@ -114,28 +116,83 @@ impl View<'_> {
         }
     }
 
-    /// The peer's side of an exchange.
-    pub fn answer(&self, all: &[Entry], request: &SyncRequest) -> SyncReply {
-        let shared = self.shared_with(all, &request.from);
-        let digests = digests(&shared);
+    /// The peer's side of an exchange: two passes over `store`.
+    pub async fn answer(&self, store: &Store, request: &SyncRequest) -> Result<SyncReply, StoreError> {
+        let digests = self.shared_digests(store, &request.from).await?;
         let differ = differing(&digests, &request.digests);
-        let records = shared
-            .into_iter()
-            .filter(|(key, _)| differ[bucket_of(key)])
-            .take(MAX_RECORDS_PER_EXCHANGE)
-            .cloned()
-            .collect();
-        SyncReply { digests, records }
+        let mut records = Capped::default();
+        self.for_each_shared(store, &request.from, |key, record| {
+            if differ[bucket_of(key)] {
+                records.offer(key, record);
+            }
+        })
+        .await?;
+        Ok(SyncReply { digests, complete: !records.cut, records: records.entries })
+    }
+
+    /// The digests of the records this replica shares with `peer`.
+    pub async fn shared_digests(&self, store: &Store, peer: &str) -> Result<Digests, StoreError> {
+        let mut leaves = vec![0u64; BUCKETS];
+        self.for_each_shared(store, peer, |key, record| add_to_leaf(&mut leaves, key, record)).await?;
+        Ok(Digests(leaves))
+    }
+
+    /// Calls `visit` on every record of `store` that `peer` owns too, a
+    /// page at a time, yielding between pages (a page is a short blocking
+    /// read).
+    async fn for_each_shared(
+        &self,
+        store: &Store,
+        peer: &str,
+        mut visit: impl FnMut(&[u8], &Record),
+    ) -> Result<(), StoreError> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store.scan_after(after.as_deref(), SCAN_PAGE)?;
+            for (key, record) in page.iter().filter(|(key, _)| self.shares(key, peer)) {
+                visit(key, record);
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == SCAN_PAGE => after = Some(last.clone()),
+                _ => return Ok(()),
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Records collected up to [`MAX_RECORDS_PER_EXCHANGE`] and
+/// [`MAX_REPLY_BYTES`]; `cut` once one was left out.
+#[derive(Default)]
+struct Capped {
+    entries: Vec<Entry>,
+    bytes: usize,
+    cut: bool,
+}
+
+impl Capped {
+    fn offer(&mut self, key: &[u8], record: &Record) {
+        let bytes = key.len() + record.value.len() + 64;
+        if self.entries.len() >= MAX_RECORDS_PER_EXCHANGE || self.bytes + bytes > MAX_REPLY_BYTES {
+            self.cut = true;
+            return;
+        }
+        self.bytes += bytes;
+        self.entries.push((key.to_vec(), record.clone()));
     }
 }
 
 pub fn digests(shared: &[&Entry]) -> Digests {
     let mut leaves = vec![0u64; BUCKETS];
     for (key, record) in shared {
-        let leaf = &mut leaves[bucket_of(key)];
-        *leaf = leaf.wrapping_add(entry_digest(key, record));
+        add_to_leaf(&mut leaves, key, record);
     }
     Digests(leaves)
+}
+
+fn add_to_leaf(leaves: &mut [u64], key: &[u8], record: &Record) {
+    let leaf = &mut leaves[bucket_of(key)];
+    *leaf = leaf.wrapping_add(entry_digest(key, record));
 }
 
 fn differing(a: &Digests, b: &Digests) -> Vec<bool> {
@@ -155,18 +212,16 @@ pub struct SyncStats {
     pub complete: bool,
 }
 
-/// The initiator's side of one exchange with `peer`. `all` is a snapshot of
-/// this replica's records.
+/// The initiator's side of one exchange with `peer`, reading `store` a
+/// page at a time.
 pub async fn sync_with<T: Transport>(
     transport: &T,
     store: &Store,
     view: &View<'_>,
-    all: &[Entry],
     peer: &str,
     timeout: Duration,
 ) -> Result<SyncStats, SyncError> {
-    let shared = view.shared_with(all, peer);
-    let request = SyncRequest { from: view.me.to_owned(), digests: digests(&shared) };
+    let request = SyncRequest { from: view.me.to_owned(), digests: view.shared_digests(store, peer).await? };
     let reply = tokio::time::timeout(timeout, transport.sync(peer, request.clone()))
         .await
         .map_err(|_| SyncError::Rpc(format!("{peer} did not answer in time")))?
@@ -174,31 +229,31 @@ pub async fn sync_with<T: Transport>(
     let differ = differing(&request.digests, &reply.digests);
     let mut stats = SyncStats {
         differing_buckets: differ.iter().filter(|d| **d).count(),
-        complete: reply.records.len() < MAX_RECORDS_PER_EXCHANGE,
+        complete: reply.complete,
         ..SyncStats::default()
     };
     if stats.differing_buckets == 0 {
         return Ok(stats);
     }
+    let mut pull = Vec::new();
+    for (key, record) in &reply.records {
+        if view.should_send(record, store.get(key)?.as_ref()) {
+            pull.push((key.clone(), record.clone()));
+        }
+    }
     let theirs: HashMap<&[u8], &Record> = reply.records.iter().map(|(k, r)| (k.as_slice(), r)).collect();
-    let push: Vec<Entry> = shared
-        .into_iter()
-        .filter(|(key, record)| differ[bucket_of(key)] && view.should_send(record, theirs.get(key.as_slice()).copied()))
-        .take(MAX_RECORDS_PER_EXCHANGE)
-        .cloned()
-        .collect();
-    let mine: HashMap<&[u8], &Record> = all.iter().map(|(k, r)| (k.as_slice(), r)).collect();
-    let pull: Vec<Entry> = reply
-        .records
-        .iter()
-        .filter(|(key, record)| view.should_send(record, mine.get(key.as_slice()).copied()))
-        .cloned()
-        .collect();
+    let mut push = Capped::default();
+    view.for_each_shared(store, peer, |key, record| {
+        if differ[bucket_of(key)] && view.should_send(record, theirs.get(key).copied()) {
+            push.offer(key, record);
+        }
+    })
+    .await?;
     stats.pulled = pull.len();
-    stats.pushed = push.len();
+    stats.pushed = push.entries.len();
     store.apply_many(view.admissible(pull)).await?;
-    if !push.is_empty() {
-        tokio::time::timeout(timeout, transport.write_batch(peer, push))
+    if !push.entries.is_empty() {
+        tokio::time::timeout(timeout, transport.write_batch(peer, push.entries))
             .await
             .map_err(|_| SyncError::Rpc(format!("{peer} did not take the pushed records in time")))?
             .map_err(|error| SyncError::Rpc(error.to_string()))?;
@@ -252,6 +307,6 @@ mod tests {
         assert!(view.should_send(&old, Some(&older_value)), "the replica that missed the delete gets it");
         assert!(view.should_send(&recent, None));
         assert!(!view.should_send(&older_value, Some(&recent)));
-        assert_eq!(view.shared_with(&[entry("x", 1)], "b").len(), 1);
+        assert!(view.shares(b"x", "b"), "two nodes, N=2: both own every key");
     }
 }

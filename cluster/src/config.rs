@@ -29,6 +29,41 @@ pub struct Config {
     #[arg(long, env = "KV_LISTEN", default_value = "127.0.0.1:7001")]
     pub listen: SocketAddr,
 
+    /// A second address for the replica protocol alone (the internal
+    /// routes), e.g. on a private interface; the client address then
+    /// serves no internal route. Peers must be given by this address.
+    #[arg(long, env = "KV_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
+
+    /// Connections open at once, per listener; beyond that new ones wait
+    /// in the kernel's backlog.
+    #[arg(long, env = "KV_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// A request's head must arrive within this; it also closes keep-alive
+    /// connections idle this long.
+    #[arg(long, env = "KV_HEADER_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// A request's body must arrive within this (408 and a closed
+    /// connection otherwise).
+    #[arg(long, env = "KV_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_read_timeout_ms: u64,
+
+    /// Internal calls (batches from peers) served at once; more answer 503.
+    #[arg(long, env = "KV_MAX_INTERNAL_INFLIGHT", default_value_t = 256)]
+    pub max_internal_inflight: usize,
+
+    /// Hints kept for owners that are down, in bytes of keys and values;
+    /// beyond it new hints are dropped (anti-entropy repairs those keys).
+    #[arg(long, env = "KV_MAX_HINT_BYTES", default_value_t = 1 << 30)]
+    pub max_hint_bytes: u64,
+
+    /// `/health` answers 503 once the data folder's file system has less
+    /// free space than this.
+    #[arg(long, env = "KV_MIN_FREE_DISK_BYTES", default_value_t = 64 << 20)]
+    pub min_free_disk_bytes: u64,
+
     /// Folder for the write-ahead log and sled's files.
     #[arg(long, env = "KV_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -201,8 +236,21 @@ impl Config {
         if self.worker_threads == Some(0) {
             return Err("--worker-threads must be at least 1".into());
         }
-        if self.request_timeout_ms == 0 || self.compaction_interval_secs == 0 || self.max_inflight_requests == 0 {
-            return Err("timeouts, intervals and the in-flight limit must be > 0".into());
+        let positive = [
+            ("--request-timeout-ms", self.request_timeout_ms),
+            ("--compaction-interval-secs", self.compaction_interval_secs),
+            ("--max-inflight-requests", self.max_inflight_requests as u64),
+            ("--max-internal-inflight", self.max_internal_inflight as u64),
+            ("--max-connections", self.max_connections as u64),
+            ("--header-read-timeout-ms", self.header_read_timeout_ms),
+            ("--body-read-timeout-ms", self.body_read_timeout_ms),
+            ("--max-hint-bytes", self.max_hint_bytes),
+        ];
+        if let Some((flag, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{flag} must be > 0"));
+        }
+        if self.internal_listen.is_some_and(|internal| internal == self.listen && internal.port() != 0) {
+            return Err("--internal-listen must differ from --listen".into());
         }
         Ok(())
     }
@@ -242,6 +290,14 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The bounds of each listener (see `crate::listener`).
+    pub fn connection_limits(&self) -> crate::listener::ConnectionLimits {
+        crate::listener::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+        }
     }
 
     /// A configuration for tests: memory storage, a free port, a secret.
@@ -314,6 +370,16 @@ mod tests {
         let mut config = Config::for_tests("n1");
         config.heartbeat_interval_ms = 0;
         assert!(config.validate().unwrap_err().contains("--heartbeat-interval-ms"));
+        for (flag, zero) in [
+            ("--max-connections", Config::parse_from(["kvnode", "--node-id", "n1", "--max-connections", "0"])),
+            (
+                "--body-read-timeout-ms",
+                Config::parse_from(["kvnode", "--node-id", "n1", "--body-read-timeout-ms", "0"]),
+            ),
+            ("--max-hint-bytes", Config::parse_from(["kvnode", "--node-id", "n1", "--max-hint-bytes", "0"])),
+        ] {
+            assert!(zero.validate().unwrap_err().contains(flag), "{flag}");
+        }
     }
 
     #[test]

@@ -8,19 +8,50 @@
 //! period are dropped undelivered: by then anti-entropy has repaired the
 //! owner, and a very old write delivered after its tombstone was compacted
 //! would resurrect a deleted key.
+//!
+//! Why a sweep and a byte cap: delivery only looks at owners believed
+//! alive, so the hints of an owner that never comes back would stay for
+//! ever, and a long outage under write load would fill the disk. A sweep
+//! (on the compaction interval) drops every hint past the grace period,
+//! whoever it is for, and recounts the bytes kept; past `--max-hint-bytes`
+//! new hints are refused (logged; anti-entropy repairs those keys).
 
 use crate::coordinator::Transport;
 use crate::membership::FailureDetector;
 use crate::record::Record;
 use crate::storage::{Store, StoreError};
 use crate::version::Version;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Hints sent to one owner per delivery round.
 const HINTS_PER_ROUND: usize = 1_000;
+/// Hints read (and expired hints removed) at a time by a sweep.
+const SWEEP_PAGE: usize = 1_000;
 
 pub struct HintStore {
     store: Store,
+    max_bytes: u64,
+    /// Bytes of hints kept, as counted by the last sweep.
+    swept_bytes: AtomicU64,
+    /// Bytes of every hint added since the store opened; with
+    /// `added_at_sweep`, what was added since the last sweep. The sum is
+    /// an upper bound: a hint delivered since is still counted.
+    added_bytes: AtomicU64,
+    added_at_sweep: AtomicU64,
+}
+
+/// What one sweep found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    pub kept: usize,
+    pub kept_bytes: u64,
+    pub expired: usize,
+}
+
+/// The bytes a hint (under its hint key) counts for against the cap.
+fn hint_bytes(key: &[u8], record: &Record) -> u64 {
+    (key.len() + record.value.len() + 64) as u64
 }
 
 fn hint_key(target: &str, key: &[u8]) -> Vec<u8> {
@@ -32,12 +63,64 @@ fn hint_key(target: &str, key: &[u8]) -> Vec<u8> {
 }
 
 impl HintStore {
-    pub fn new(store: Store) -> HintStore {
-        HintStore { store }
+    /// Hints in `store`, at most `max_bytes` of them. Until the first
+    /// [`HintStore::sweep`] counts them, hints already in the store are
+    /// not counted.
+    pub fn new(store: Store, max_bytes: u64) -> HintStore {
+        let zero = || AtomicU64::new(0);
+        HintStore { store, max_bytes, swept_bytes: zero(), added_bytes: zero(), added_at_sweep: zero() }
+    }
+
+    /// Bytes of hints kept, at most (see the fields).
+    pub fn bytes(&self) -> u64 {
+        let added_since = self.added_bytes.load(Ordering::Acquire) - self.added_at_sweep.load(Ordering::Acquire);
+        self.swept_bytes.load(Ordering::Acquire).saturating_add(added_since)
     }
 
     pub async fn add(&self, target: &str, key: Vec<u8>, record: Record) -> Result<(), StoreError> {
-        self.store.apply(hint_key(target, &key), record).await.map(|_| ())
+        let key = hint_key(target, &key);
+        let bytes = hint_bytes(&key, &record);
+        if self.bytes().saturating_add(bytes) > self.max_bytes {
+            return Err(StoreError::Refused(format!(
+                "hints for owners that are down are at --max-hint-bytes ({} bytes)",
+                self.max_bytes
+            )));
+        }
+        self.added_bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.store.apply(key, record).await.map(|_| ())
+    }
+
+    /// Drops every hint written more than `grace` before `now_ms`, for any
+    /// owner (alive, down or gone), and recounts the bytes of the rest.
+    pub async fn sweep(&self, now_ms: u64, grace: Duration) -> Result<Sweep, StoreError> {
+        let added_before = self.added_bytes.load(Ordering::Acquire);
+        let mut sweep = Sweep::default();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.store.scan_after(after.as_deref(), SWEEP_PAGE)?;
+            let mut expired = Vec::new();
+            for (key, record) in &page {
+                if record.version.timestamp_ms.saturating_add(grace.as_millis() as u64) < now_ms {
+                    expired.push((key.clone(), record.version));
+                } else {
+                    sweep.kept += 1;
+                    sweep.kept_bytes += hint_bytes(key, record);
+                }
+            }
+            sweep.expired += expired.len();
+            if !expired.is_empty() {
+                self.store.compact(expired).await?;
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == SWEEP_PAGE => after = Some(last.clone()),
+                _ => break,
+            }
+        }
+        // Hints added during the sweep may or may not have been seen:
+        // counting them again keeps the total an upper bound.
+        self.swept_bytes.store(sweep.kept_bytes, Ordering::Release);
+        self.added_at_sweep.store(added_before, Ordering::Release);
+        Ok(sweep)
     }
 
     /// [`HintStore::add`], logging a failure: a lost hint only delays
@@ -120,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn hints_are_kept_per_target_and_removed_when_delivered() {
-        let hints = HintStore::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap());
+        let hints = HintStore::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap(), 1 << 20);
         let record = |ms| Record::value(Version::new(ms, 0), vec![1], None);
         hints.add("n2", b"a".to_vec(), record(1)).await.unwrap();
         hints.add("n2", b"a".to_vec(), record(3)).await.unwrap();
@@ -134,5 +217,40 @@ mod tests {
         assert_eq!(hints.pending("n2", 10).unwrap(), vec![(b"b".to_vec(), record(2))]);
         assert_eq!(hints.pending("n3", 10).unwrap().len(), 1);
         assert_eq!(hints.pending("n4", 10).unwrap(), vec![]);
+    }
+
+    /// An owner that never comes back: its hints stop at the cap, and a
+    /// sweep drops them once past grace even though no delivery ever
+    /// looks at them, after which new hints are taken again.
+    #[tokio::test]
+    async fn a_dead_owners_hints_stop_at_the_cap_and_expire() {
+        let cap = 10 * ("dead\0k00".len() as u64 + 100 + 64);
+        let hints = HintStore::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap(), cap);
+        let record = |ms| Record::value(Version::new(ms, 0), vec![7; 100], None);
+        let mut refused = 0;
+        for i in 0..100 {
+            match hints.add("dead", format!("k{i:02}").into_bytes(), record(1_000 + i)).await {
+                Ok(()) => {}
+                Err(StoreError::Refused(reason)) => {
+                    assert!(reason.contains("--max-hint-bytes"), "{reason}");
+                    refused += 1;
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!((100 - refused, refused), (10, 90), "exactly what fits under the cap is kept");
+        assert!(hints.bytes() <= cap);
+        assert_eq!(hints.pending("dead", 1_000).unwrap().len(), 10);
+        // Not yet past grace: the sweep keeps them and counts them exactly.
+        let grace = Duration::from_secs(60);
+        let sweep = hints.sweep(2_000, grace).await.unwrap();
+        assert_eq!(sweep, Sweep { kept: 10, kept_bytes: cap, expired: 0 });
+        assert!(hints.add("dead", b"k99".to_vec(), record(5_000)).await.is_err(), "still full");
+        // Past grace: dropped, though "dead" was never alive to take them.
+        let sweep = hints.sweep(1_000 + 60_000 + 100, grace).await.unwrap();
+        assert_eq!((sweep.kept, sweep.expired), (0, 10));
+        assert_eq!(hints.bytes(), 0);
+        assert!(hints.pending("dead", 1_000).unwrap().is_empty());
+        hints.add("dead", b"k99".to_vec(), record(70_000)).await.unwrap();
     }
 }

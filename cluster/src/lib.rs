@@ -9,6 +9,7 @@ pub mod compaction;
 pub mod config;
 pub mod coordinator;
 pub mod hints;
+pub mod listener;
 pub mod membership;
 pub mod node;
 pub mod record;

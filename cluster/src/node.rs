@@ -137,12 +137,17 @@ impl Node {
         });
         let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
         // No secret only for a node alone (Config::validate): it calls no one.
-        let remote = HttpTransport::new(&peers, config.cluster_secret.as_deref().unwrap_or(""), rpc_timeout);
+        let remote = HttpTransport::new(
+            &peers,
+            config.cluster_secret.as_deref().unwrap_or(""),
+            rpc_timeout,
+            max_response_bytes(&config.limits()),
+        );
         let transport = Arc::new(ClusterTransport { local: replica.clone(), remote });
         let failure_timeout = Duration::from_millis(config.failure_timeout_ms);
         let detector =
             Arc::new(FailureDetector::new(peers.iter().map(|p| p.id.clone()), failure_timeout, Instant::now()));
-        let hints = Arc::new(HintStore::new(hint_store));
+        let hints = Arc::new(HintStore::new(hint_store, config.max_hint_bytes));
         let coordinator = Coordinator::new(
             CoordinatorConfig {
                 node_id: config.node_id.clone(),
@@ -205,7 +210,8 @@ impl Node {
         let mut tasks = vec![
             every(ms(self.config.heartbeat_interval_ms), self.clone(), |node| async move { node.heartbeat().await }),
             every(Duration::from_secs(self.config.compaction_interval_secs), self.clone(), |node| async move {
-                node.compact().await
+                node.compact().await;
+                node.sweep_hints().await
             }),
             every(RECOVERY_RETRY, self.clone(), |node| async move { node.recover().await }),
         ];
@@ -245,6 +251,16 @@ impl Node {
         }
     }
 
+    /// Drops hints past grace, for owners alive or not (see `crate::hints`).
+    async fn sweep_hints(&self) {
+        let grace = Duration::from_secs(self.config.tombstone_grace_secs);
+        match self.hints.sweep(self.clock.now_ms(), grace).await {
+            Ok(sweep) if sweep.expired > 0 => tracing::info!(?sweep, "expired hints dropped"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "hint sweep failed"),
+        }
+    }
+
     async fn anti_entropy(&self) {
         for peer in &self.peers {
             if !self.detector.is_alive(&peer.id, Instant::now()) {
@@ -260,12 +276,11 @@ impl Node {
         }
     }
 
-    /// One anti-entropy exchange with `peer`, from a fresh snapshot.
+    /// One anti-entropy exchange with `peer`.
     async fn exchange_with(&self, peer: &str) -> Result<SyncStats, String> {
-        let all = self.replica.snapshot().await.map_err(|error| format!("cannot read the replica: {error}"))?;
         let timeout = Duration::from_millis(self.config.rpc_timeout_ms).max(Duration::from_secs(5));
         let view = self.replica.view();
-        sync_with(&*self.transport, &self.replica.store, &view, &all, peer, timeout).await.map_err(|e| e.to_string())
+        sync_with(&*self.transport, &self.replica.store, &view, peer, timeout).await.map_err(|e| e.to_string())
     }
 
     /// While recovering (see [`crate::recovery`]): one complete exchange
@@ -301,6 +316,14 @@ impl Node {
         let hints = self.hints.shutdown();
         data && hints
     }
+}
+
+/// The longest answer a peer can rightly send: a batch of reads that all
+/// find values of the largest size, or an anti-entropy reply.
+fn max_response_bytes(limits: &crate::api::Limits) -> usize {
+    let per_read = limits.max_key_bytes + limits.max_value_bytes + 64;
+    let batch = crate::rpc::client::MAX_CALLS_PER_BATCH.saturating_mul(per_read);
+    batch.max(crate::antientropy::MAX_REPLY_BYTES).saturating_add(1 << 20)
 }
 
 /// How often a recovering node retries the exchanges it still needs.

@@ -20,9 +20,6 @@ pub enum ReplicaError {
     Recovering(Vec<String>),
 }
 
-/// Records read per page when taking a snapshot.
-const SNAPSHOT_PAGE: usize = 4_096;
-
 pub struct Replica {
     pub node_id: String,
     pub store: Arc<Store>,
@@ -65,23 +62,6 @@ impl Replica {
         self.store.apply_many(self.view().admissible(entries)).await
     }
 
-    /// Every record this replica holds, read off the async threads.
-    pub async fn snapshot(&self) -> Result<Vec<Entry>, StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut all = Vec::new();
-            loop {
-                let page = store.scan_after(all.last().map(|(key, _): &Entry| key.as_slice()), SNAPSHOT_PAGE)?;
-                if page.is_empty() {
-                    return Ok(all);
-                }
-                all.extend(page);
-            }
-        })
-        .await
-        .expect("snapshot task does not panic")
-    }
-
     pub fn view(&self) -> View<'_> {
         View {
             ring: &self.ring,
@@ -95,7 +75,6 @@ impl Replica {
     }
 
     pub async fn answer_sync(&self, request: &SyncRequest) -> Result<SyncReply, StoreError> {
-        let all = self.snapshot().await?;
-        Ok(self.view().answer(&all, request))
+        self.view().answer(&self.store, request).await
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Handlers only translate: parse with [`crate::api::request`], call the
 //! [`Node`], and render with [`crate::api::wire`]. Every request is bounded
-//! in size, in time and in how many run at once.
+//! in size, in time and in how many run at once; connections are bounded
+//! by [`crate::listener`].
 
 use crate::api::request::{parse_delete, parse_get, parse_put};
 use crate::api::wire::{DeleteResponse, GetResponse, HealthResponse, NotFoundResponse, KEY_NOT_FOUND};
@@ -16,14 +17,13 @@ use axum::http::HeaderMap;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub const ITEM_PATH: &str = "/api/v1/item";
 
@@ -32,60 +32,97 @@ pub(crate) struct AppState {
     node: Arc<Node>,
     limits: Limits,
     timeout: Duration,
+    /// Bound on reading a request body (a client that sends half a body
+    /// must not hold a permit and a connection for ever).
+    body_timeout: Duration,
     inflight: Arc<Semaphore>,
+    /// Internal calls have their own permits, so that a flood of client
+    /// requests cannot starve the replica protocol, nor the reverse.
+    internal_inflight: Arc<Semaphore>,
 }
 
+impl AppState {
+    fn new(node: Arc<Node>) -> AppState {
+        let config = &node.config;
+        AppState {
+            limits: config.limits(),
+            timeout: config.request_timeout(),
+            body_timeout: Duration::from_millis(config.body_read_timeout_ms),
+            inflight: Arc::new(Semaphore::new(config.max_inflight_requests)),
+            internal_inflight: Arc::new(Semaphore::new(config.max_internal_inflight)),
+            node,
+        }
+    }
+}
+
+/// Every route of a node on one listener: the client API, `/health`, the
+/// internal routes and (with `--test-hooks`) the test hooks.
 pub fn router(node: Arc<Node>) -> Router {
-    let state = AppState {
-        limits: node.config.limits(),
-        timeout: node.config.request_timeout(),
-        inflight: Arc::new(Semaphore::new(node.config.max_inflight_requests)),
-        node,
-    };
-    let test_hooks = state.node.config.test_hooks;
-    let mut router = Router::new()
-        .route(ITEM_PATH, get(get_item).post(put_item).delete(delete_item))
-        .route("/health", get(health))
+    let state = AppState::new(node);
+    finish(with_internal_routes(with_client_routes(Router::new(), &state)), state)
+}
+
+/// The client API, `/health` and the test hooks, without the internal
+/// routes: for the client listener when `--internal-listen` gives the
+/// replica protocol a listener of its own.
+pub fn client_router(node: Arc<Node>) -> Router {
+    let state = AppState::new(node);
+    finish(with_client_routes(Router::new(), &state), state)
+}
+
+/// The internal routes alone, for `--internal-listen`.
+pub fn internal_router(node: Arc<Node>) -> Router {
+    let state = AppState::new(node);
+    finish(with_internal_routes(Router::new()), state)
+}
+
+fn with_client_routes(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let router =
+        router.route(ITEM_PATH, get(get_item).post(put_item).delete(delete_item)).route("/health", get(health));
+    match state.node.config.test_hooks {
+        false => router,
+        true => router
+            .route("/test/v1/clock", get(test_clock).post(test_set_clock))
+            .route("/test/v1/replica", get(test_replica_one).post(test_replica_many))
+            .route("/test/v1/probe", post(test_probe)),
+    }
+}
+
+fn with_internal_routes(router: Router<AppState>) -> Router<AppState> {
+    router
         .route(rpc::BATCH_PATH, post(internal_batch))
         .route(rpc::WRITE_BATCH_PATH, post(internal_write_batch))
         .route(rpc::SYNC_PATH, post(internal_sync))
-        .route(rpc::PING_PATH, post(internal_ping));
-    if test_hooks {
-        router = router
-            .route("/test/v1/clock", get(test_clock).post(test_set_clock))
-            .route("/test/v1/replica", get(test_replica_one).post(test_replica_many))
-            .route("/test/v1/probe", post(test_probe));
-    }
+        .route(rpc::PING_PATH, post(internal_ping))
+}
+
+fn finish(router: Router<AppState>, state: AppState) -> Router {
     router
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
-        // Our own limit applies in `put_item`, with a JSON 413.
+        // Our own limits apply in the handlers, with a JSON 413.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// requests in flight finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // Without TCP_NODELAY a response can wait for a delayed ACK.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
-}
-
 impl AppState {
+    /// A client request's permit, taken before its body is read: a node at
+    /// its in-flight limit refuses uploads without reading them.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::unavailable("node overloaded: too many requests in flight"))
+    }
+
     /// Runs `work` under the in-flight limit and the request timeout.
     async fn bounded<T>(&self, work: impl Future<Output = Result<T, NodeError>>) -> Result<T, ApiError> {
-        let Ok(_permit) = self.inflight.try_acquire() else {
-            return Err(ApiError::unavailable("node overloaded: too many requests in flight"));
-        };
+        let _permit = self.admit()?;
+        self.within_timeout(work).await
+    }
+
+    /// Runs `work` under the request timeout (the caller holds a permit).
+    async fn within_timeout<T>(&self, work: impl Future<Output = Result<T, NodeError>>) -> Result<T, ApiError> {
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(NodeError::Unavailable(message))) => Err(ApiError::unavailable(message)),
@@ -96,22 +133,51 @@ impl AppState {
             ))),
         }
     }
+
+    /// The body, at most `limit` bytes, read within the body timeout. A
+    /// refusal closes the connection: the rest of the body is unread.
+    async fn read_body(&self, body: Body, limit: usize) -> Result<Bytes, Response> {
+        match tokio::time::timeout(self.body_timeout, axum::body::to_bytes(body, limit)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(_)) => Err(closing(
+                ApiError::too_large(format!("request body is over {limit} bytes (or could not be read)"))
+                    .into_response(),
+            )),
+            Err(_) => Err(closing(
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("request body not received within {} ms", self.body_timeout.as_millis()),
+                )
+                .into_response(),
+            )),
+        }
+    }
 }
 
-async fn put_item(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    let limit = state.limits.max_put_body_bytes();
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let error = ApiError::too_large(format!("request body is over {limit} bytes (or could not be read)"));
-            return Ok(closing(error.into_response()));
-        }
+async fn put_item(State(state): State<AppState>, body: Body) -> Response {
+    let permit = match state.admit() {
+        Ok(permit) => permit,
+        Err(error) => return closing(error.into_response()),
     };
-    let command = parse_put(&bytes, &state.limits)?;
+    let bytes = match state.read_body(body, state.limits.max_put_body_bytes()).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let command = match parse_put(&bytes, &state.limits) {
+        Ok(command) => command,
+        Err(error) => return error.into_response(),
+    };
+    drop(bytes);
     let key = command.key.clone();
-    let version = state.bounded(state.node.put(command)).await.map_err(|e| e.with_key(&key))?;
-    let body = crate::api::wire::PutResponse { key, timestamp: version.timestamp_ms };
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let outcome = state.within_timeout(state.node.put(command)).await;
+    drop(permit);
+    match outcome {
+        Ok(version) => {
+            let body = crate::api::wire::PutResponse { key, timestamp: version.timestamp_ms };
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Err(error) => error.with_key(&key).into_response(),
+    }
 }
 
 async fn get_item(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
@@ -141,18 +207,41 @@ async fn delete_item(State(state): State<AppState>, RawQuery(query): RawQuery) -
 }
 
 /// 200 "ok", or 503 "failed" with the reason while the store takes no
-/// writes (a failed log write, sync or checkpoint; a lost writer thread),
-/// so that a load balancer or an operator stops sending it traffic.
+/// writes (a failed log write, sync or checkpoint; a lost writer thread)
+/// or its disk is (nearly) full, so that a load balancer or an operator
+/// stops sending it traffic.
 async fn health(State(state): State<AppState>) -> Response {
     let node = &state.node;
     let recovering_from = node.replica.recovery.pending();
-    let reason = node.replica.store.failure();
+    let reason = node.replica.store.failure().or_else(|| disk_full(&node.config));
     let (code, status) = match reason {
         Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "failed"),
         None => (StatusCode::OK, "ok"),
     };
     let body = HealthResponse { status: status.into(), node_id: node.config.node_id.clone(), recovering_from, reason };
     (code, Json(body)).into_response()
+}
+
+/// Why the data folder's disk counts as full, if it does: less free space
+/// than `--min-free-disk-bytes`. Writes would soon fail with ENOSPC (and
+/// then the store fails); saying so first lets traffic move elsewhere.
+fn disk_full(config: &crate::config::Config) -> Option<String> {
+    if config.storage != crate::config::StorageKind::Sled {
+        return None;
+    }
+    match nix::sys::statvfs::statvfs(&config.data_dir) {
+        Ok(stats) => {
+            let free_bytes = stats.blocks_available().saturating_mul(stats.fragment_size());
+            (free_bytes < config.min_free_disk_bytes).then(|| {
+                format!(
+                    "disk nearly full: {free_bytes} bytes free under {}, below --min-free-disk-bytes {}",
+                    config.data_dir.display(),
+                    config.min_free_disk_bytes
+                )
+            })
+        }
+        Err(error) => Some(format!("cannot read the free space under {}: {error}", config.data_dir.display())),
+    }
 }
 
 async fn unknown_path(uri: Uri) -> ApiError {
@@ -171,7 +260,8 @@ fn authorized(state: &AppState, headers: &HeaderMap, path: &str) -> Result<(), A
     rpc::routes::authorize(headers, state.node.config.cluster_secret.as_deref(), path)
 }
 
-/// Checks the cluster secret and reads the body, at most `limit` bytes.
+/// Checks the cluster secret and reads the body, at most `limit` bytes,
+/// within the body timeout.
 async fn authorized_body(
     state: &AppState,
     headers: &HeaderMap,
@@ -180,9 +270,7 @@ async fn authorized_body(
     limit: usize,
 ) -> Result<Bytes, Response> {
     authorized(state, headers, path).map_err(IntoResponse::into_response)?;
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|error| closing((StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response()))
+    state.read_body(body, limit).await
 }
 
 /// `response` with `Connection: close`. After a body is refused unread, the
@@ -193,12 +281,29 @@ fn closing(mut response: Response) -> Response {
     response
 }
 
+/// An internal route: the secret, an internal permit (taken before the
+/// body is read), the body within its limit and timeout, then the call
+/// within the request timeout.
 macro_rules! internal_handler {
     ($name:ident, $path:expr, $call:path) => {
         async fn $name(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-            match authorized_body(&state, &headers, $path, body, MAX_INTERNAL_BODY_BYTES).await {
-                Ok(bytes) => $call(&state.node.replica, bytes).await,
-                Err(response) => response,
+            if let Err(error) = authorized(&state, &headers, $path) {
+                return error.into_response();
+            }
+            let Ok(_permit) = state.internal_inflight.clone().try_acquire_owned() else {
+                return closing(ApiError::unavailable("too many internal calls in flight").into_response());
+            };
+            let bytes = match state.read_body(body, MAX_INTERNAL_BODY_BYTES).await {
+                Ok(bytes) => bytes,
+                Err(response) => return response,
+            };
+            match tokio::time::timeout(state.timeout, $call(&state.node.replica, bytes)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::unavailable(format!(
+                    "internal call timed out after {} ms; its writes may or may not be applied",
+                    state.timeout.as_millis()
+                ))
+                .into_response(),
             }
         }
     };

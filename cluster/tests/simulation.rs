@@ -159,7 +159,7 @@ fn build_cluster(nodes: usize, seed: u64, drop_probability: f64, max_delay_ms: u
             let transport = Arc::new(FakeTransport { from: id.clone(), net: net.clone() });
             let peers = ids.iter().filter(|p| *p != id).cloned();
             let detector = Arc::new(FailureDetector::new(peers, Duration::from_secs(3600), std::time::Instant::now()));
-            let hints = Arc::new(HintStore::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap()));
+            let hints = Arc::new(HintStore::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap(), 1 << 30));
             let config = CoordinatorConfig {
                 node_id: id.clone(),
                 quorum,
@@ -192,10 +192,9 @@ async fn repair_round(node: &SimNode, net: &Net) {
     if net.crashed(&node.id) {
         return;
     }
-    let all = node.replica.snapshot().await.unwrap();
     for peer in &peers {
         let view = node.replica.view();
-        let _ = sync_with(&*node.transport, &node.replica.store, &view, &all, peer, RPC_TIMEOUT * 4).await;
+        let _ = sync_with(&*node.transport, &node.replica.store, &view, peer, RPC_TIMEOUT * 4).await;
     }
 }
 

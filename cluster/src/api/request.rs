@@ -7,7 +7,8 @@ use super::{query, ApiError};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use kvapi::Consistency;
-use serde_json::Value;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// Configured size limits, counted on decoded bytes; the limit itself is
 /// accepted.
@@ -81,27 +82,54 @@ pub struct DeleteCommand {
     pub key: String,
 }
 
+/// The fields of a put body, each kept as raw JSON text: parsed into a
+/// type, not into a generic JSON tree (whose size a client controls), and
+/// each checked on its own so that the error names the field. Unknown
+/// fields are skipped without being stored.
+#[derive(serde::Deserialize)]
+struct PutBody<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    key: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    value: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    ttl: Option<&'a RawValue>,
+}
+
+/// `Some` for a field that is there, `null` included (`Option`'s own
+/// deserialisation would turn `null` into "absent").
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// `POST /api/v1/item` body.
 pub fn parse_put(body: &[u8], limits: &Limits) -> Result<PutCommand, ApiError> {
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|error| ApiError::bad_request(format!("request body is not valid JSON: {error}")))?;
-    let Value::Object(fields) = json else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    };
-    let key = match fields.get("key") {
-        Some(Value::String(key)) => key.clone(),
-        Some(_) => return Err(ApiError::bad_request("\"key\" must be a JSON string")),
+    let body = std::str::from_utf8(body)
+        .map_err(|error| ApiError::bad_request(format!("request body is not valid JSON: not UTF-8: {error}")))?;
+    let fields: PutBody<'_> = serde_json::from_str(body).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => ApiError::bad_request(format!(
+            "request body must be a JSON object with \"key\", \"value\" and an optional \"ttl\": {error}"
+        )),
+        _ => ApiError::bad_request(format!("request body is not valid JSON: {error}")),
+    })?;
+    let key: String = match fields.key {
+        Some(raw) => {
+            serde_json::from_str(raw.get()).map_err(|_| ApiError::bad_request("\"key\" must be a JSON string"))?
+        }
         None => return Err(ApiError::bad_request("missing required field \"key\"")),
     };
     limits.check_key(&key)?;
-    let value = match fields.get("value") {
-        Some(Value::String(encoded)) => decode_value(encoded, limits).map_err(|error| error.with_key(&key))?,
-        Some(_) => return Err(ApiError::bad_request("\"value\" must be a base64 JSON string").with_key(&key)),
+    let value = match fields.value {
+        Some(raw) => {
+            let encoded: Cow<'_, str> = serde_json::from_str(raw.get())
+                .map_err(|_| ApiError::bad_request("\"value\" must be a base64 JSON string").with_key(&key))?;
+            decode_value(&encoded, limits).map_err(|error| error.with_key(&key))?
+        }
         None => return Err(ApiError::bad_request("missing required field \"value\"").with_key(&key)),
     };
-    let ttl_secs = match fields.get("ttl") {
+    let ttl_secs = match fields.ttl {
         None => None,
-        Some(ttl) => Some(parse_ttl(ttl).map_err(|error| error.with_key(&key))?),
+        Some(raw) => Some(parse_ttl(raw.get()).map_err(|error| error.with_key(&key))?),
     };
     Ok(PutCommand { key, value, ttl_secs })
 }
@@ -124,10 +152,10 @@ fn value_too_large(bytes: usize, limits: &Limits) -> ApiError {
     ApiError::too_large(format!("value is {bytes} bytes (decoded), over the limit of {} bytes", limits.max_value_bytes))
 }
 
-fn parse_ttl(ttl: &Value) -> Result<u32, ApiError> {
+fn parse_ttl(ttl: &str) -> Result<u32, ApiError> {
     let invalid =
         || ApiError::bad_request(format!("\"ttl\" must be an integer from 1 to {} (seconds), got {ttl}", u32::MAX));
-    let seconds = ttl.as_u64().ok_or_else(invalid)?;
+    let seconds: u64 = serde_json::from_str(ttl).map_err(|_| invalid())?;
     match u32::try_from(seconds) {
         Ok(seconds) if seconds > 0 => Ok(seconds),
         _ => Err(invalid()),

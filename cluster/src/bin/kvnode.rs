@@ -72,6 +72,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         StorageKind::Memory => !config.recover_from_peers,
     };
     let store = Arc::new(open_store(&config, "data", 128 << 20)?);
+    // A log that had to be read past damage may have lost acknowledged
+    // writes: the peers hold them (W >= 2), so ask them before any read.
+    let clean = clean && store.log_damage().is_none();
     let hint_store = open_hint_store(&config)?;
     if config.storage == StorageKind::Sled {
         // Every folder and file name the stores made is durable before the
@@ -92,11 +95,34 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
+    let limits = config.connection_limits();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopping = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let mut listeners = tokio::task::JoinSet::new();
+    let client_routes = match config.internal_listen {
+        None => cluster::server::router(node.clone()),
+        Some(internal) => {
+            let internal_listener = tokio::net::TcpListener::bind(internal)
+                .await
+                .with_context(|| format!("cannot listen on {internal} (--internal-listen)"))?;
+            tracing::info!(internal_listen = %internal_listener.local_addr()?, "serving the replica protocol");
+            let routes = cluster::server::internal_router(node.clone());
+            listeners.spawn(cluster::listener::serve(internal_listener, routes, limits, stopping(stopped.clone())));
+            cluster::server::client_router(node.clone())
+        }
+    };
+    listeners.spawn(cluster::listener::serve(listener, client_routes, limits, stopping(stopped)));
     tracing::info!(listen = %local, "serving");
     println!("kvnode ready node_id={} listen={local}", config.node_id);
     std::io::stdout().flush()?;
 
-    cluster::server::serve(listener, cluster::server::router(node.clone()), shutdown_signal()).await?;
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    while let Some(served) = listeners.join_next().await {
+        served??;
+    }
     tracing::info!("shutting down: checkpointing the store");
     for task in background {
         task.abort();

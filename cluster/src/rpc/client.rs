@@ -39,7 +39,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 const CONNECT_ATTEMPTS: usize = 2;
-const MAX_CALLS_PER_BATCH: usize = 512;
+pub const MAX_CALLS_PER_BATCH: usize = 512;
+/// A batch stops growing at this many bytes of keys and values, so that
+/// it stays well under the receiver's body limit (256 MiB) whatever the
+/// value sizes: 512 writes of 1 MiB would not fit in one batch.
+pub const MAX_BATCH_BYTES: usize = 32 << 20;
 /// Calls waiting in one lane; more fail at once (the peer is not keeping up).
 const QUEUE_CAPACITY: usize = 8_192;
 
@@ -60,6 +64,8 @@ struct Link {
     client: HttpClient,
     secret: HeaderValue,
     timeout: Duration,
+    /// A peer's answer longer than this is an error, not a memory blow-up.
+    max_response_bytes: usize,
 }
 
 /// A peer's two queues: see the module comment.
@@ -75,7 +81,8 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// Must be called inside a tokio runtime: it starts the link workers.
-    pub fn new(peers: &[Member], secret: &str, timeout: Duration) -> HttpTransport {
+    /// `max_response_bytes` bounds every answer read from a peer.
+    pub fn new(peers: &[Member], secret: &str, timeout: Duration, max_response_bytes: usize) -> HttpTransport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         // Both attempts fit in the call's timeout.
@@ -97,6 +104,7 @@ impl HttpTransport {
                 client: client.clone(),
                 secret: secret.clone(),
                 timeout,
+                max_response_bytes,
             });
             lanes.insert(member.id.clone(), Lanes { reads: start_lane(&link), writes: start_lane(&link) });
             links.insert(member.id.clone(), link);
@@ -179,9 +187,14 @@ impl Link {
                 Err(error) => return Err(RpcError::Unreachable(to.clone(), error_chain(&error))),
             };
             let status = response.status();
-            let bytes = match response.into_body().collect().await {
+            let body = http_body_util::Limited::new(response.into_body(), self.max_response_bytes);
+            let bytes = match body.collect().await {
                 Ok(collected) => collected.to_bytes(),
-                Err(error) => return Err(RpcError::Unreachable(to.clone(), error_chain(&error))),
+                Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                    let limit = self.max_response_bytes;
+                    return Err(RpcError::Remote(to.clone(), format!("answered with over {limit} bytes")));
+                }
+                Err(error) => return Err(RpcError::Unreachable(to.clone(), error_chain(&*error))),
             };
             return match status.as_u16() {
                 200 => Ok(Some(bytes)),
@@ -216,15 +229,36 @@ fn start_lane(link: &Arc<Link>) -> mpsc::Sender<Pending> {
     sender
 }
 
+/// The bytes a call adds to a batch (keys and values; the rest is small).
+fn call_bytes(call: &Call) -> usize {
+    match call {
+        Call::Read { key } => key.len() + 8,
+        Call::Write { key, record } => key.len() + record.value.len() + 64,
+    }
+}
+
 /// The worker of one lane: batch what waits, send, answer.
 async fn run_lane(link: Arc<Link>, mut queue: mpsc::Receiver<Pending>) {
-    while let Some(first) = queue.recv().await {
+    // A call taken from the queue that did not fit the last batch.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(pending) => pending,
+            None => match queue.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
+        let mut bytes = call_bytes(&first.call);
         let mut batch = vec![first];
         while batch.len() < MAX_CALLS_PER_BATCH {
-            match queue.try_recv() {
-                Ok(pending) => batch.push(pending),
-                Err(_) => break,
+            let Ok(pending) = queue.try_recv() else { break };
+            bytes += call_bytes(&pending.call);
+            if bytes > MAX_BATCH_BYTES {
+                carried = Some(pending);
+                break;
             }
+            batch.push(pending);
         }
         batch.retain(|pending| !pending.reply.is_closed());
         if batch.is_empty() {

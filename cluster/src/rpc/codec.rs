@@ -27,6 +27,10 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
     fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
@@ -114,6 +118,7 @@ pub fn decode_sync_request(bytes: &[u8]) -> Result<SyncRequest, DecodeError> {
 pub fn encode_sync_reply(reply: &SyncReply) -> Vec<u8> {
     let mut out = Vec::with_capacity(BUCKETS * 8);
     put_digests(&mut out, &reply.digests);
+    out.push(u8::from(reply.complete));
     out.extend_from_slice(&encode_entries(&reply.records));
     out
 }
@@ -121,9 +126,14 @@ pub fn encode_sync_reply(reply: &SyncReply) -> Vec<u8> {
 pub fn decode_sync_reply(bytes: &[u8]) -> Result<SyncReply, DecodeError> {
     let mut reader = Reader::new(bytes);
     let digests = read_digests(&mut reader)?;
+    let complete = match reader.u8()? {
+        0 => false,
+        1 => true,
+        other => return Err(DecodeError(format!("completeness flag {other} is neither 0 nor 1"))),
+    };
     let records = read_entries(&mut reader)?;
     reader.finish()?;
-    Ok(SyncReply { digests, records })
+    Ok(SyncReply { digests, records, complete })
 }
 
 /// One call in a batch to a replica.
@@ -237,7 +247,7 @@ mod tests {
         assert_eq!(decode_answers(&encode_answers(&answers)).unwrap(), answers);
         let request = SyncRequest { from: "n1".into(), digests: Digests((0..BUCKETS as u64).collect()) };
         assert_eq!(decode_sync_request(&encode_sync_request(&request)).unwrap(), request);
-        let reply = SyncReply { digests: request.digests.clone(), records: entries.clone() };
+        let reply = SyncReply { digests: request.digests.clone(), records: entries.clone(), complete: false };
         assert_eq!(decode_sync_reply(&encode_sync_reply(&reply)).unwrap(), reply);
 
         assert!(decode_entries(&[5, 0, 0, 0]).is_err());

@@ -1,6 +1,8 @@
 //! Internode RPC: how replicas talk to each other over HTTP.
 //!
-//! Internal routes live under `/internal/v1/` on the node's one listener and
+//! Internal routes live under `/internal/v1/`, on the client listener or,
+//! with `--internal-listen`, on a listener of their own (a private
+//! interface, say), and
 //! answer only requests that carry the cluster secret in [`SECRET_HEADER`];
 //! without it they look like any unknown path (a JSON 404), so a client
 //! cannot call them by accident. Bodies are compact binary ([`codec`]), not

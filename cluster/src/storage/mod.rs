@@ -14,7 +14,7 @@ mod wal;
 pub use memory::MemoryStorage;
 pub use sled_store::SledStorage;
 pub use store::{Store, StoreError, SyncPolicy};
-pub use wal::{Wal, WalEntry};
+pub use wal::{encode_log_image, replay_log_image, Damage, Wal, WalEntry};
 
 use crate::record::{CodecError, Record};
 use crate::version::Version;
@@ -26,6 +26,8 @@ pub enum StorageError {
     Sled(#[from] sled::Error),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("damaged write-ahead log {}: {reason}; move it aside and start the node with --recover-from-peers", path.display())]
+    DamagedLog { path: std::path::PathBuf, reason: String },
     #[error("corrupt record under key {key:?}: {source}")]
     Corrupt { key: String, source: CodecError },
 }

@@ -94,6 +94,8 @@ pub struct Store {
     damaged: Arc<AtomicBool>,
     /// What failed, for `/health`.
     failure: Arc<Mutex<Option<String>>>,
+    /// What replaying the log had to skip at open (see `wal::Damage`).
+    log_damage: Option<String>,
 }
 
 impl Store {
@@ -106,6 +108,7 @@ impl Store {
     /// [`Store::open`] with a chosen [`SyncPolicy`].
     pub fn open_with(storage: Arc<dyn Storage>, wal_dir: &Path, policy: SyncPolicy) -> Result<Store, StorageError> {
         let (mut wal, replayed) = Wal::open(wal_dir)?;
+        let log_damage = wal.damage().map(ToString::to_string);
         let replayed_count = replayed.len();
         for entry in &replayed {
             storage.apply(&entry.key, &entry.record)?;
@@ -113,7 +116,9 @@ impl Store {
         storage.flush()?;
         wal.reset()?;
         tracing::info!(replayed_count, wal = %wal.path().display(), "write-ahead log replayed");
-        Store::start(storage, wal, policy)
+        let mut store = Store::start(storage, wal, policy)?;
+        store.log_damage = log_damage;
+        Ok(store)
     }
 
     /// A store without a log or writer thread, for memory storage: writes
@@ -122,7 +127,8 @@ impl Store {
     pub fn volatile(storage: Arc<dyn Storage>) -> Result<Store, StorageError> {
         let damaged = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
-        Ok(Store { storage, commands: Mutex::new(None), writer: Mutex::new(None), volatile: true, damaged, failure })
+        let (commands, writer) = (Mutex::new(None), Mutex::new(None));
+        Ok(Store { storage, commands, writer, volatile: true, damaged, failure, log_damage: None })
     }
 
     fn start(storage: Arc<dyn Storage>, wal: Wal, policy: SyncPolicy) -> Result<Store, StorageError> {
@@ -142,7 +148,7 @@ impl Store {
             spawn_sync_timer(sender.clone(), every)?;
         }
         let (commands, writer) = (Mutex::new(Some(sender)), Mutex::new(Some(writer)));
-        Ok(Store { storage, commands, writer, volatile: false, damaged, failure })
+        Ok(Store { storage, commands, writer, volatile: false, damaged, failure, log_damage: None })
     }
 
     /// Why this store takes no more writes, if it does not: a log write,
@@ -156,6 +162,13 @@ impl Store {
         let writer = self.writer.lock().expect("store lock");
         let gone = writer.as_ref().is_some_and(std::thread::JoinHandle::is_finished);
         gone.then(|| "the store's writer thread is gone; writes are refused".to_owned())
+    }
+
+    /// What replaying the log skipped when the store was opened, if
+    /// anything: writes it acknowledged may be missing, and the node must
+    /// recover them from its peers (the damaged log was kept aside).
+    pub fn log_damage(&self) -> Option<&str> {
+        self.log_damage.as_deref()
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {

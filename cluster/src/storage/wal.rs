@@ -1,6 +1,7 @@
 //! A small write-ahead log: the reason a write is durable when acknowledged.
 //!
-//! The file is `[magic "KVW2"][generation u64 LE]` then frames
+//! The file is `[magic "KVWg"][generation u64 LE][crc32 of both u32 LE]`
+//! then frames
 //! `[payload length u32 LE][crc32 of generation ++ payload u32 LE][payload]`,
 //! the payload `[key length u32 LE][key][encoded record]`. A batch of frames
 //! is written with one write and one `sync_data` (group commit).
@@ -15,8 +16,24 @@
 //! fail the CRC of the current generation, so reading stops at the first
 //! of them.
 //!
+//! Why a damaged log is kept, not trusted to end: a frame that fails its
+//! CRC is usually a torn tail (a crash during the last, unacknowledged
+//! batch), but a flipped bit in the middle of the log looks the same, and
+//! treating it as the end would drop every acknowledged write after it
+//! without a word. So reading does not stop at a bad frame: it scans ahead
+//! for intact frames of the current generation and replays those too
+//! (replay order does not matter: a replica only ever moves a key to a
+//! newer version). When it had to skip bytes to find them, the file is
+//! copied aside as `wal.log.damaged-G-N` before the log is emptied, the
+//! skipped ranges are logged, and [`Wal::damage`] says so: the node then
+//! recovers from its peers (see `crate::recovery`) what the skipped frames
+//! held. A header that is damaged (its CRC fails, or the file starts with
+//! neither a header nor an intact frame) is an error: the node refuses to
+//! start and leaves the file as it is.
+//!
 //! A log from before generations (no magic) is still read, with the old
-//! CRC of the payload alone, and is then emptied into a fresh file.
+//! CRC of the payload alone, and is then emptied into a fresh file; so is a
+//! log of the first generation format ("KVW2", a header without a CRC).
 //!
 //! Why direct I/O: where the file system allows `O_DIRECT`, a batch is
 //! written straight from an aligned buffer, whole 4 KiB blocks at a time
@@ -34,9 +51,16 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const MAGIC: [u8; 4] = *b"KVW2";
-const HEADER_BYTES: u64 = 12;
+/// Chosen to differ from [`MAGIC_V2`] in more than one bit, so one flipped
+/// bit cannot turn one header into the other.
+const MAGIC: [u8; 4] = *b"KVWg";
+const HEADER_BYTES: u64 = 16;
+/// The first generation format: magic and generation, no CRC.
+const MAGIC_V2: [u8; 4] = *b"KVW2";
+const HEADER_BYTES_V2: usize = 12;
 const FRAME_HEADER_BYTES: usize = 8;
+/// The smallest payload a frame can have (an empty key and value).
+const MIN_PAYLOAD_BYTES: usize = 4 + crate::record::HEADER_BYTES;
 /// Larger than any record the node accepts; a frame claiming more is garbage.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// The file is grown this far ahead of the tail at a time.
@@ -69,6 +93,49 @@ pub struct Wal {
     end: u64,
     /// Bytes of the file that are written (zeros included).
     allocated: u64,
+    /// What was skipped while reading the log, if anything was.
+    damage: Option<Damage>,
+}
+
+/// Bytes skipped between intact frames when the log was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// `[start, end)` byte ranges of the file that held no intact frame.
+    pub skipped: Vec<(usize, usize)>,
+    /// Intact frames read after the first skipped range.
+    pub frames_after: usize,
+    /// Where the file was copied before anything changed it.
+    pub kept_at: PathBuf,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes: usize = self.skipped.iter().map(|(start, end)| end - start).sum();
+        write!(
+            f,
+            "{bytes} bytes in {} range(s) of the write-ahead log held no intact frame, and {} intact frame(s) \
+             followed (first skipped range at byte {}); the file was kept as {}",
+            self.skipped.len(),
+            self.frames_after,
+            self.skipped.first().map_or(0, |(start, _)| *start),
+            self.kept_at.display()
+        )
+    }
+}
+
+/// What the bytes of a log file hold.
+#[derive(Debug)]
+struct Image {
+    /// `None` for a file without a current header (empty, zeros, or the
+    /// format before generations): it is emptied before any append.
+    generation: Option<u64>,
+    entries: Vec<WalEntry>,
+    /// Just past the last intact frame.
+    end: usize,
+    /// Ranges skipped between intact frames (not the tail after the last).
+    skipped: Vec<(usize, usize)>,
+    /// Intact frames after the first skipped range.
+    frames_after: usize,
 }
 
 impl Wal {
@@ -88,32 +155,39 @@ impl Wal {
         file.read_to_end(&mut bytes)?;
         let allocated = bytes.len() as u64;
         let direct = if try_direct { open_direct(&path) } else { None };
-        let mut wal =
-            Wal { file, direct, tail: Vec::new(), scratch: Vec::new(), path, generation: None, end: 0, allocated };
-        let entries = match header(&bytes) {
-            Some(generation) => {
-                let (entries, frames_len) = parse_frames(&bytes[HEADER_BYTES as usize..], Some(generation));
-                wal.generation = Some(generation);
-                wal.end = HEADER_BYTES + frames_len as u64;
-                wal.tail = bytes[block_start(wal.end) as usize..wal.end as usize].to_vec();
-                entries
-            }
-            None if bytes.is_empty() => {
-                wal.reset()?;
-                Vec::new()
-            }
-            None => {
-                let (entries, frames_len) = parse_frames(&bytes, None);
-                tracing::warn!(
-                    path = %wal.path.display(),
-                    entries = entries.len(),
-                    unread_bytes = bytes.len() - frames_len,
-                    "write-ahead log in the format before generations; replaying it, then starting a new one"
-                );
-                entries
+        let image = read_image(&bytes).map_err(|reason| StorageError::DamagedLog { path: path.clone(), reason })?;
+        let damage = match image.skipped.is_empty() {
+            true => None,
+            false => {
+                let kept_at = keep_a_copy(&path, image.generation.unwrap_or(0), &bytes)?;
+                let damage = Damage { skipped: image.skipped.clone(), frames_after: image.frames_after, kept_at };
+                tracing::error!(path = %path.display(), %damage, "damaged write-ahead log");
+                Some(damage)
             }
         };
-        Ok((wal, entries))
+        let mut wal = Wal {
+            file,
+            direct,
+            tail: Vec::new(),
+            scratch: Vec::new(),
+            path,
+            generation: image.generation,
+            end: image.end as u64,
+            allocated,
+            damage,
+        };
+        match image.generation {
+            Some(_) => wal.tail = bytes[block_start(wal.end) as usize..image.end].to_vec(),
+            None if image.entries.is_empty() => wal.reset()?,
+            None => tracing::warn!(path = %wal.path.display(), entries = image.entries.len(),
+                "write-ahead log in an older format; replaying it, then starting a new one"),
+        }
+        Ok((wal, image.entries))
+    }
+
+    /// What reading the log skipped when it was opened, if anything.
+    pub fn damage(&self) -> Option<&Damage> {
+        self.damage.as_ref()
     }
 
     /// Appends `entries` and returns once they are on disk.
@@ -139,7 +213,7 @@ impl Wal {
 
     /// Writes the frames of `entries` after the end (not yet durable).
     fn write_frames(&mut self, entries: &[&WalEntry]) -> Result<Vec<u8>, StorageError> {
-        let generation = self.generation.expect("an old-format log is reset before anything is appended");
+        let generation = self.generation.expect("an older-format log is reset before anything is appended");
         let mut frames = Vec::with_capacity(entries.iter().map(|e| e.key.len() + e.record.value.len() + 64).sum());
         for entry in entries {
             encode_frame(entry, generation, &mut frames);
@@ -229,8 +303,7 @@ impl Wal {
                 1
             }
         };
-        let mut header = MAGIC.to_vec();
-        header.extend_from_slice(&generation.to_le_bytes());
+        let header = encode_header(generation);
         self.grow_to(HEADER_BYTES)?;
         self.file.write_all_at(&header, 0)?;
         self.file.sync_all()?;
@@ -270,10 +343,102 @@ fn open_direct(path: &Path) -> Option<File> {
     None
 }
 
-/// The generation of a file that starts with a valid header.
-fn header(bytes: &[u8]) -> Option<u64> {
-    (bytes.len() as u64 >= HEADER_BYTES && bytes[..4] == MAGIC)
-        .then(|| u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes")))
+fn encode_header(generation: u64) -> Vec<u8> {
+    let mut header = MAGIC.to_vec();
+    header.extend_from_slice(&generation.to_le_bytes());
+    let crc = crc32fast::hash(&header);
+    header.extend_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Reads a log file's bytes: its header, then every intact frame of its
+/// generation, scanning past bytes that hold none (see the module's
+/// comment). `Err` with the reason when the header is damaged.
+fn read_image(bytes: &[u8]) -> Result<Image, String> {
+    let empty = Image { generation: None, entries: Vec::new(), end: 0, skipped: Vec::new(), frames_after: 0 };
+    if bytes.iter().all(|byte| *byte == 0) {
+        // New, or grown with zeros before its first header was written.
+        return Ok(empty);
+    }
+    match bytes.get(..4) {
+        Some(magic) if magic == MAGIC => {
+            let header = bytes.get(..HEADER_BYTES as usize).ok_or("the header is cut short")?;
+            let crc = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+            if crc32fast::hash(&header[..12]) != crc {
+                return Err("the header's checksum does not match: the header is damaged".into());
+            }
+            let generation = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
+            Ok(read_frames(bytes, HEADER_BYTES as usize, Some(generation)))
+        }
+        Some(magic) if magic == MAGIC_V2 && bytes.len() >= HEADER_BYTES_V2 => {
+            let generation = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
+            Ok(read_frames(bytes, HEADER_BYTES_V2, Some(generation)))
+        }
+        _ => match parse_frame(bytes, None) {
+            // The format before generations: frames from the first byte.
+            Some(_) => {
+                let (entries, end) = parse_frames(bytes, None);
+                Ok(Image { entries, end, ..empty })
+            }
+            None => Err("the file starts with neither a log header nor an intact frame: the header is damaged".into()),
+        },
+    }
+}
+
+/// Every intact frame of `generation` from `start` on, scanning ahead past
+/// bytes that hold none.
+fn read_frames(bytes: &[u8], start: usize, generation: Option<u64>) -> Image {
+    let mut image = Image { generation, entries: Vec::new(), end: start, skipped: Vec::new(), frames_after: 0 };
+    let mut at = start;
+    loop {
+        let (entries, len) = parse_frames(&bytes[at..], generation);
+        if !image.skipped.is_empty() {
+            image.frames_after += entries.len();
+        }
+        image.entries.extend(entries);
+        at += len;
+        image.end = at;
+        let Some(next) = (at + 1..bytes.len()).find(|&from| parse_frame(&bytes[from..], generation).is_some()) else {
+            return image;
+        };
+        image.skipped.push((at, next));
+        at = next;
+    }
+}
+
+/// Copies the log's bytes to `wal.log.damaged-GENERATION-N` (the first N
+/// free), durably, before anything changes the log.
+fn keep_a_copy(path: &Path, generation: u64, bytes: &[u8]) -> Result<PathBuf, StorageError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map_or("wal.log".into(), |name| name.to_string_lossy().into_owned());
+    let kept_at = (0..)
+        .map(|n| dir.join(format!("{name}.damaged-{generation}-{n}")))
+        .find(|candidate| !candidate.exists())
+        .expect("some name is free");
+    let file = OpenOptions::new().write(true).create_new(true).open(&kept_at)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_all()?;
+    super::fsync::sync_dir(dir)?;
+    Ok(kept_at)
+}
+
+/// A whole log file holding `entries` in `generation`: what the log writes
+/// (for tests and fuzzing of [`replay_log_image`]).
+pub fn encode_log_image(generation: u64, entries: &[WalEntry]) -> Vec<u8> {
+    let mut bytes = encode_header(generation);
+    for entry in entries {
+        encode_frame(entry, generation, &mut bytes);
+    }
+    bytes
+}
+
+/// The entries a node replays from a log file of these bytes, or why it
+/// refuses to (a damaged header). Pure: nothing is copied aside.
+pub fn replay_log_image(bytes: &[u8]) -> Result<Vec<WalEntry>, StorageError> {
+    match read_image(bytes) {
+        Ok(image) => Ok(image.entries),
+        Err(reason) => Err(StorageError::DamagedLog { path: PathBuf::from("(bytes)"), reason }),
+    }
 }
 
 /// The CRC of a frame: over the generation and the payload; over the
@@ -322,7 +487,7 @@ fn parse_frame(bytes: &[u8], generation: Option<u64>) -> Option<(WalEntry, usize
     let header = bytes.get(..FRAME_HEADER_BYTES)?;
     let payload_len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-    if payload_len > MAX_PAYLOAD_BYTES {
+    if !(MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&payload_len) {
         return None;
     }
     let payload = bytes.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload_len)?;
@@ -378,6 +543,7 @@ mod tests {
         let (mut wal, replayed) = Wal::open(&dir).unwrap();
         assert_eq!(replayed, written);
         assert_eq!(wal.len_bytes(), full_len);
+        assert_eq!(wal.damage(), None, "a torn tail is the end of the log, not damage");
         // Appending after reopening overwrites the torn bytes.
         wal.append_batch(&[&entry(10)]).unwrap();
         drop(wal);
@@ -503,5 +669,104 @@ mod tests {
         bytes[second_frame] ^= 0x40;
         let (kept, _) = parse_frames(&bytes, Some(4));
         assert_eq!(kept, vec![entry(0)]);
+        // Reading the whole log scans past the damaged frame.
+        let mut file = encode_header(4);
+        file.extend_from_slice(&bytes);
+        let image = read_image(&file).unwrap();
+        assert_eq!(image.entries, vec![entry(0), entry(2)]);
+        assert_eq!(image.frames_after, 1);
+        assert_eq!(image.skipped.len(), 1);
+    }
+
+    /// Five writes, each acknowledged on its own; then the second frame's
+    /// payload takes a flipped bit. Opening must neither stop at frame 2
+    /// (silently dropping 3-5) nor empty the log without keeping it.
+    #[test]
+    fn a_damaged_middle_frame_is_skipped_reported_and_the_file_kept() {
+        let dir = fresh_dir("middle");
+        let (mut wal, _) = Wal::open(&dir).unwrap();
+        let written: Vec<WalEntry> = (1..=5).map(entry).collect();
+        let mut frame_starts = Vec::new();
+        for e in &written {
+            frame_starts.push(HEADER_BYTES + wal.len_bytes());
+            wal.append_batch(&[e]).unwrap();
+        }
+        drop(wal);
+        let path = dir.join("wal.log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let inside_frame_2 = frame_starts[1] as usize + FRAME_HEADER_BYTES + 5;
+        bytes[inside_frame_2] ^= 0x04;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (wal, replayed) = Wal::open(&dir).unwrap();
+        let mut expected = written.clone();
+        expected.remove(1);
+        assert_eq!(replayed, expected, "frames 3-5 are replayed, not dropped");
+        let damage = wal.damage().expect("the damage is reported").clone();
+        assert_eq!(damage.frames_after, 3);
+        assert_eq!(damage.skipped, vec![(frame_starts[1] as usize, frame_starts[2] as usize)]);
+        assert!(damage.to_string().contains("kept as"), "{damage}");
+        // The kept copy is the damaged file, byte for byte: frames 3-5 are
+        // still readable from it after the live log is emptied.
+        let kept = std::fs::read(&damage.kept_at).unwrap();
+        assert_eq!(kept, bytes);
+        let mut wal = wal;
+        wal.reset().unwrap();
+        drop(wal);
+        assert_eq!(replay_log_image(&kept).unwrap()[1..], written[2..]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn any_flipped_bit_in_the_header_of_a_non_empty_log_is_refused() {
+        let dir = fresh_dir("header");
+        let (mut wal, _) = Wal::open(&dir).unwrap();
+        wal.append_batch(&[&entry(1), &entry(2)]).unwrap();
+        drop(wal);
+        let path = dir.join("wal.log");
+        let good = std::fs::read(&path).unwrap();
+        for bit in 0..HEADER_BYTES as usize * 8 {
+            let mut bad = good.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            std::fs::write(&path, &bad).unwrap();
+            match Wal::open(&dir) {
+                Err(StorageError::DamagedLog { reason, .. }) => assert!(reason.contains("header"), "{reason}"),
+                Err(other) => panic!("bit {bit}: {other}"),
+                Ok((_, replayed)) => panic!("bit {bit}: opened, replaying {replayed:?}"),
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), bad, "bit {bit}: the refused file is left as it was");
+        }
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(Wal::open(&dir).unwrap().1, vec![entry(1), entry(2)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_log_of_the_first_generation_format_is_replayed_then_upgraded() {
+        let dir = fresh_dir("v2");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut bytes = MAGIC_V2.to_vec();
+        bytes.extend_from_slice(&7u64.to_le_bytes());
+        for i in 0..3 {
+            encode_frame(&entry(i), 7, &mut bytes);
+        }
+        std::fs::write(dir.join("wal.log"), &bytes).unwrap();
+        let (mut wal, replayed) = Wal::open(&dir).unwrap();
+        assert_eq!(replayed, (0..3).map(entry).collect::<Vec<_>>());
+        wal.reset().unwrap();
+        wal.append_batch(&[&entry(9)]).unwrap();
+        drop(wal);
+        let bytes = std::fs::read(dir.join("wal.log")).unwrap();
+        assert_eq!(bytes[..4], MAGIC, "the reset wrote the current header");
+        assert_eq!(Wal::open(&dir).unwrap().1, vec![entry(9)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_of_zeros_is_a_new_log() {
+        assert_eq!(replay_log_image(&[0; 5000]).unwrap(), Vec::new());
+        assert_eq!(replay_log_image(&[]).unwrap(), Vec::new());
+        let image = encode_log_image(3, &[entry(1)]);
+        assert_eq!(replay_log_image(&image).unwrap(), vec![entry(1)]);
     }
 }
