@@ -50,7 +50,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::LocalCluster;
+use support::{ClusterOptions, LocalCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -67,9 +67,11 @@ const MAX_TTL_SECS: u64 = 5;
 /// writes to one key (and the timestamp rule between them) are common.
 const HOT_KEYS: usize = 50;
 /// Half-sent requests held open at once, and for how long at most: enough
-/// to hold server resources, bounded so the soak stays a soak.
+/// to hold server resources, bounded so the soak stays a soak. Past the
+/// node's header and body read timeouts (30 s by default), so that some
+/// holds meet them.
 const MAX_HELD: usize = 8;
-const MAX_HOLD: Duration = Duration::from_secs(20);
+const MAX_HOLD: Duration = Duration::from_secs(45);
 /// Bad requests in flight at once; beyond it a tick is skipped (counted).
 const MAX_BAD_INFLIGHT: usize = 64;
 /// Examples kept of each kind of problem.
@@ -1168,6 +1170,40 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// A node's log in counts: read line by line, never held whole (a failing
+/// node can write hundreds of thousands of lines).
+#[derive(Default)]
+struct LogSummary {
+    lines: u64,
+    errors: u64,
+    warnings: u64,
+    /// Lines by level and message class, at most `MAX_ERROR_LABELS` of them.
+    classes: BTreeMap<String, u64>,
+}
+
+fn summarize_log(path: &Path) -> LogSummary {
+    use std::io::BufRead;
+    let mut summary = LogSummary::default();
+    let Ok(file) = std::fs::File::open(path) else { return summary };
+    for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+        summary.lines += 1;
+        // `2026-11-30T04:44:16.193015Z ERROR target: message fields`
+        // (the level is padded: ` WARN`).
+        let after_time = line.split_once(' ').map_or("", |(_, rest)| rest).trim_start();
+        let (level, rest) = after_time.split_once(' ').unwrap_or((after_time, ""));
+        match level {
+            "ERROR" => summary.errors += 1,
+            "WARN" => summary.warnings += 1,
+            _ => continue,
+        }
+        let class = format!("{level} {}", message_class(rest.trim_start()));
+        if summary.classes.len() < MAX_ERROR_LABELS || summary.classes.contains_key(&class) {
+            *summary.classes.entry(class).or_default() += 1;
+        }
+    }
+    summary
+}
+
 fn mib(kib: Option<u64>) -> String {
     kib.map_or_else(|| "-".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0))
 }
@@ -1185,72 +1221,101 @@ struct Verification {
     examples: Vec<String>,
 }
 
-/// A strong read of `key`, retried a few times through different nodes
-/// when the answer is a 503 or none: `(status, body)`.
-async fn strong_read(http: &reqwest::Client, urls: &[String], key: &str, first: usize) -> Option<(u16, Value)> {
-    for attempt in 0..6 {
+/// A strong read of `key`, retried through the other nodes when the answer
+/// is a 503 or none, until `deadline`: `(status, body)`.
+async fn strong_read(
+    http: &reqwest::Client,
+    urls: &[String],
+    key: &str,
+    first: usize,
+    deadline: Instant,
+) -> Option<(u16, Value)> {
+    for attempt in 0..READ_ATTEMPTS {
+        if Instant::now() >= deadline {
+            break;
+        }
         let url = format!("{}/api/v1/item", urls[(first + attempt) % urls.len()]);
         let request = http.get(url).query(&[("key", key), ("consistency", "strong")]);
-        if let Answer::Http { status, body } = send(request).await {
-            if status == 200 || status == 404 {
-                return Some((status, body));
-            }
+        if let Answer::Http { status: status @ (200 | 404), body } = send(request).await {
+            return Some((status, body));
         }
         tokio::time::sleep(Duration::from_millis(200 * (attempt as u64 + 1))).await;
     }
     None
 }
 
-async fn verify(ledger: &Ledger, urls: &[String], http: &reqwest::Client) -> Verification {
-    let keys: Vec<(String, Acked)> =
-        ledger.keys.lock().expect("ledger lock").iter().map(|(key, acked)| (key.clone(), *acked)).collect();
-    let ttl_keys: Vec<String> = ledger.ttl_expiry.lock().expect("ledger lock").keys().cloned().collect();
-    let mut verification = Verification::default();
-    let reads = futures::stream::iter(keys.into_iter().enumerate())
-        .map(|(i, (key, acked))| async move {
-            let read = strong_read(http, urls, &key, i).await;
-            (key, acked, read)
-        })
-        .buffer_unordered(16);
-    let results: Vec<_> = reads.collect().await;
-    for (key, acked, read) in results {
-        verification.checked += 1;
-        let verdict = match &read {
-            None => Some("unverified"),
-            Some((200, body)) => match (body["timestamp"].as_u64(), body["value"].as_str()) {
-                (Some(timestamp), Some(encoded)) if timestamp >= acked.timestamp => {
-                    let value = BASE64.decode(encoded).unwrap_or_default();
-                    check_value(&key, &value).map(|_| "lost")
-                }
-                _ => Some("lost"),
-            },
-            Some((_, body)) => {
-                let timestamp = body["timestamp"].as_u64();
-                let fine = timestamp.is_some_and(|t| t >= acked.timestamp) || (timestamp.is_none() && acked.deleted);
-                (!fine).then_some("lost")
-            }
-        };
-        match verdict {
-            Some("unverified") => verification.unverified += 1,
-            Some(_) => verification.lost += 1,
-            None => {}
-        }
-        if verdict.is_some() && verification.examples.len() < MAX_EXAMPLES {
-            let seen = read.map_or_else(|| "no answer".to_owned(), |(status, body)| format!("{status} {body:.200}"));
-            verification.examples.push(format!("{key}: newest acknowledged {acked:?}, strong read: {seen}"));
+/// Attempts per key in the final reads, and a bound on them all: a cluster
+/// that answers nothing makes the keys unverified, not the soak endless.
+const READ_ATTEMPTS: usize = 4;
+const VERIFY_BUDGET: Duration = Duration::from_secs(180);
+const VERIFY_CONCURRENCY: usize = 16;
+
+/// An answer in a line: its status and timestamp, not a 100 KiB value.
+fn describe(read: &Option<(u16, Value)>) -> String {
+    match read {
+        None => "no answer".to_owned(),
+        Some((status, body)) => {
+            let value = body["value"].as_str().map_or(String::new(), |value| format!(", {} base64 chars", value.len()));
+            format!("{status}, timestamp {}{value}", body["timestamp"])
         }
     }
-    for (i, key) in ttl_keys.iter().enumerate() {
-        verification.ttl_checked += 1;
-        match strong_read(http, urls, key, i).await {
-            Some((404, _)) => {}
-            Some((status, body)) => {
-                verification.ttl_alive += 1;
-                if verification.examples.len() < MAX_EXAMPLES * 2 {
-                    verification.examples.push(format!("{key}: expired, but a strong read answered {status} {body}"));
-                }
+}
+
+/// Whether a strong read at the end shows `acked`, the newest acknowledged
+/// write of `key`: a version at least as new (a concurrent newer write may
+/// have won), intact; or, after a delete, no version at all.
+fn shows(key: &str, acked: Acked, status: u16, body: &Value) -> bool {
+    let timestamp = body["timestamp"].as_u64();
+    match status {
+        200 => {
+            let intact = body["value"]
+                .as_str()
+                .and_then(|encoded| BASE64.decode(encoded).ok())
+                .is_some_and(|value| check_value(key, &value).is_none());
+            timestamp.is_some_and(|t| t >= acked.timestamp) && intact
+        }
+        _ => timestamp.is_some_and(|t| t >= acked.timestamp) || (timestamp.is_none() && acked.deleted),
+    }
+}
+
+async fn verify(ledger: &Ledger, urls: &[String], http: &reqwest::Client) -> Verification {
+    let deadline = Instant::now() + VERIFY_BUDGET;
+    // `None` for a TTL key: it must read as not found.
+    let mut keys: Vec<(String, Option<Acked>)> =
+        ledger.keys.lock().expect("ledger lock").iter().map(|(key, acked)| (key.clone(), Some(*acked))).collect();
+    keys.extend(ledger.ttl_expiry.lock().expect("ledger lock").keys().map(|key| (key.clone(), None)));
+    let reads = futures::stream::iter(keys.into_iter().enumerate())
+        .map(|(i, (key, acked))| async move {
+            let read = strong_read(http, urls, &key, i, deadline).await;
+            (key, acked, read)
+        })
+        .buffer_unordered(VERIFY_CONCURRENCY);
+    let results: Vec<_> = reads.collect().await;
+    let mut verification = Verification::default();
+    for (key, acked, read) in results {
+        let problem = match (acked, &read) {
+            (_, None) => {
+                verification.unverified += 1;
+                true
             }
-            None => verification.unverified += 1,
+            (Some(acked), Some((status, body))) => {
+                verification.checked += 1;
+                let lost = !shows(&key, acked, *status, body);
+                verification.lost += usize::from(lost);
+                lost
+            }
+            (None, Some((status, _))) => {
+                verification.ttl_checked += 1;
+                let alive = *status != 404;
+                verification.ttl_alive += usize::from(alive);
+                alive
+            }
+        };
+        if problem && verification.examples.len() < MAX_EXAMPLES * 2 {
+            let expected = acked.map_or_else(|| "expired (TTL)".to_owned(), |acked| format!("{acked:?}"));
+            verification
+                .examples
+                .push(format!("{key}: newest acknowledged {expected}, strong read: {}", describe(&read)));
         }
     }
     verification
@@ -1267,7 +1332,9 @@ async fn main() -> ExitCode {
          {} bad requests/s",
         settings.seed, settings.seed, settings.secs, settings.clients, settings.keys, settings.bad_per_sec
     );
-    let mut cluster = LocalCluster::start_without_test_hooks("soak", 3, &["--storage", "sled"]);
+    let options = ClusterOptions { test_hooks: false, log_files: true };
+    let mut cluster = LocalCluster::start_with("soak", 3, options, &["--storage", "sled"]);
+    let logs: Vec<PathBuf> = (0..3).map(|i| cluster.log_path(i).expect("logs in files")).collect();
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
     let pids: Vec<u32> = cluster.nodes.iter().map(|node| node.as_ref().expect("started").child.id()).collect();
     let dirs: Vec<PathBuf> =
@@ -1486,13 +1553,13 @@ async fn main() -> ExitCode {
     }
 
     println!(
-        "\nfinal strong reads ({verify_secs:.1} s): {} keys with acknowledged writes, {} lost, {} unverified; \
-         {} TTL keys, {} still readable after expiry",
+        "\nfinal strong reads ({verify_secs:.1} s): {} keys with acknowledged writes read back, {} lost; {} TTL keys \
+         read back, {} still readable after expiry; {} keys unanswered",
         verification.checked,
         verification.lost,
-        verification.unverified,
         verification.ttl_checked,
-        verification.ttl_alive
+        verification.ttl_alive,
+        verification.unverified,
     );
 
     if !health_unanswered.is_empty() {
@@ -1501,6 +1568,16 @@ async fn main() -> ExitCode {
             health_unanswered.len(),
             health_unanswered[0]
         );
+    }
+    println!("\nnode logs (--log warn):");
+    for (i, log) in logs.iter().enumerate() {
+        let summary = summarize_log(log);
+        println!("  n{}: {} lines, {} ERROR, {} WARN", i + 1, summary.lines, summary.errors, summary.warnings);
+        let mut classes: Vec<_> = summary.classes.iter().collect();
+        classes.sort_by(|a, b| b.1.cmp(a.1));
+        for (class, count) in classes.into_iter().take(6) {
+            println!("  {count:>8}  {class}");
+        }
     }
     let mut failures: Vec<String> = crashes.clone();
     failures.extend(node_failures.iter().cloned());
@@ -1528,15 +1605,16 @@ async fn main() -> ExitCode {
 
     drop(cluster);
     if failures.is_empty() {
-        for dir in &dirs {
+        for (dir, log) in dirs.iter().zip(&logs) {
             let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_file(log);
         }
         println!("\nPASS (seed {}): no crash, 0 lost acknowledged writes, no 5xx to a bad request", settings.seed);
         ExitCode::SUCCESS
     } else {
         println!("\nFAIL (seed {}): {}", settings.seed, failures.join("; "));
         println!(
-            "node data kept in {}",
+            "node data and logs kept in {} (logs: <folder>.log)",
             dirs.iter().map(|dir| dir.display().to_string()).collect::<Vec<_>>().join(" ")
         );
         ExitCode::FAILURE

@@ -44,6 +44,24 @@ impl NodeProcess {
 
     /// [`NodeProcess::start`] on a given `listen` address.
     pub fn start_on(node_id: &str, listen: &str, data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        NodeProcess::start_logged_on(node_id, listen, data_dir, extra, None)
+    }
+
+    /// [`NodeProcess::start_on`] with the node's log (its stderr) in the
+    /// file `log` (appended to) instead of the caller's stderr.
+    pub fn start_logged_on(
+        node_id: &str,
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> NodeProcess {
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the node's log file"),
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(kvnode_binary())
             .args(["--node-id", node_id, "--listen", listen, "--log", "warn"])
             .arg("--data-dir")
@@ -51,7 +69,7 @@ impl NodeProcess {
             .args(extra)
             .env("KV_CLUSTER_SECRET", TEST_SECRET)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn kvnode");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -113,40 +131,56 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
 }
 
-/// A cluster of `kvnode` processes on loopback, with test hooks on.
+/// A cluster of `kvnode` processes on loopback, with test hooks on unless
+/// told otherwise.
 pub struct LocalCluster {
     pub nodes: Vec<Option<NodeProcess>>,
     ports: Vec<u16>,
     dirs: Vec<PathBuf>,
     args: Vec<String>,
+    log_files: bool,
+}
+
+/// How [`LocalCluster::start_with`] runs its nodes.
+pub struct ClusterOptions {
+    /// `--test-hooks`; off, the nodes serve what an operator's would.
+    pub test_hooks: bool,
+    /// Each node's log in `<its data folder>.log` rather than on the
+    /// caller's stderr, where a long run's log would drown its output.
+    pub log_files: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> ClusterOptions {
+        ClusterOptions { test_hooks: true, log_files: false }
+    }
 }
 
 impl LocalCluster {
     pub fn start(name: &str, size: usize, extra: &[&str]) -> LocalCluster {
-        LocalCluster::launch(name, size, true, extra)
+        LocalCluster::start_with(name, size, ClusterOptions::default(), extra)
     }
 
-    /// [`LocalCluster::start`] without `--test-hooks`: nodes as an
-    /// operator runs them (the soak's bad requests meet what production
-    /// would serve).
-    pub fn start_without_test_hooks(name: &str, size: usize, extra: &[&str]) -> LocalCluster {
-        LocalCluster::launch(name, size, false, extra)
-    }
-
-    fn launch(name: &str, size: usize, test_hooks: bool, extra: &[&str]) -> LocalCluster {
+    pub fn start_with(name: &str, size: usize, options: ClusterOptions, extra: &[&str]) -> LocalCluster {
         let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("n{}=127.0.0.1:{p}", i + 1)).collect();
         let mut args: Vec<String> = vec!["--peers".into(), peers.join(",")];
-        if test_hooks {
+        if options.test_hooks {
             args.push("--test-hooks".into());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let dirs = (0..size).map(|i| temp_data_dir(&format!("{name}-n{}", i + 1))).collect();
-        let mut cluster = LocalCluster { nodes: (0..size).map(|_| None).collect(), ports, dirs, args };
+        let nodes = (0..size).map(|_| None).collect();
+        let mut cluster = LocalCluster { nodes, ports, dirs, args, log_files: options.log_files };
         for i in 0..size {
             cluster.restart(i);
         }
         cluster
+    }
+
+    /// Node `i`'s log file, when the cluster keeps logs in files.
+    pub fn log_path(&self, i: usize) -> Option<PathBuf> {
+        self.log_files.then(|| self.dirs[i].with_extension("log"))
     }
 
     pub fn url(&self, i: usize) -> String {
@@ -177,6 +211,8 @@ impl LocalCluster {
         let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         args.extend(extra);
         let listen = format!("127.0.0.1:{}", self.ports[i]);
-        self.nodes[i] = Some(NodeProcess::start_on(&format!("n{}", i + 1), &listen, &self.dirs[i], &args));
+        let log = self.log_path(i);
+        let node = NodeProcess::start_logged_on(&format!("n{}", i + 1), &listen, &self.dirs[i], &args, log.as_deref());
+        self.nodes[i] = Some(node);
     }
 }
