@@ -386,7 +386,7 @@ fn message_class(message: &str) -> String {
             in_number = false;
             class.push(c);
         }
-        if class.len() >= 90 {
+        if class.len() >= 120 {
             class.push_str("...");
             break;
         }
@@ -1130,8 +1130,8 @@ struct Sample {
 }
 
 /// A node's own word on its health (docs/SPEC.md: 503 "failed" while its
-/// store takes no writes): `Ok(true)` if ok, `Ok(false)` if failed (with
-/// the reason), `Err` if it did not say in time.
+/// store takes no writes): whether it is ok, and if not, whether it said
+/// so or did not answer in time.
 async fn health(http: &reqwest::Client, url: &str) -> Result<(), HealthProblem> {
     let request = http.get(format!("{url}/health")).timeout(Duration::from_secs(5));
     match send(request).await {
@@ -1380,12 +1380,14 @@ async fn main() -> ExitCode {
 
     // Watch: sample every few seconds, print a row every `row_secs`.
     println!(
-        "\n{:>6} {:>26} {:>15} {:>9} {:>9} {:>8} {:>7} {:>6}",
+        "\n{:>6} {:>26} {:>15} {:>9} {:>9} {:>8} {:>8} {:>6}  health",
         "t s", "RSS MiB n1 / n2 / n3", "fds n1/n2/n3", "ops/s", "errors/s", "bad/s", "disk MiB", "cpu %"
     );
     let mut samples: Vec<Sample> = Vec::new();
     let mut crashes: Vec<String> = Vec::new();
-    let (mut node_failures, mut health_unanswered): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    let mut node_failures: Vec<String> = Vec::new();
+    // How often /health did not answer in time, and the first time.
+    let mut health_unanswered: (u64, String) = (0, String::new());
     let (mut last_row, mut last_ops, mut last_errors, mut last_bad, mut last_cpu) =
         (Duration::ZERO, 0u64, 0u64, 0u64, cpu_start);
     let deadline = Duration::from_secs(settings.secs);
@@ -1413,11 +1415,11 @@ async fn main() -> ExitCode {
                         "FAILED"
                     }
                     Err(HealthProblem::Unanswered(class)) => {
-                        health_unanswered.push(format!(
-                            "n{} at {:.0} s: {class}",
-                            i + 1,
-                            started.elapsed().as_secs_f64()
-                        ));
+                        if health_unanswered.0 == 0 {
+                            let at = started.elapsed().as_secs_f64();
+                            health_unanswered.1 = format!("n{} at {at:.0} s: {class}", i + 1);
+                        }
+                        health_unanswered.0 += 1;
                         "?"
                     }
                 },
@@ -1445,7 +1447,7 @@ async fn main() -> ExitCode {
             let rss: Vec<String> = sample.rss_kib.iter().map(|&kib| mib(kib)).collect();
             let fds: Vec<String> = sample.fds.iter().map(|fds| fds.map_or("-".into(), |n| n.to_string())).collect();
             println!(
-                "{:>6.0} {:>26} {:>15} {:>9.0} {:>9.1} {:>8.1} {:>7.0} {:>6.0}  {}",
+                "{:>6.0} {:>26} {:>15} {:>9.0} {:>9.1} {:>8.1} {:>8.0} {:>6.0}  {}",
                 at.as_secs_f64(),
                 rss.join(" / "),
                 fds.join("/"),
@@ -1493,20 +1495,37 @@ async fn main() -> ExitCode {
     let final_rss: Vec<Option<u64>> = pids.iter().map(|&pid| rss_kib(pid)).collect();
 
     // ---- Report ----
-    println!("\nRSS per node, MiB (sampled every {} s; {} samples):", settings.sample_secs, samples.len());
+    // Flat means the last third of the run holds no more than the middle
+    // third: the first third is warm-up (caches and pools filling).
     println!(
-        "{:<6} {:>8} {:>10} {:>8} {:>8} {:>12} {:>10}",
-        "node", "first", "at 1 min", "last", "max", "after reads", "fds max"
+        "\nRSS per node, MiB (sampled every {} s; {} samples; mean of the middle and last thirds of the run):",
+        settings.sample_secs,
+        samples.len()
     );
+    println!(
+        "{:<6} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>12} {:>8}",
+        "node", "first", "at 1 min", "mid third", "last third", "last", "max", "after reads", "fds max"
+    );
+    let third = |sample: &Sample| (sample.at.as_secs_f64() * 3.0 / load_secs.max(1.0)) as usize;
     for (node, rss_after) in final_rss.iter().enumerate() {
         let series: Vec<u64> = samples.iter().filter_map(|sample| sample.rss_kib[node]).collect();
         let at_warm = samples.iter().find(|sample| sample.at >= Duration::from_secs(60)).and_then(|s| s.rss_kib[node]);
+        let mean_of = |part: usize| {
+            let chosen: Vec<u64> = samples
+                .iter()
+                .filter(|sample| third(sample) == part)
+                .filter_map(|sample| sample.rss_kib[node])
+                .collect();
+            (!chosen.is_empty()).then(|| chosen.iter().sum::<u64>() / chosen.len() as u64)
+        };
         let fds_max = samples.iter().filter_map(|sample| sample.fds[node]).max();
         println!(
-            "n{:<5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>10}",
+            "n{:<5} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>12} {:>8}",
             node + 1,
             mib(series.first().copied()),
             mib(at_warm),
+            mib(mean_of(1)),
+            mib(mean_of(2)),
             mib(series.last().copied()),
             mib(series.iter().copied().max()),
             mib(*rss_after),
@@ -1562,11 +1581,10 @@ async fn main() -> ExitCode {
         verification.unverified,
     );
 
-    if !health_unanswered.is_empty() {
+    if health_unanswered.0 > 0 {
         println!(
             "\n/health unanswered within 5 s {} times (a loaded machine; not a failure), first: {}",
-            health_unanswered.len(),
-            health_unanswered[0]
+            health_unanswered.0, health_unanswered.1
         );
     }
     println!("\nnode logs (--log warn):");
