@@ -48,6 +48,7 @@ fmt:
 bench:
 	$(CARGO) bench -p harness --bench checker
 	$(CARGO) bench -p harness --bench report
+	$(CARGO) bench -p cluster --bench antientropy_memory
 	$(CARGO) bench -p cluster --bench cluster_load
 
 cluster-up: release

@@ -208,8 +208,11 @@ impl Config {
         if r + w <= n {
             return Err(format!("strong reads need R + W > N, got N={n} W={w} R={r}"));
         }
-        if self.max_key_bytes == 0 || self.max_value_bytes > 16 * 1024 * 1024 {
-            return Err("--max-key-bytes must be > 0 and --max-value-bytes at most 16 MiB".into());
+        if self.max_key_bytes == 0 || self.max_key_bytes > 64 * 1024 {
+            return Err(format!("--max-key-bytes must be 1..=65536, got {}", self.max_key_bytes));
+        }
+        if self.max_value_bytes > 16 * 1024 * 1024 {
+            return Err(format!("--max-value-bytes must be at most 16 MiB (16777216), got {}", self.max_value_bytes));
         }
         self.validate_secret()?;
         if self.vnodes == 0 || self.vnodes > MAX_VNODES {
