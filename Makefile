@@ -49,6 +49,7 @@ fmt:
 bench:
 	$(CARGO) bench -p harness --bench checker
 	$(CARGO) bench -p harness --bench report
+	$(CARGO) bench -p cluster --bench antientropy_memory
 	$(CARGO) bench -p cluster --bench cluster_load
 
 # Not in CI (it takes SOAK_SECS, 10 minutes by default): mixed traffic and

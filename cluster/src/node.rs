@@ -140,7 +140,7 @@ impl Node {
         let remote = HttpTransport::new(
             &peers,
             config.cluster_secret.as_deref().unwrap_or(""),
-            rpc_timeout,
+            (rpc_timeout, Duration::from_millis(config.sync_timeout_ms)),
             max_response_bytes(&config.limits()),
         );
         let transport = Arc::new(ClusterTransport { local: replica.clone(), remote });
@@ -278,7 +278,7 @@ impl Node {
 
     /// One anti-entropy exchange with `peer`.
     async fn exchange_with(&self, peer: &str) -> Result<SyncStats, String> {
-        let timeout = Duration::from_millis(self.config.rpc_timeout_ms).max(Duration::from_secs(5));
+        let timeout = Duration::from_millis(self.config.sync_timeout_ms);
         let view = self.replica.view();
         sync_with(&*self.transport, &self.replica.store, &view, peer, timeout).await.map_err(|e| e.to_string())
     }
@@ -286,12 +286,16 @@ impl Node {
     /// While recovering (see [`crate::recovery`]): one complete exchange
     /// with each peer not yet exchanged with, whatever the failure
     /// detector believes (a peer just started may not have been pinged).
+    /// The exchanges run at once, so that one peer slow to answer (paused,
+    /// say, for up to `--sync-timeout-ms`) does not hold back the others.
     async fn recover(&self) {
-        for peer in self.replica.recovery.pending() {
-            match self.exchange_with(&peer).await {
+        let pending = self.replica.recovery.pending();
+        let exchanges = pending.iter().map(|peer| self.exchange_with(peer));
+        for (peer, outcome) in pending.iter().zip(futures::future::join_all(exchanges).await) {
+            match outcome {
                 Ok(stats) if stats.complete => {
                     tracing::info!(%peer, ?stats, "recovery: exchanged with a peer");
-                    self.replica.recovery.exchanged_with(&peer);
+                    self.replica.recovery.exchanged_with(peer);
                 }
                 Ok(stats) => tracing::info!(%peer, ?stats, "recovery: exchange cut short; another round follows"),
                 Err(error) => tracing::debug!(%peer, %error, "recovery: exchange failed; retrying"),

@@ -35,6 +35,8 @@ pub(crate) struct AppState {
     /// Bound on reading a request body (a client that sends half a body
     /// must not hold a permit and a connection for ever).
     body_timeout: Duration,
+    /// Bound on answering an anti-entropy exchange.
+    sync_timeout: Duration,
     inflight: Arc<Semaphore>,
     /// Internal calls have their own permits, so that a flood of client
     /// requests cannot starve the replica protocol, nor the reverse.
@@ -48,6 +50,7 @@ impl AppState {
             limits: config.limits(),
             timeout: config.request_timeout(),
             body_timeout: Duration::from_millis(config.body_read_timeout_ms),
+            sync_timeout: Duration::from_millis(config.sync_timeout_ms),
             inflight: Arc::new(Semaphore::new(config.max_inflight_requests)),
             internal_inflight: Arc::new(Semaphore::new(config.max_internal_inflight)),
             node,
@@ -285,7 +288,7 @@ fn closing(mut response: Response) -> Response {
 /// body is read), the body within its limit and timeout, then the call
 /// within the request timeout.
 macro_rules! internal_handler {
-    ($name:ident, $path:expr, $call:path) => {
+    ($name:ident, $path:expr, $call:path, $timeout:expr) => {
         async fn $name(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
             if let Err(error) = authorized(&state, &headers, $path) {
                 return error.into_response();
@@ -297,11 +300,12 @@ macro_rules! internal_handler {
                 Ok(bytes) => bytes,
                 Err(response) => return response,
             };
-            match tokio::time::timeout(state.timeout, $call(&state.node.replica, bytes)).await {
+            let timeout: Duration = $timeout(&state);
+            match tokio::time::timeout(timeout, $call(&state.node.replica, bytes)).await {
                 Ok(response) => response,
                 Err(_) => ApiError::unavailable(format!(
                     "internal call timed out after {} ms; its writes may or may not be applied",
-                    state.timeout.as_millis()
+                    timeout.as_millis()
                 ))
                 .into_response(),
             }
@@ -309,9 +313,11 @@ macro_rules! internal_handler {
     };
 }
 
-internal_handler!(internal_batch, rpc::BATCH_PATH, rpc::routes::batch);
-internal_handler!(internal_write_batch, rpc::WRITE_BATCH_PATH, rpc::routes::write_batch);
-internal_handler!(internal_sync, rpc::SYNC_PATH, rpc::routes::sync);
+internal_handler!(internal_batch, rpc::BATCH_PATH, rpc::routes::batch, |state: &AppState| state.timeout);
+// An exchange passes over the whole store (see `antientropy`): its own bound.
+internal_handler!(internal_write_batch, rpc::WRITE_BATCH_PATH, rpc::routes::write_batch, |state: &AppState| state
+    .sync_timeout);
+internal_handler!(internal_sync, rpc::SYNC_PATH, rpc::routes::sync, |state: &AppState| state.sync_timeout);
 
 async fn internal_ping(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match authorized(&state, &headers, rpc::PING_PATH) {

@@ -75,14 +75,22 @@ struct Lanes {
 }
 
 pub struct HttpTransport {
+    /// Bound on anti-entropy calls (`--sync-timeout-ms`).
+    sync_timeout: Duration,
     links: HashMap<String, Arc<Link>>,
     lanes: HashMap<String, Lanes>,
 }
 
 impl HttpTransport {
     /// Must be called inside a tokio runtime: it starts the link workers.
+    /// `timeout` bounds each call, but anti-entropy's (`sync_timeout`);
     /// `max_response_bytes` bounds every answer read from a peer.
-    pub fn new(peers: &[Member], secret: &str, timeout: Duration, max_response_bytes: usize) -> HttpTransport {
+    pub fn new(
+        peers: &[Member],
+        secret: &str,
+        (timeout, sync_timeout): (Duration, Duration),
+        max_response_bytes: usize,
+    ) -> HttpTransport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         // Both attempts fit in the call's timeout.
@@ -109,7 +117,7 @@ impl HttpTransport {
             lanes.insert(member.id.clone(), Lanes { reads: start_lane(&link), writes: start_lane(&link) });
             links.insert(member.id.clone(), link);
         }
-        HttpTransport { links, lanes }
+        HttpTransport { sync_timeout, links, lanes }
     }
 
     fn link(&self, to: &str) -> Result<&Arc<Link>, RpcError> {
@@ -150,12 +158,20 @@ impl HttpTransport {
         }
     }
 
+    /// Records pushed by anti-entropy, up to an exchange's cap: bounded by
+    /// the exchange's timeout.
     pub async fn write_batch(&self, to: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
-        self.link(to)?.post(WRITE_BATCH_PATH, codec::encode_entries(&entries)).await.map(|_| ())
+        let link = self.link(to)?;
+        let uri = uri(&link.base_url, WRITE_BATCH_PATH);
+        let body = codec::encode_entries(&entries);
+        link.post_within(&uri, body, self.sync_timeout).await.map(|_| ())
     }
 
     pub async fn sync(&self, to: &str, request: SyncRequest) -> Result<SyncReply, RpcError> {
-        let bytes = self.link(to)?.post(SYNC_PATH, codec::encode_sync_request(&request)).await?.unwrap_or_default();
+        let link = self.link(to)?;
+        let uri = uri(&link.base_url, SYNC_PATH);
+        let body = codec::encode_sync_request(&request);
+        let bytes = link.post_within(&uri, body, self.sync_timeout).await?.unwrap_or_default();
         codec::decode_sync_reply(&bytes).map_err(|e| RpcError::Remote(to.into(), e.to_string()))
     }
 }
@@ -168,7 +184,12 @@ impl Link {
 
     /// One POST to `uri` within the call timeout; `Ok(None)` for 204.
     async fn post_to(&self, uri: &Uri, body: Vec<u8>) -> Result<Option<Bytes>, RpcError> {
-        match tokio::time::timeout(self.timeout, self.exchange(uri, Bytes::from(body))).await {
+        self.post_within(uri, body, self.timeout).await
+    }
+
+    /// One POST to `uri` within `timeout`; `Ok(None)` for 204.
+    async fn post_within(&self, uri: &Uri, body: Vec<u8>, timeout: Duration) -> Result<Option<Bytes>, RpcError> {
+        match tokio::time::timeout(timeout, self.exchange(uri, Bytes::from(body))).await {
             Ok(answer) => answer,
             Err(_) => Err(RpcError::Timeout(self.peer.clone())),
         }
