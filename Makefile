@@ -53,11 +53,11 @@ FUZZ_SMOKE_SECONDS ?= 10
 fuzz-smoke:
 	@CARGO=$(CARGO) fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
+# fuzz/ is a workspace of its own; its clippy shares target/ so the
+# dependencies checked for the main workspace are not checked again.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	# fuzz/ is a workspace of its own; its clippy shares target/ so the
-	# dependencies checked above are not checked again.
 	cd fuzz && $(CARGO) fmt -- --check && \
 	  CARGO_TARGET_DIR="$${CARGO_TARGET_DIR:-$(CURDIR)/target}" $(CARGO) clippy --all-targets -- -D warnings
 
