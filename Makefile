@@ -1,13 +1,14 @@
 # The commands a user needs. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench soak cluster-up cluster-down cluster-status test-partition clean
+.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench soak cluster-up cluster-down cluster-status test-partition clean fuzz fuzz-smoke
 
 help:
 	@echo "make test            run every test (what CI runs)"
 	@echo "make image           build the kvnode container image locally (static binary, docker import)"
 	@echo "make images          kvnode's image, and etcd's and Redis's from the host's binaries (apt-get install etcd-server redis-server)"
 	@echo "make lint            rustfmt and clippy, warnings as errors"
+	@echo "make fuzz            each fuzz target of fuzz/ for FUZZ_SECONDS (300) s: inputs run and crashes per target"
 	@echo "make bench           checker speed, report drawing time, a local 3-node cluster's throughput and latency (vs etcd if installed)"
 	@echo "make soak            10 min of mixed traffic + bad requests on a local 3-node cluster: RSS, errors, lost writes (not in CI; SOAK_SECS)"
 	@echo "make cluster-up      start a local 3-node cluster on 127.0.0.1:7001-7003"
@@ -38,13 +39,32 @@ images: image
 
 test: image
 	$(CARGO) test --workspace
+	@$(MAKE) --no-print-directory fuzz-smoke
 
+# The node's input parsers under libFuzzer (fuzz/, cargo-fuzz on stable):
+# the client request parser, the RPC codec, the record decoder, WAL replay.
+# Each target runs for FUZZ_SECONDS; a crash's input is kept under
+# fuzz/artifacts/TARGET/ and the command exits non-zero.
+FUZZ_SECONDS ?= 300
+fuzz:
+	@CARGO=$(CARGO) fuzz/run.sh $(FUZZ_SECONDS)
+
+# The short run of every target that `make test` includes.
+FUZZ_SMOKE_SECONDS ?= 10
+fuzz-smoke:
+	@CARGO=$(CARGO) fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+# fuzz/ is a workspace of its own; its clippy shares target/ so the
+# dependencies checked for the main workspace are not checked again.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd fuzz && $(CARGO) fmt -- --check && \
+	  CARGO_TARGET_DIR="$${CARGO_TARGET_DIR:-$(CURDIR)/target}" $(CARGO) clippy --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
+	cd fuzz && $(CARGO) fmt
 
 bench:
 	$(CARGO) bench -p harness --bench checker

@@ -43,9 +43,16 @@ impl Limits {
 
     /// The largest body a valid put can have: base64 of the largest value,
     /// the largest key with every byte escaped as `\u00XX`, and room for the
-    /// rest of the JSON and whitespace.
+    /// rest of the JSON and whitespace. Saturating: `--max-key-bytes` has
+    /// no upper bound, and a huge one overflowed here (a panic with
+    /// overflow checks, a wrapped, possibly tiny, limit without; found by
+    /// the `request` fuzz target).
     pub fn max_put_body_bytes(&self) -> usize {
-        self.max_value_bytes.div_ceil(3) * 4 + self.max_key_bytes * 6 + 64 * 1024
+        self.max_value_bytes
+            .div_ceil(3)
+            .saturating_mul(4)
+            .saturating_add(self.max_key_bytes.saturating_mul(6))
+            .saturating_add(64 * 1024)
     }
 
     fn check_key(&self, key: &str) -> Result<(), ApiError> {
@@ -259,6 +266,17 @@ mod tests {
         assert_eq!(status(put(r#"{"key":"kkkkk","value":""}"#)), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(status(put(r#"{"key":"ééé","value":""}"#)), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(status(put(r#"{"key":"k","value":"AAAAAA=="}"#)), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    /// The `request` fuzz target's first crash: a key limit the config
+    /// accepts (any positive number) overflowed the body limit.
+    #[test]
+    fn the_body_limit_of_huge_limits_saturates() {
+        let huge = Limits { max_key_bytes: usize::MAX, max_value_bytes: 16 * 1024 * 1024 };
+        assert_eq!(huge.max_put_body_bytes(), usize::MAX);
+        let wrapping = Limits { max_key_bytes: usize::MAX / 6 + 1, max_value_bytes: 0 };
+        assert_eq!(wrapping.max_put_body_bytes(), usize::MAX, "not wrapped to a tiny limit");
+        assert_eq!(Limits { max_key_bytes: 1, max_value_bytes: 3 }.max_put_body_bytes(), 4 + 6 + 64 * 1024);
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod wal;
 pub use memory::MemoryStorage;
 pub use sled_store::SledStorage;
 pub use store::{Store, StoreError, SyncPolicy};
-pub use wal::{encode_log_image, replay_log_image, Damage, Wal, WalEntry};
+pub use wal::{encode_log_image, replay_log_image, salvage_log_image, Damage, Wal, WalEntry};
 
 use crate::record::{CodecError, Record};
 use crate::version::Version;

@@ -20,14 +20,22 @@
 //! CRC is usually a torn tail (a crash during the last, unacknowledged
 //! batch), but a flipped bit in the middle of the log looks the same, and
 //! treating it as the end would drop every acknowledged write after it
-//! without a word. So reading does not stop at a bad frame: it scans ahead
-//! for intact frames of the current generation and replays those too
-//! (replay order does not matter: a replica only ever moves a key to a
-//! newer version). When it had to skip bytes to find them, the file is
-//! copied aside as `wal.log.damaged-G-N` before the log is emptied, the
-//! skipped ranges are logged, and [`Wal::damage`] says so: the node then
-//! recovers from its peers (see `crate::recovery`) what the skipped frames
-//! held. A header that is damaged (its CRC fails, or the file starts with
+//! without a word. So after the last intact frame, reading scans ahead for
+//! any intact frame of the current generation. If one follows, the log is
+//! damaged (or a batch was torn out of order): the file is copied aside as
+//! `wal.log.damaged-G-N` before the log is emptied, the skipped range is
+//! logged, and [`Wal::damage`] says so; the node then recovers from its
+//! peers (see `crate::recovery`) what the frames past the damage held, and
+//! an operator can read them from the copy ([`salvage_log_image`]).
+//!
+//! Why frames past damage are not replayed: the bytes of a whole frame
+//! can sit inside a value (a client's bytes), and the scan finds frames at
+//! any offset. Replaying only the unbroken run of frames from the header
+//! means a frame found by the scan can at most raise the alarm, never
+//! become a write. (And the first generation of a log is random, not 1, so
+//! a client cannot compute a frame's CRC to forge one where the run ends.)
+//!
+//! A header that is damaged (its CRC fails, or the file starts with
 //! neither a header nor an intact frame) is an error: the node refuses to
 //! start and leaves the file as it is.
 //!
@@ -97,12 +105,14 @@ pub struct Wal {
     damage: Option<Damage>,
 }
 
-/// Bytes skipped between intact frames when the log was read.
+/// Intact frames found past the end of the replayed run of frames.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Damage {
-    /// `[start, end)` byte ranges of the file that held no intact frame.
-    pub skipped: Vec<(usize, usize)>,
-    /// Intact frames read after the first skipped range.
+    /// Where the replayed run of frames ended (the first bad byte).
+    pub replay_ended_at: usize,
+    /// Where the scan found the next intact frame of the generation.
+    pub next_intact_at: usize,
+    /// Intact frames in the run that starts there (not replayed).
     pub frames_after: usize,
     /// Where the file was copied before anything changed it.
     pub kept_at: PathBuf,
@@ -110,14 +120,13 @@ pub struct Damage {
 
 impl std::fmt::Display for Damage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bytes: usize = self.skipped.iter().map(|(start, end)| end - start).sum();
         write!(
             f,
-            "{bytes} bytes in {} range(s) of the write-ahead log held no intact frame, and {} intact frame(s) \
-             followed (first skipped range at byte {}); the file was kept as {}",
-            self.skipped.len(),
+            "the write-ahead log holds no intact frame from byte {} to {}, then {} intact frame(s) that were not \
+             replayed (the peers hold them); the file was kept as {}",
+            self.replay_ended_at,
+            self.next_intact_at,
             self.frames_after,
-            self.skipped.first().map_or(0, |(start, _)| *start),
             self.kept_at.display()
         )
     }
@@ -130,12 +139,11 @@ struct Image {
     /// format before generations): it is emptied before any append.
     generation: Option<u64>,
     entries: Vec<WalEntry>,
-    /// Just past the last intact frame.
+    /// Just past the last replayed frame.
     end: usize,
-    /// Ranges skipped between intact frames (not the tail after the last).
-    skipped: Vec<(usize, usize)>,
-    /// Intact frames after the first skipped range.
-    frames_after: usize,
+    /// The next intact frame of the generation after `end`, and how many
+    /// follow it unbroken: damage.
+    intact_after: Option<(usize, usize)>,
 }
 
 impl Wal {
@@ -156,11 +164,11 @@ impl Wal {
         let allocated = bytes.len() as u64;
         let direct = if try_direct { open_direct(&path) } else { None };
         let image = read_image(&bytes).map_err(|reason| StorageError::DamagedLog { path: path.clone(), reason })?;
-        let damage = match image.skipped.is_empty() {
-            true => None,
-            false => {
+        let damage = match image.intact_after {
+            None => None,
+            Some((next_intact_at, frames_after)) => {
                 let kept_at = keep_a_copy(&path, image.generation.unwrap_or(0), &bytes)?;
-                let damage = Damage { skipped: image.skipped.clone(), frames_after: image.frames_after, kept_at };
+                let damage = Damage { replay_ended_at: image.end, next_intact_at, frames_after, kept_at };
                 tracing::error!(path = %path.display(), %damage, "damaged write-ahead log");
                 Some(damage)
             }
@@ -294,13 +302,13 @@ impl Wal {
     /// is durable elsewhere.
     pub fn reset(&mut self) -> Result<(), StorageError> {
         let generation = match self.generation {
-            Some(generation) => generation + 1,
+            Some(generation) => generation.wrapping_add(1),
             None => {
                 // No valid header: whatever the file holds could pass for a
                 // fresh generation's frames, so it goes.
                 self.file.set_len(0)?;
                 self.allocated = 0;
-                1
+                random_generation()
             }
         };
         let header = encode_header(generation);
@@ -343,6 +351,15 @@ fn open_direct(path: &Path) -> Option<File> {
     None
 }
 
+/// A first generation nobody can guess (see the module comment): std's
+/// per-process random hash keys, through one hash.
+fn random_generation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.finish()
+}
+
 fn encode_header(generation: u64) -> Vec<u8> {
     let mut header = MAGIC.to_vec();
     header.extend_from_slice(&generation.to_le_bytes());
@@ -355,7 +372,7 @@ fn encode_header(generation: u64) -> Vec<u8> {
 /// generation, scanning past bytes that hold none (see the module's
 /// comment). `Err` with the reason when the header is damaged.
 fn read_image(bytes: &[u8]) -> Result<Image, String> {
-    let empty = Image { generation: None, entries: Vec::new(), end: 0, skipped: Vec::new(), frames_after: 0 };
+    let empty = Image { generation: None, entries: Vec::new(), end: 0, intact_after: None };
     if bytes.iter().all(|byte| *byte == 0) {
         // New, or grown with zeros before its first header was written.
         return Ok(empty);
@@ -385,24 +402,44 @@ fn read_image(bytes: &[u8]) -> Result<Image, String> {
     }
 }
 
-/// Every intact frame of `generation` from `start` on, scanning ahead past
-/// bytes that hold none.
+/// The unbroken run of intact frames of `generation` from `start`, and
+/// whether an intact frame of it lies further on (damage).
 fn read_frames(bytes: &[u8], start: usize, generation: Option<u64>) -> Image {
-    let mut image = Image { generation, entries: Vec::new(), end: start, skipped: Vec::new(), frames_after: 0 };
-    let mut at = start;
-    loop {
-        let (entries, len) = parse_frames(&bytes[at..], generation);
-        if !image.skipped.is_empty() {
-            image.frames_after += entries.len();
-        }
-        image.entries.extend(entries);
-        at += len;
-        image.end = at;
-        let Some(next) = (at + 1..bytes.len()).find(|&from| parse_frame(&bytes[from..], generation).is_some()) else {
-            return image;
-        };
-        image.skipped.push((at, next));
-        at = next;
+    let (entries, len) = parse_frames(&bytes[start..], generation);
+    let end = start + len;
+    let intact_after = next_intact_frame(bytes, end + 1, generation)
+        .map(|next| (next, parse_frames(&bytes[next..], generation).0.len()));
+    Image { generation, entries, end, intact_after }
+}
+
+/// The offset of the first intact frame of `generation` at or after `from`.
+fn next_intact_frame(bytes: &[u8], from: usize, generation: Option<u64>) -> Option<usize> {
+    (from..bytes.len()).find(|&at| parse_frame(&bytes[at..], generation).is_some())
+}
+
+/// Every intact frame of the log's generation anywhere in `bytes`, with
+/// its offset: what an operator can still read from a damaged log's kept
+/// copy. Never replayed: a frame found past damage may be bytes inside a
+/// value (see the module comment).
+pub fn salvage_log_image(bytes: &[u8]) -> Result<Vec<(usize, WalEntry)>, StorageError> {
+    let image =
+        read_image(bytes).map_err(|reason| StorageError::DamagedLog { path: PathBuf::from("(bytes)"), reason })?;
+    let Some(generation) = image.generation else { return Ok(Vec::new()) };
+    let mut found = Vec::new();
+    let mut at = header_len(bytes);
+    while let Some(next) = next_intact_frame(bytes, at, Some(generation)) {
+        let (entry, len) = parse_frame(&bytes[next..], Some(generation)).expect("found intact just now");
+        found.push((next, entry));
+        at = next + len;
+    }
+    Ok(found)
+}
+
+/// The length of the header `bytes` start with (either format).
+fn header_len(bytes: &[u8]) -> usize {
+    match bytes.get(..4) {
+        Some(magic) if magic == MAGIC_V2 => HEADER_BYTES_V2,
+        _ => HEADER_BYTES as usize,
     }
 }
 
@@ -669,18 +706,19 @@ mod tests {
         bytes[second_frame] ^= 0x40;
         let (kept, _) = parse_frames(&bytes, Some(4));
         assert_eq!(kept, vec![entry(0)]);
-        // Reading the whole log scans past the damaged frame.
+        // Reading the whole log replays up to the damaged frame, and sees
+        // the intact frame after it.
         let mut file = encode_header(4);
         file.extend_from_slice(&bytes);
         let image = read_image(&file).unwrap();
-        assert_eq!(image.entries, vec![entry(0), entry(2)]);
-        assert_eq!(image.frames_after, 1);
-        assert_eq!(image.skipped.len(), 1);
+        assert_eq!(image.entries, vec![entry(0)]);
+        assert_eq!(image.intact_after.map(|(_, frames)| frames), Some(1));
     }
 
     /// Five writes, each acknowledged on its own; then the second frame's
-    /// payload takes a flipped bit. Opening must neither stop at frame 2
-    /// (silently dropping 3-5) nor empty the log without keeping it.
+    /// payload takes a flipped bit. Opening must not silently drop 3-5:
+    /// it says so (the node then recovers them from its peers) and keeps
+    /// the file, from which they can still be read.
     #[test]
     fn a_damaged_middle_frame_is_skipped_reported_and_the_file_kept() {
         let dir = fresh_dir("middle");
@@ -699,12 +737,13 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
 
         let (wal, replayed) = Wal::open(&dir).unwrap();
-        let mut expected = written.clone();
-        expected.remove(1);
-        assert_eq!(replayed, expected, "frames 3-5 are replayed, not dropped");
+        assert_eq!(replayed, written[..1], "only the unbroken run is replayed");
         let damage = wal.damage().expect("the damage is reported").clone();
         assert_eq!(damage.frames_after, 3);
-        assert_eq!(damage.skipped, vec![(frame_starts[1] as usize, frame_starts[2] as usize)]);
+        assert_eq!(
+            (damage.replay_ended_at, damage.next_intact_at),
+            (frame_starts[1] as usize, frame_starts[2] as usize)
+        );
         assert!(damage.to_string().contains("kept as"), "{damage}");
         // The kept copy is the damaged file, byte for byte: frames 3-5 are
         // still readable from it after the live log is emptied.
@@ -713,7 +752,8 @@ mod tests {
         let mut wal = wal;
         wal.reset().unwrap();
         drop(wal);
-        assert_eq!(replay_log_image(&kept).unwrap()[1..], written[2..]);
+        let salvaged: Vec<WalEntry> = salvage_log_image(&kept).unwrap().into_iter().map(|(_, e)| e).collect();
+        assert_eq!(salvaged, [&written[..1], &written[2..]].concat());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -760,6 +800,21 @@ mod tests {
         assert_eq!(bytes[..4], MAGIC, "the reset wrote the current header");
         assert_eq!(Wal::open(&dir).unwrap().1, vec![entry(9)]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_log_starts_at_a_generation_nobody_can_guess() {
+        let generations: std::collections::BTreeSet<u64> = (0..4)
+            .map(|i| {
+                let dir = fresh_dir(&format!("random-generation-{i}"));
+                let (wal, _) = Wal::open(&dir).unwrap();
+                let generation = wal.generation.unwrap();
+                drop(wal);
+                std::fs::remove_dir_all(&dir).unwrap();
+                generation
+            })
+            .collect();
+        assert_eq!(generations.len(), 4, "{generations:?}");
     }
 
     #[test]
