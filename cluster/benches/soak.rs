@@ -13,14 +13,18 @@
 //! unknown paths, wrong methods, internal paths without the secret, huge
 //! headers, garbage bytes, half-sent requests held open, and connections
 //! opened and dropped. Every `SOAK_SAMPLE_SECS` it reads each node's RSS
-//! and open descriptors from `/proc`, and checks that it still runs.
+//! and open descriptors from `/proc`, checks that it still runs, and asks
+//! its `/health`.
 //!
-//! At the end it reads every key written back with a strong read: a key
-//! whose newest acknowledged write (put or delete) is not reflected is a
-//! lost write. Then it prints RSS over time, throughput and latency per
-//! operation, errors by kind and the bad requests' outcomes.
+//! At the end it reads every key written back with a strong read (or, once
+//! a node's store has failed, with an eventual read with `min_timestamp`,
+//! which writes nothing): a key whose newest acknowledged write (put or
+//! delete) is not reflected is a lost write. Then it prints RSS over time,
+//! throughput and latency per operation, errors by kind, the bad requests'
+//! outcomes and what the nodes logged.
 //!
-//! Exit status 1 (and the reasons) if a node exited, an acknowledged write
+//! Exit status 1 (and the reasons) if a node exited or said on `/health`
+//! that its store failed, an acknowledged write
 //! was lost, a bad request got a 5xx or a 2xx or no answer at all, a
 //! well-formed request got a 4xx or a 5xx other than 503, a strong read (or
 //! a read with `min_timestamp`) returned something older than a write
