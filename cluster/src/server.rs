@@ -85,18 +85,21 @@ fn with_client_routes(router: Router<AppState>, state: &AppState) -> Router<AppS
     match state.node.config.test_hooks {
         false => router,
         true => router
-            .route("/test/v1/clock", get(test_clock).post(test_set_clock))
-            .route("/test/v1/replica", get(test_replica_one).post(test_replica_many))
-            .route("/test/v1/probe", post(test_probe)),
+            .route("/test/v1/clock", get(test_clock).post(test_set_clock).fallback(unknown_path))
+            .route("/test/v1/replica", get(test_replica_one).post(test_replica_many).fallback(unknown_path))
+            .route("/test/v1/probe", post(test_probe).fallback(unknown_path)),
     }
 }
 
+/// Another method on an internal route (or a test hook) answers like an
+/// unknown path, as a call without the secret does: a 405 would tell an
+/// outsider that the route exists.
 fn with_internal_routes(router: Router<AppState>) -> Router<AppState> {
     router
-        .route(rpc::BATCH_PATH, post(internal_batch))
-        .route(rpc::WRITE_BATCH_PATH, post(internal_write_batch))
-        .route(rpc::SYNC_PATH, post(internal_sync))
-        .route(rpc::PING_PATH, post(internal_ping))
+        .route(rpc::BATCH_PATH, post(internal_batch).fallback(unknown_path))
+        .route(rpc::WRITE_BATCH_PATH, post(internal_write_batch).fallback(unknown_path))
+        .route(rpc::SYNC_PATH, post(internal_sync).fallback(unknown_path))
+        .route(rpc::PING_PATH, post(internal_ping).fallback(unknown_path))
 }
 
 fn finish(router: Router<AppState>, state: AppState) -> Router {

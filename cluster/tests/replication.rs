@@ -276,6 +276,19 @@ async fn internal_routes_and_test_hooks_answer_only_the_secret() {
             }
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path} answered {secret:?}");
+            // Another method must not tell the route exists (a 405 would).
+            for method in [reqwest::Method::GET, reqwest::Method::PUT, reqwest::Method::DELETE] {
+                let mut request = plain.request(method.clone(), format!("{url}{path}"));
+                if let Some(secret) = secret {
+                    request = request.header(rpc::SECRET_HEADER, secret);
+                }
+                let status = request.send().await.unwrap().status();
+                assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path} answered {secret:?}");
+            }
+        }
+        for path in ["/test/v1/clock", "/test/v1/replica?key=k", "/test/v1/probe"] {
+            let request = plain.delete(format!("{url}{path}"));
+            assert_eq!(request.send().await.unwrap().status(), StatusCode::NOT_FOUND, "DELETE {path}");
         }
         for path in ["/test/v1/clock", "/test/v1/replica?key=k"] {
             let mut request = plain.get(format!("{url}{path}"));
