@@ -7,7 +7,9 @@
 # imported. Prints the tag it made current.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-target=x86_64-unknown-linux-gnu
+# The host's own target (x86_64 or aarch64 alike): containers share its kernel.
+target=$(rustc -vV | sed -n 's/^host: //p')
+[ -n "$target" ] || { echo "build-image: cannot tell the host target from rustc -vV" >&2; exit 1; }
 cd "$root"
 # --target keeps build scripts and proc-macros dynamic (docs/PLATFORM.md, "Images without a registry").
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --quiet --release --target "$target" -p cluster --bin kvnode

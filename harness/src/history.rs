@@ -37,6 +37,17 @@ impl Process {
     pub const NEMESIS: Process = Process::Nemesis(NemesisTag::Nemesis);
 }
 
+/// As the history writes it: the client's number, or `nemesis` (for
+/// evidence a reader matches against the history, not `Client(6)`).
+impl std::fmt::Display for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Process::Client(id) => write!(f, "{id}"),
+            Process::Nemesis(_) => f.write_str("nemesis"),
+        }
+    }
+}
+
 /// One line of the history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -1034,7 +1034,7 @@ fn evidence<M: Model>(model: &M, key: &str, ops: &[Operation<M::Op>], failure: &
     let (blamed, explained) = blame(model, key, ops, failure.blocked);
     let blocked = &ops[blamed];
     let fallback = format!(
-        "{key}: {} (process {:?}, {} → {}) cannot be placed after any order of the {} operations linearized before it",
+        "{key}: {} (process {}, {} → {}) cannot be placed after any order of the {} operations linearized before it",
         model.describe(&blocked.op),
         blocked.process,
         seconds(blocked.invoke_ns),
