@@ -10,10 +10,11 @@
 //!
 //! `make bench` runs it; `AE_KEYS=200000,2000000` picks other sizes.
 
-use cluster::antientropy::{Digests, SyncRequest, View, BUCKETS};
+use cluster::antientropy::{View, BUCKETS};
 use cluster::record::Record;
 use cluster::ring::Ring;
 use cluster::storage::{SledStorage, Store};
+use cluster::transport::{Digests, SyncRequest};
 use cluster::version::Version;
 use std::sync::Arc;
 use std::time::Instant;

@@ -14,10 +14,10 @@
 //! that. It is still sent to a replica holding an older version of the key,
 //! which is exactly the replica that missed the delete.
 
-use crate::coordinator::Transport;
 use crate::record::Record;
 use crate::ring::{hash64, Ring};
 use crate::storage::{Store, StoreError};
+use crate::transport::{Digests, Entry, SyncReply, SyncRequest, Transport};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -28,26 +28,6 @@ pub const MAX_RECORDS_PER_EXCHANGE: usize = 10_000;
 pub const MAX_REPLY_BYTES: usize = 64 << 20;
 /// Records read from the store at a time.
 pub const SCAN_PAGE: usize = 1024;
-
-pub type Entry = (Vec<u8>, Record);
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Digests(pub Vec<u64>);
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncRequest {
-    pub from: String,
-    pub digests: Digests,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncReply {
-    pub digests: Digests,
-    /// The answering replica's records in the buckets that differ.
-    pub records: Vec<Entry>,
-    /// Whether `records` holds every such record (not cut at a cap).
-    pub complete: bool,
-}
 
 /// What one replica knows to decide which keys it shares with a peer.
 pub struct View<'a> {

@@ -16,46 +16,19 @@
 //!   key). `min_timestamp` widens them to every reachable owner; below it
 //!   they answer 503, never older data.
 
-use crate::antientropy::{SyncReply, SyncRequest};
 use crate::clock::Clock;
 use crate::hints::HintStore;
 use crate::membership::FailureDetector;
 use crate::record::Record;
 use crate::ring::Ring;
 use crate::test_bug::{TestBug, TestBugs};
+use crate::transport::Transport;
 use crate::version::{node_tag, Version};
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum RpcError {
-    #[error("{0} is unreachable: {1}")]
-    Unreachable(String, String),
-    #[error("{0} did not answer in time")]
-    Timeout(String),
-    #[error("{0} failed: {1}")]
-    Remote(String, String),
-}
-
-/// How a coordinator reaches one replica (itself included).
-pub trait Transport: Send + Sync + 'static {
-    /// The replica's record for `key`, without coordination.
-    fn read(&self, to: &str, key: &[u8]) -> impl Future<Output = Result<Option<Record>, RpcError>> + Send;
-    /// Applies `record` if newer; `Ok` once it is durable on that replica.
-    fn write(&self, to: &str, key: &[u8], record: &Record) -> impl Future<Output = Result<(), RpcError>> + Send;
-    /// Applies each record if newer; `Ok` once all are durable.
-    fn write_batch(
-        &self,
-        to: &str,
-        entries: Vec<(Vec<u8>, Record)>,
-    ) -> impl Future<Output = Result<(), RpcError>> + Send;
-    /// One anti-entropy exchange: see [`crate::antientropy`].
-    fn sync(&self, to: &str, request: SyncRequest) -> impl Future<Output = Result<SyncReply, RpcError>> + Send;
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quorum {

@@ -16,10 +16,10 @@
 //! whoever it is for, and recounts the bytes kept; past `--max-hint-bytes`
 //! new hints are refused (logged; anti-entropy repairs those keys).
 
-use crate::coordinator::Transport;
 use crate::membership::FailureDetector;
 use crate::record::Record;
 use crate::storage::{Store, StoreError};
+use crate::transport::Transport;
 use crate::version::Version;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

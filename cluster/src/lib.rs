@@ -21,4 +21,5 @@ pub mod server;
 pub mod storage;
 pub mod test_bug;
 pub mod test_hooks;
+pub mod transport;
 pub mod version;

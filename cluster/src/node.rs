@@ -1,12 +1,12 @@
 //! One node: the replica, the coordinator and the background work that
 //! makes replicas converge, wired together. HTTP lives in `server.rs`.
 
-use crate::antientropy::{sync_with, SyncReply, SyncRequest, SyncStats};
+use crate::antientropy::{sync_with, SyncStats};
 use crate::api::{Consistency, GetCommand, PutCommand};
 use crate::clock::Clock;
 use crate::compaction;
 use crate::config::Config;
-use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, Quorum, ReadOutcome, RpcError, Transport};
+use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, Quorum, ReadOutcome};
 use crate::hints::{self, HintStore};
 use crate::membership::{parse_peers, FailureDetector, Member};
 use crate::record::Record;
@@ -16,6 +16,7 @@ use crate::ring::Ring;
 use crate::rpc::client::HttpTransport;
 use crate::storage::{Store, StoreError};
 use crate::test_bug::TestBug;
+use crate::transport::{RpcError, SyncReply, SyncRequest, Transport};
 use crate::version::Version;
 use std::future::Future;
 use std::sync::Arc;

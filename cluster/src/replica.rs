@@ -1,13 +1,14 @@
 //! This node as a replica: what the internal RPCs (and the local shortcut of
 //! the transport) do to its own storage, without coordination.
 
-use crate::antientropy::{Entry, SyncReply, SyncRequest, View};
+use crate::antientropy::View;
 use crate::api::request::Limits;
 use crate::clock::Clock;
 use crate::record::Record;
 use crate::recovery::Recovery;
 use crate::ring::Ring;
 use crate::storage::{Store, StoreError};
+use crate::transport::{Entry, SyncReply, SyncRequest};
 use std::sync::Arc;
 use thiserror::Error;
 

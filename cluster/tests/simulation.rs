@@ -8,9 +8,9 @@
 
 mod support;
 
-use cluster::antientropy::{sync_with, SyncReply, SyncRequest};
+use cluster::antientropy::sync_with;
 use cluster::clock::Clock;
-use cluster::coordinator::{Coordinator, CoordinatorConfig, Quorum, ReadOutcome, RpcError, Transport};
+use cluster::coordinator::{Coordinator, CoordinatorConfig, Quorum, ReadOutcome};
 use cluster::hints::{deliver_once, HintStore};
 use cluster::membership::FailureDetector;
 use cluster::record::Record;
@@ -19,6 +19,7 @@ use cluster::replica::Replica;
 use cluster::ring::Ring;
 use cluster::storage::{MemoryStorage, Store};
 use cluster::test_bug::TestBugs;
+use cluster::transport::{RpcError, SyncReply, SyncRequest, Transport};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -1,4 +1,4 @@
-//! The HTTP side of [`Transport`](crate::coordinator::Transport): pooled
+//! The HTTP side of [`Transport`](crate::transport::Transport): pooled
 //! connections, a timeout on every call, one retry when a connection cannot
 //! be made (never once a request may have been received), and per-peer
 //! batching of reads and writes.
@@ -23,10 +23,9 @@
 
 use super::codec::{self, Answer, Call};
 use super::{BATCH_PATH, PING_PATH, SECRET_HEADER, SYNC_PATH, WRITE_BATCH_PATH};
-use crate::antientropy::{SyncReply, SyncRequest};
-use crate::coordinator::RpcError;
 use crate::membership::Member;
 use crate::record::Record;
+use crate::transport::{RpcError, SyncReply, SyncRequest};
 use axum::body::Bytes;
 use axum::http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};

@@ -1,8 +1,9 @@
 //! Binary bodies of internal RPCs. Integers are little-endian; byte strings
 //! carry a `u32` length prefix; records use [`Record::encode`].
 
-use crate::antientropy::{Digests, Entry, SyncReply, SyncRequest, BUCKETS};
+use crate::antientropy::BUCKETS;
 use crate::record::Record;
+use crate::transport::{Digests, Entry, SyncReply, SyncRequest};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
