@@ -152,7 +152,7 @@ struct Capped {
 
 impl Capped {
     fn offer(&mut self, key: &[u8], record: &Record) {
-        let bytes = key.len() + record.value.len() + 64;
+        let bytes = crate::record::entry_bytes(key, record);
         if self.entries.len() >= MAX_RECORDS_PER_EXCHANGE || self.bytes + bytes > MAX_REPLY_BYTES {
             self.cut = true;
             return;
@@ -160,14 +160,6 @@ impl Capped {
         self.bytes += bytes;
         self.entries.push((key.to_vec(), record.clone()));
     }
-}
-
-pub fn digests(shared: &[&Entry]) -> Digests {
-    let mut leaves = vec![0u64; BUCKETS];
-    for (key, record) in shared {
-        add_to_leaf(&mut leaves, key, record);
-    }
-    Digests(leaves)
 }
 
 fn add_to_leaf(leaves: &mut [u64], key: &[u8], record: &Record) {
@@ -253,6 +245,15 @@ pub enum SyncError {
 mod tests {
     use super::*;
     use crate::version::Version;
+
+    /// The digests of `shared`, as `View::shared_digests` sums them.
+    fn digests(shared: &[&Entry]) -> Digests {
+        let mut leaves = vec![0u64; BUCKETS];
+        for (key, record) in shared {
+            add_to_leaf(&mut leaves, key, record);
+        }
+        Digests(leaves)
+    }
 
     fn entry(key: &str, ms: u64) -> Entry {
         (key.as_bytes().to_vec(), Record::value(Version::new(ms, 0), vec![], None))

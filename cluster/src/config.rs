@@ -223,28 +223,14 @@ impl Config {
         if self.vnodes == 0 || self.vnodes > MAX_VNODES {
             return Err(format!("--vnodes must be 1..={MAX_VNODES}, got {}", self.vnodes));
         }
-        let intervals = [
+        // Zero would spin a loop, refuse every request or disable a bound.
+        let positive = [
             ("--rpc-timeout-ms", self.rpc_timeout_ms),
             ("--heartbeat-interval-ms", self.heartbeat_interval_ms),
             ("--failure-timeout-ms", self.failure_timeout_ms),
             ("--hint-interval-ms", self.hint_interval_ms),
             ("--anti-entropy-interval-ms", self.anti_entropy_interval_ms),
             ("--max-clock-skew-ms", self.max_clock_skew_ms),
-        ];
-        if let Some((flag, _)) = intervals.iter().find(|(_, value)| *value == 0) {
-            return Err(format!("{flag} must be > 0"));
-        }
-        if self.hedge_delay_ms >= self.rpc_timeout_ms {
-            // A quorum read moves on from a hung replica only at the hedge.
-            return Err(format!(
-                "--hedge-delay-ms ({}) must be below --rpc-timeout-ms ({})",
-                self.hedge_delay_ms, self.rpc_timeout_ms
-            ));
-        }
-        if self.worker_threads == Some(0) {
-            return Err("--worker-threads must be at least 1".into());
-        }
-        let positive = [
             ("--request-timeout-ms", self.request_timeout_ms),
             ("--compaction-interval-secs", self.compaction_interval_secs),
             ("--max-inflight-requests", self.max_inflight_requests as u64),
@@ -257,6 +243,16 @@ impl Config {
         ];
         if let Some((flag, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{flag} must be > 0"));
+        }
+        if self.hedge_delay_ms >= self.rpc_timeout_ms {
+            // A quorum read moves on from a hung replica only at the hedge.
+            return Err(format!(
+                "--hedge-delay-ms ({}) must be below --rpc-timeout-ms ({})",
+                self.hedge_delay_ms, self.rpc_timeout_ms
+            ));
+        }
+        if self.worker_threads == Some(0) {
+            return Err("--worker-threads must be at least 1".into());
         }
         if self.internal_listen.is_some_and(|internal| internal == self.listen && internal.port() != 0) {
             return Err("--internal-listen must differ from --listen".into());

@@ -57,7 +57,13 @@ pub struct Sweep {
 
 /// The bytes a hint (under its hint key) counts for against the cap.
 fn hint_bytes(key: &[u8], record: &Record) -> u64 {
-    (key.len() + record.value.len() + 64) as u64
+    crate::record::entry_bytes(key, record) as u64
+}
+
+/// Whether a hint is past `grace`: by then anti-entropy has repaired its
+/// owner (see the module comment), so it is dropped undelivered.
+fn past_grace(record: &Record, now_ms: u64, grace: Duration) -> bool {
+    record.version.timestamp_ms.saturating_add(grace.as_millis() as u64) < now_ms
 }
 
 fn hint_key(target: &str, key: &[u8]) -> Vec<u8> {
@@ -114,7 +120,7 @@ impl HintStore {
             let page = self.store.scan_after(after.as_deref(), SWEEP_PAGE)?;
             let mut expired = Vec::new();
             for (key, record) in &page {
-                if record.version.timestamp_ms.saturating_add(grace.as_millis() as u64) < now_ms {
+                if past_grace(record, now_ms, grace) {
                     expired.push((key.clone(), record.version));
                 } else {
                     sweep.kept += 1;
@@ -203,8 +209,7 @@ pub async fn deliver_once<T: Transport>(
         }
         let mut done = Vec::new();
         for (key, record) in hints.pending(peer, HINTS_PER_ROUND)? {
-            let expired = record.version.timestamp_ms.saturating_add(grace.as_millis() as u64) < now_ms;
-            if !expired {
+            if !past_grace(&record, now_ms, grace) {
                 match tokio::time::timeout(rpc_timeout, transport.write(peer, &key, &record)).await {
                     Ok(Ok(())) => delivered += 1,
                     _ => break, // it is not back after all; try next round

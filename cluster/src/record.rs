@@ -32,6 +32,13 @@ const FLAG_EXPIRES: u8 = 0b10;
 /// format (1) + timestamp (8) + tiebreak (8) + flags (1) + expiry (8).
 pub const HEADER_BYTES: usize = 26;
 
+/// What a key and its record count for against a byte cap (hints,
+/// batches to a peer, an anti-entropy exchange): the key, the value, and a
+/// fixed allowance for the header and the framing around them.
+pub fn entry_bytes(key: &[u8], record: &Record) -> usize {
+    key.len() + record.value.len() + 64
+}
+
 impl Record {
     pub fn value(version: Version, value: Vec<u8>, expires_at_ms: Option<u64>) -> Record {
         Record { version, tombstone: false, expires_at_ms, value }

@@ -253,7 +253,7 @@ fn start_lane(link: &Arc<Link>) -> mpsc::Sender<Pending> {
 fn call_bytes(call: &Call) -> usize {
     match call {
         Call::Read { key } => key.len() + 8,
-        Call::Write { key, record } => key.len() + record.value.len() + 64,
+        Call::Write { key, record } => crate::record::entry_bytes(key, record),
     }
 }
 

@@ -139,6 +139,8 @@ struct Image {
     /// format before generations): it is emptied before any append.
     generation: Option<u64>,
     entries: Vec<WalEntry>,
+    /// Where the frames start (just past the header).
+    start: usize,
     /// Just past the last replayed frame.
     end: usize,
     /// The next intact frame of the generation after `end`, and how many
@@ -163,7 +165,7 @@ impl Wal {
         file.read_to_end(&mut bytes)?;
         let allocated = bytes.len() as u64;
         let direct = if try_direct { open_direct(&path) } else { None };
-        let image = read_image(&bytes).map_err(|reason| StorageError::DamagedLog { path: path.clone(), reason })?;
+        let image = read_image(&bytes).map_err(|reason| damaged(&path, reason))?;
         let damage = match image.intact_after {
             None => None,
             Some((next_intact_at, frames_after)) => {
@@ -368,11 +370,15 @@ fn encode_header(generation: u64) -> Vec<u8> {
     header
 }
 
-/// Reads a log file's bytes: its header, then every intact frame of its
-/// generation, scanning past bytes that hold none (see the module's
-/// comment). `Err` with the reason when the header is damaged.
+fn damaged(path: &Path, reason: String) -> StorageError {
+    StorageError::DamagedLog { path: path.to_path_buf(), reason }
+}
+
+/// Reads a log file's bytes: its header, the unbroken run of intact frames
+/// of its generation, and whether an intact frame lies past that run (see
+/// the module's comment). `Err` with the reason when the header is damaged.
 fn read_image(bytes: &[u8]) -> Result<Image, String> {
-    let empty = Image { generation: None, entries: Vec::new(), end: 0, intact_after: None };
+    let empty = Image { generation: None, entries: Vec::new(), start: 0, end: 0, intact_after: None };
     if bytes.iter().all(|byte| *byte == 0) {
         // New, or grown with zeros before its first header was written.
         return Ok(empty);
@@ -409,7 +415,7 @@ fn read_frames(bytes: &[u8], start: usize, generation: Option<u64>) -> Image {
     let end = start + len;
     let intact_after = next_intact_frame(bytes, end + 1, generation)
         .map(|next| (next, parse_frames(&bytes[next..], generation).0.len()));
-    Image { generation, entries, end, intact_after }
+    Image { generation, entries, start, end, intact_after }
 }
 
 /// The offset of the first intact frame of `generation` at or after `from`.
@@ -422,25 +428,16 @@ fn next_intact_frame(bytes: &[u8], from: usize, generation: Option<u64>) -> Opti
 /// copy. Never replayed: a frame found past damage may be bytes inside a
 /// value (see the module comment).
 pub fn salvage_log_image(bytes: &[u8]) -> Result<Vec<(usize, WalEntry)>, StorageError> {
-    let image =
-        read_image(bytes).map_err(|reason| StorageError::DamagedLog { path: PathBuf::from("(bytes)"), reason })?;
+    let image = read_image(bytes).map_err(|reason| damaged(Path::new("(bytes)"), reason))?;
     let Some(generation) = image.generation else { return Ok(Vec::new()) };
     let mut found = Vec::new();
-    let mut at = header_len(bytes);
+    let mut at = image.start;
     while let Some(next) = next_intact_frame(bytes, at, Some(generation)) {
         let (entry, len) = parse_frame(&bytes[next..], Some(generation)).expect("found intact just now");
         found.push((next, entry));
         at = next + len;
     }
     Ok(found)
-}
-
-/// The length of the header `bytes` start with (either format).
-fn header_len(bytes: &[u8]) -> usize {
-    match bytes.get(..4) {
-        Some(magic) if magic == MAGIC_V2 => HEADER_BYTES_V2,
-        _ => HEADER_BYTES as usize,
-    }
 }
 
 /// Copies the log's bytes to `wal.log.damaged-GENERATION-N` (the first N
@@ -472,10 +469,7 @@ pub fn encode_log_image(generation: u64, entries: &[WalEntry]) -> Vec<u8> {
 /// The entries a node replays from a log file of these bytes, or why it
 /// refuses to (a damaged header). Pure: nothing is copied aside.
 pub fn replay_log_image(bytes: &[u8]) -> Result<Vec<WalEntry>, StorageError> {
-    match read_image(bytes) {
-        Ok(image) => Ok(image.entries),
-        Err(reason) => Err(StorageError::DamagedLog { path: PathBuf::from("(bytes)"), reason }),
-    }
+    read_image(bytes).map(|image| image.entries).map_err(|reason| damaged(Path::new("(bytes)"), reason))
 }
 
 /// The CRC of a frame: over the generation and the payload; over the
