@@ -29,11 +29,7 @@ where
     let mut removed = 0;
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page_store = store.clone();
-        let page_after = after.clone();
-        let page = tokio::task::spawn_blocking(move || page_store.scan_after(page_after.as_deref(), PAGE_RECORDS))
-            .await
-            .expect("scan task does not panic")?;
+        let page = store.scan_page(after.clone(), PAGE_RECORDS).await?;
         let Some((last_key, _)) = page.last() else { break };
         after = Some(last_key.clone());
         let now_ms = clock.now_ms();

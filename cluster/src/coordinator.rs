@@ -15,9 +15,13 @@
 //! - **Eventual reads** ask one replica (this node first when it owns the
 //!   key). `min_timestamp` widens them to every reachable owner; below it
 //!   they answer 503, never older data.
+//!
+//! The coordinator does no I/O of its own: replicas are reached through the
+//! injected [`Transport`], and hints for owners a write missed go to an
+//! injected [`HintSink`], which never waits.
 
 use crate::clock::Clock;
-use crate::hints::HintStore;
+use crate::hints::{Hint, HintSink};
 use crate::membership::FailureDetector;
 use crate::record::Record;
 use crate::ring::Ring;
@@ -27,7 +31,7 @@ use crate::version::{node_tag, Version};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +113,7 @@ pub struct Coordinator<T> {
     ring: Arc<Ring>,
     transport: Arc<T>,
     detector: Arc<FailureDetector>,
-    hints: Arc<HintStore>,
+    hints: Arc<dyn HintSink>,
 }
 
 type Response = (String, Option<Record>);
@@ -121,7 +125,7 @@ impl<T: Transport> Coordinator<T> {
         ring: Arc<Ring>,
         transport: Arc<T>,
         detector: Arc<FailureDetector>,
-        hints: Arc<HintStore>,
+        hints: Arc<dyn HintSink>,
     ) -> Coordinator<T> {
         let tag = node_tag(&config.node_id);
         Coordinator {
@@ -166,7 +170,7 @@ impl<T: Transport> Coordinator<T> {
         };
         let record = build(self.next_version(key, highest)?);
         let version = record.version;
-        let stand_ins = self.hint_down_owners(down, key.as_bytes(), &record).await;
+        let stand_ins = self.hint_down_owners(down, key.as_bytes(), &record);
         let acks = stand_ins + self.replicate(&live, key.as_bytes(), &record, w.saturating_sub(stand_ins)).await;
         if acks < w {
             return Err(CoordinatorError::Unavailable(format!(
@@ -266,7 +270,7 @@ impl<T: Transport> Coordinator<T> {
 
     /// Owners of `key` believed alive, in preference order, and the others.
     fn owners(&self, key: &[u8]) -> (Vec<String>, Vec<String>) {
-        let now = Instant::now();
+        let now = crate::clock::monotonic_now();
         let mut owners = self.ring.owners(key, self.config.quorum.n);
         // The local replica first: it answers fastest. The others in turns.
         let local = owners.iter().position(|owner| *owner == self.config.node_id);
@@ -339,7 +343,10 @@ impl<T: Transport> Coordinator<T> {
         let mut responses = Vec::with_capacity(need);
         // Empty `calls` means every owner was asked and none is left to wait for.
         while responses.len() < need && !calls.is_empty() {
+            // Biased: the branches are polled in this order, not a random
+            // one, so that a simulation seed replays the same run.
             tokio::select! {
+                biased;
                 Some((owner, answer)) = calls.next() => match answer {
                     Ok(record) => responses.push((owner, record)),
                     Err(error) => {
@@ -381,8 +388,7 @@ impl<T: Transport> Coordinator<T> {
     /// all have answered, or the deadline passed. One background task drives
     /// all the calls, so they finish even if this request is dropped (a
     /// client that hangs up does not cut a write short); targets that failed
-    /// or missed the deadline get hints once every call is over, so a slow
-    /// hint never holds back an acknowledgement.
+    /// or missed the deadline get hints once every call is over.
     async fn replicate(&self, targets: &[String], key: &[u8], record: &Record, need: usize) -> usize {
         let deadline = tokio::time::Instant::now() + self.config.rpc_timeout;
         let (progress, mut acks_seen) = tokio::sync::watch::channel((0usize, false));
@@ -391,8 +397,9 @@ impl<T: Transport> Coordinator<T> {
         let sloppy = self.config.bugs.has(TestBug::SloppyQuorum);
         let keep_hints = !self.config.bugs.has(TestBug::NoRepair);
         tokio::spawn(async move {
+            let hint = |target: &str| Hint { target: target.to_owned(), key: key.clone(), record: record.clone() };
             let call = |target: String| {
-                let (transport, hints, key, record) = (&transport, &hints, &key, &record);
+                let (transport, key, record, hint, hints) = (&transport, &key, &record, &hint, &hints);
                 async move {
                     let written = tokio::time::timeout_at(deadline, transport.write(&target, key, record)).await;
                     let mut acked = matches!(written, Ok(Ok(())));
@@ -400,14 +407,14 @@ impl<T: Transport> Coordinator<T> {
                         tracing::debug!(%target, %error, "replica write failed; leaving a hint");
                     }
                     if !acked && sloppy {
-                        // THE BUG: a hint kept here stands in for the owner's ack.
-                        acked = hints.add(&target, key.clone(), record.clone()).await.is_ok();
+                        // THE BUG: a hint taken here stands in for the owner's ack.
+                        acked = hints.offer(hint(&target));
                         return (target, acked, false);
                     }
                     (target, acked, !acked)
                 }
             };
-            let mut calls: FuturesUnordered<_> = targets.into_iter().map(call).collect();
+            let mut calls: FuturesUnordered<_> = targets.iter().cloned().map(call).collect();
             let (mut acks, mut missed) = (0, Vec::new());
             while let Some((target, acked, needs_hint)) = calls.next().await {
                 acks += usize::from(acked);
@@ -419,7 +426,7 @@ impl<T: Transport> Coordinator<T> {
             progress.send_replace((acks, true));
             drop(calls);
             for target in missed {
-                hints.add_or_log(&target, key.clone(), record.clone()).await;
+                hints.offer(hint(&target));
             }
         });
         let enough = acks_seen.wait_for(|(acks, all_answered)| *acks >= need || *all_answered);
@@ -428,25 +435,23 @@ impl<T: Transport> Coordinator<T> {
         waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().0)
     }
 
-    /// Leaves hints for the owners believed down, in the background, and
-    /// returns 0: hints never count toward W. (Under the `sloppy-quorum`
-    /// bug they are kept before answering and each counts as an ack.)
-    async fn hint_down_owners(&self, down: Vec<String>, key: &[u8], record: &Record) -> usize {
+    /// Leaves hints for the owners believed down and returns 0: hints
+    /// never count toward W. (Under the `sloppy-quorum` bug each hint taken
+    /// counts as an ack.)
+    fn hint_down_owners(&self, down: Vec<String>, key: &[u8], record: &Record) -> usize {
         if self.config.bugs.has(TestBug::NoRepair) {
             return 0;
         }
+        let mut stand_ins = 0;
+        for target in down {
+            let taken = self.hints.offer(Hint { target, key: key.to_vec(), record: record.clone() });
+            stand_ins += usize::from(taken);
+        }
         if self.config.bugs.has(TestBug::SloppyQuorum) {
-            let mut stand_ins = 0;
-            for owner in down {
-                stand_ins += usize::from(self.hints.add(&owner, key.to_vec(), record.clone()).await.is_ok());
-            }
-            return stand_ins;
+            stand_ins
+        } else {
+            0
         }
-        for owner in down {
-            let (hints, key, record) = (self.hints.clone(), key.to_vec(), record.clone());
-            tokio::spawn(async move { hints.add_or_log(&owner, key, record).await });
-        }
-        0
     }
 
     fn maybe_repair_in_background(&self, key: &str, live: &[String]) {

@@ -15,6 +15,13 @@
 //! (on the compaction interval) drops every hint past the grace period,
 //! whoever it is for, and recounts the bytes kept; past `--max-hint-bytes`
 //! new hints are refused (logged; anti-entropy repairs those keys).
+//!
+//! Why a queue in front of the store: the coordinator must not wait on a
+//! disk, nor hold a task per hint, for an owner that missed a write. It
+//! offers hints to a [`HintSink`], which never waits; the node's sink is a
+//! bounded [`HintQueue`] that one [`HintWriter`] task drains into the
+//! store. A full queue refuses the hint (counted and logged): like a hint
+//! over the byte cap, it only delays convergence until anti-entropy.
 
 use crate::membership::FailureDetector;
 use crate::record::Record;
@@ -22,7 +29,9 @@ use crate::storage::{Store, StoreError};
 use crate::transport::Transport;
 use crate::version::Version;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Hints sent to one owner per delivery round.
 const HINTS_PER_ROUND: usize = 1_000;
@@ -39,13 +48,127 @@ pub struct HintStore {
     /// an upper bound: a hint delivered since is still counted.
     added_bytes: AtomicU64,
     added_at_sweep: AtomicU64,
-    /// When `add_or_log` last warned, and the hints lost since.
-    last_warning: std::sync::Mutex<Option<Instant>>,
-    lost_since_warning: AtomicU64,
+    /// Hints `add_or_log` could not keep.
+    losses: LossWarning,
 }
 
 /// How often a failure to keep hints is logged at most.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// A warning about lost hints, at most once per [`WARN_EVERY`] with the
+/// count lost since the last one: a full cap or a failed store would
+/// otherwise log one line per write (`make soak` saw 700,000 lines in 10
+/// minutes).
+#[derive(Debug, Default)]
+struct LossWarning {
+    last_warning: std::sync::Mutex<Option<Instant>>,
+    lost_since_warning: AtomicU64,
+}
+
+impl LossWarning {
+    fn lost(&self, target: &str, error: &dyn std::fmt::Display) {
+        let lost = self.lost_since_warning.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut last = self.last_warning.lock().expect("hint warning lock");
+        let now = crate::clock::monotonic_now();
+        if last.is_none_or(|at: Instant| now.saturating_duration_since(at) >= WARN_EVERY) {
+            *last = Some(now);
+            self.lost_since_warning.store(0, Ordering::Release);
+            tracing::warn!(%target, %error, lost, "could not keep hints (this many since the last warning)");
+        }
+    }
+}
+
+/// A record an owner missed, addressed to that owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hint {
+    pub target: String,
+    pub key: Vec<u8>,
+    pub record: Record,
+}
+
+/// Where a coordinator leaves hints. `offer` never waits and does no I/O,
+/// so the coordinator stays free of both; whoever drains the sink keeps
+/// the hints.
+pub trait HintSink: Send + Sync + 'static {
+    /// Takes `hint`, or refuses it (full): a refused hint only delays
+    /// convergence until anti-entropy.
+    fn offer(&self, hint: Hint) -> bool;
+}
+
+/// Hints waiting for the [`HintWriter`], bounded in count and in bytes.
+pub struct HintQueue {
+    sender: mpsc::Sender<Hint>,
+    queued_bytes: Arc<AtomicU64>,
+    max_bytes: u64,
+    losses: LossWarning,
+}
+
+/// Drains a [`HintQueue`] into a [`HintStore`].
+pub struct HintWriter {
+    receiver: mpsc::Receiver<Hint>,
+    queued_bytes: Arc<AtomicU64>,
+}
+
+/// Hints the writer takes from the queue at a time; they are written
+/// concurrently so that they share the store's flushes.
+const WRITER_BATCH: usize = 256;
+
+/// A queue of at most `max_hints` hints and `max_bytes` of keys and
+/// values, and the writer that drains it.
+pub fn hint_queue(max_hints: usize, max_bytes: u64) -> (HintQueue, HintWriter) {
+    assert!(max_hints > 0, "a hint queue holds at least one hint");
+    let (sender, receiver) = mpsc::channel(max_hints);
+    let queued_bytes = Arc::new(AtomicU64::new(0));
+    let queue = HintQueue { sender, queued_bytes: queued_bytes.clone(), max_bytes, losses: LossWarning::default() };
+    (queue, HintWriter { receiver, queued_bytes })
+}
+
+impl HintQueue {
+    /// Bytes of keys and values waiting for the writer.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes.load(Ordering::Acquire)
+    }
+}
+
+impl HintSink for HintQueue {
+    fn offer(&self, hint: Hint) -> bool {
+        let bytes = crate::record::entry_bytes(&hint.key, &hint.record) as u64;
+        let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > self.max_bytes {
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.losses.lost(&hint.target, &"the hint queue is at its byte bound");
+            return false;
+        }
+        match self.sender.try_send(hint) {
+            Ok(()) => true,
+            Err(refused) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                let (hint, reason) = match refused {
+                    mpsc::error::TrySendError::Full(hint) => (hint, "the hint queue is full"),
+                    mpsc::error::TrySendError::Closed(hint) => (hint, "the hint writer has stopped"),
+                };
+                self.losses.lost(&hint.target, &reason);
+                false
+            }
+        }
+    }
+}
+
+impl HintWriter {
+    /// Writes queued hints to `store` until every [`HintQueue`] is gone.
+    pub async fn run(mut self, store: Arc<HintStore>) {
+        let mut batch = Vec::with_capacity(WRITER_BATCH);
+        while self.receiver.recv_many(&mut batch, WRITER_BATCH).await > 0 {
+            let bytes: u64 = batch.iter().map(|hint| crate::record::entry_bytes(&hint.key, &hint.record) as u64).sum();
+            let writes = batch.drain(..).map(|hint| {
+                let store = &store;
+                async move { store.add_or_log(&hint.target, hint.key, hint.record).await }
+            });
+            futures::future::join_all(writes).await;
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
+}
 
 /// What one sweep found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,8 +209,7 @@ impl HintStore {
             swept_bytes: zero(),
             added_bytes: zero(),
             added_at_sweep: zero(),
-            last_warning: std::sync::Mutex::new(None),
-            lost_since_warning: zero(),
+            losses: LossWarning::default(),
         }
     }
 
@@ -143,21 +265,12 @@ impl HintStore {
         Ok(sweep)
     }
 
-    /// [`HintStore::add`], logging a failure: a lost hint only delays
-    /// convergence until anti-entropy.
-    /// At most one warning per [`WARN_EVERY`], with the count of hints
-    /// lost since the last one: a full cap or a failed store would
-    /// otherwise log one line per write (`make soak` saw 700,000 lines
-    /// in 10 minutes).
+    /// [`HintStore::add`], logging a failure (rate-limited, see
+    /// [`LossWarning`]): a lost hint only delays convergence until
+    /// anti-entropy.
     pub async fn add_or_log(&self, target: &str, key: Vec<u8>, record: Record) {
         if let Err(error) = self.add(target, key, record).await {
-            let lost = self.lost_since_warning.fetch_add(1, Ordering::AcqRel) + 1;
-            let mut last = self.last_warning.lock().expect("hint warning lock");
-            if last.is_none_or(|at: Instant| at.elapsed() >= WARN_EVERY) {
-                *last = Some(Instant::now());
-                self.lost_since_warning.store(0, Ordering::Release);
-                tracing::warn!(%target, %error, lost, "could not keep hints (this many since the last warning)");
-            }
+            self.losses.lost(target, &error);
         }
     }
 
@@ -204,7 +317,7 @@ pub async fn deliver_once<T: Transport>(
 ) -> Result<usize, StoreError> {
     let mut delivered = 0;
     for peer in peers {
-        if !detector.is_alive(peer, Instant::now()) {
+        if !detector.is_alive(peer, crate::clock::monotonic_now()) {
             continue;
         }
         let mut done = Vec::new();
@@ -281,5 +394,31 @@ mod tests {
         assert_eq!(hints.bytes(), 0);
         assert!(hints.pending("dead", 1_000).unwrap().is_empty());
         hints.add("dead", b"k99".to_vec(), record(70_000)).await.unwrap();
+    }
+
+    /// The queue refuses past its count and its byte bound without
+    /// waiting, and the writer drains what it took into the store.
+    #[tokio::test]
+    async fn the_queue_is_bounded_and_the_writer_drains_it() {
+        let hint = |i: u64, bytes: usize| Hint {
+            target: "n2".into(),
+            key: format!("k{i}").into_bytes(),
+            record: Record::value(Version::new(i + 1, 0), vec![0; bytes], None),
+        };
+        let (queue, writer) = hint_queue(3, 1 << 20);
+        let taken: Vec<bool> = (0..5).map(|i| queue.offer(hint(i, 10))).collect();
+        assert_eq!(taken, [true, true, true, false, false], "three hints fit");
+        assert!(queue.queued_bytes() > 0);
+        let store = Arc::new(HintStore::new(Store::volatile(Arc::new(MemoryStorage::new())).unwrap(), 1 << 30));
+        let writing = tokio::spawn(writer.run(store.clone()));
+        drop(queue);
+        writing.await.unwrap();
+        let kept: Vec<Vec<u8>> = store.pending("n2", 10).unwrap().into_iter().map(|(key, _)| key).collect();
+        assert_eq!(kept, [b"k0".to_vec(), b"k1".to_vec(), b"k2".to_vec()]);
+
+        let (queue, _writer) = hint_queue(100, 1_000);
+        assert!(queue.offer(hint(0, 600)));
+        assert!(!queue.offer(hint(1, 600)), "over the byte bound");
+        assert!(queue.offer(hint(2, 100)), "a smaller hint still fits");
     }
 }

@@ -3,11 +3,11 @@
 
 use crate::antientropy::{sync_with, SyncStats};
 use crate::api::{Consistency, GetCommand, PutCommand};
-use crate::clock::Clock;
+use crate::clock::{monotonic_now, Clock};
 use crate::compaction;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, Quorum, ReadOutcome};
-use crate::hints::{self, HintStore};
+use crate::hints::{self, HintStore, HintWriter};
 use crate::membership::{parse_peers, FailureDetector, Member};
 use crate::record::Record;
 use crate::recovery::Recovery;
@@ -20,7 +20,7 @@ use crate::transport::{RpcError, SyncReply, SyncRequest, Transport};
 use crate::version::Version;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
@@ -90,9 +90,18 @@ pub struct Node {
     transport: Arc<ClusterTransport>,
     detector: Arc<FailureDetector>,
     hints: Arc<HintStore>,
+    /// Drains the coordinator's hint queue into `hints`; taken by
+    /// [`Node::spawn_background`].
+    hint_writer: std::sync::Mutex<Option<HintWriter>>,
     /// Every member but this node.
     peers: Vec<Member>,
 }
+
+/// Hints waiting to be written to the hint store, at most: a burst of
+/// writes during an outage is absorbed here; beyond it hints are refused
+/// (logged) and anti-entropy repairs those keys.
+const HINT_QUEUE_HINTS: usize = 8_192;
+const HINT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Node {
     /// `clean`: whether the last stop was clean (see [`crate::recovery`]);
@@ -147,8 +156,9 @@ impl Node {
         let transport = Arc::new(ClusterTransport { local: replica.clone(), remote });
         let failure_timeout = Duration::from_millis(config.failure_timeout_ms);
         let detector =
-            Arc::new(FailureDetector::new(peers.iter().map(|p| p.id.clone()), failure_timeout, Instant::now()));
+            Arc::new(FailureDetector::new(peers.iter().map(|p| p.id.clone()), failure_timeout, monotonic_now()));
         let hints = Arc::new(HintStore::new(hint_store, config.max_hint_bytes));
+        let (hint_queue, hint_writer) = hints::hint_queue(HINT_QUEUE_HINTS, HINT_QUEUE_BYTES);
         let coordinator = Coordinator::new(
             CoordinatorConfig {
                 node_id: config.node_id.clone(),
@@ -163,9 +173,10 @@ impl Node {
             ring,
             transport.clone(),
             detector.clone(),
-            hints.clone(),
+            Arc::new(hint_queue),
         );
-        Ok(Node { config, clock, replica, coordinator, transport, detector, hints, peers })
+        let hint_writer = std::sync::Mutex::new(Some(hint_writer));
+        Ok(Node { config, clock, replica, coordinator, transport, detector, hints, hint_writer, peers })
     }
 
     pub async fn put(&self, command: PutCommand) -> Result<Version, NodeError> {
@@ -216,6 +227,9 @@ impl Node {
             }),
             every(RECOVERY_RETRY, self.clone(), |node| async move { node.recover().await }),
         ];
+        if let Some(writer) = self.hint_writer.lock().expect("hint writer lock").take() {
+            tasks.push(tokio::spawn(writer.run(self.hints.clone())));
+        }
         if self.config.bugs().has(TestBug::NoRepair) {
             tracing::warn!("TEST BUG no-repair: no hinted handoff and no anti-entropy");
             return tasks;
@@ -234,7 +248,7 @@ impl Node {
     async fn heartbeat(&self) {
         let pings = self.peers.iter().map(|peer| async move {
             if self.transport.remote.ping(&peer.id).await.is_ok() {
-                self.detector.record_answer(&peer.id, Instant::now());
+                self.detector.record_answer(&peer.id, monotonic_now());
             }
         });
         futures::future::join_all(pings).await;
@@ -264,7 +278,7 @@ impl Node {
 
     async fn anti_entropy(&self) {
         for peer in &self.peers {
-            if !self.detector.is_alive(&peer.id, Instant::now()) {
+            if !self.detector.is_alive(&peer.id, monotonic_now()) {
                 continue;
             }
             match self.exchange_with(&peer.id).await {

@@ -179,6 +179,24 @@ impl Store {
         Ok(self.storage.scan_after(after, limit)?)
     }
 
+    /// [`Store::scan_after`] off the async threads (a scan of a disk store
+    /// may block). A volatile store scans inline, as it applies inline, so
+    /// that a simulation on tokio's paused clock never waits on a thread.
+    pub async fn scan_page(
+        self: &Arc<Self>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Record)>, StoreError> {
+        if self.volatile {
+            return self.scan_after(after.as_deref(), limit);
+        }
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.scan_after(after.as_deref(), limit)).await {
+            Ok(page) => page,
+            Err(error) => panic!("a store scan panicked: {error}"),
+        }
+    }
+
     /// Applies `record` if newer than the held version; returns once durable.
     pub async fn apply(&self, key: Vec<u8>, record: Record) -> Result<ApplyOutcome, StoreError> {
         fits_the_log(&key, &record)?;
