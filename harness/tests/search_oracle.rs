@@ -3,12 +3,13 @@
 //! a brute-force search over every order, on many small random histories,
 //! linearizable or not, for every model.
 
-use harness::checker::linearizable::{check_key, Budget, KeyVerdict, Operation};
+use harness::checker::linearizable::{check_key, Budget, KeyVerdict};
 use harness::history::Process;
 use harness::model::append_kv::{AppendKv, AppendOp};
 use harness::model::cas_register::{CasOp, CasRegister};
 use harness::model::register::{Register, RegisterOp};
 use harness::model::Model;
+use harness::model::Operation;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -5,6 +5,7 @@ mod cache;
 pub mod durability;
 pub mod linearizable;
 pub mod ops;
+pub mod pairing;
 pub mod session;
 pub mod staleness;
 pub mod synthetic;

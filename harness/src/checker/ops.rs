@@ -1,8 +1,8 @@
 //! Completed client operations of our API, paired from a history: the
 //! common input of the durability, session and staleness checkers.
 
+use super::pairing::for_each_pair;
 use crate::history::{Event, EventType, Process};
-use std::collections::HashMap;
 
 /// One client operation with its outcome.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,52 +35,36 @@ impl Completed {
     }
 }
 
-/// Every client operation, in invocation order.
+/// Every client operation, in invocation order ([`for_each_pair`]; one
+/// never completed is `info`, with no completion time).
 pub fn completed(events: &[Event]) -> Vec<Completed> {
-    let mut open: HashMap<u64, &Event> = HashMap::new();
     let mut done = Vec::new();
-    for event in events {
-        let Process::Client(process) = event.process else { continue };
-        if event.kind == EventType::Invoke {
-            open.insert(process, event);
-            continue;
-        }
-        let Some(invoke) = open.remove(&process) else { continue };
-        let value = if event.f == "get" {
-            event.value.json().and_then(|v| v.as_str().map(str::to_owned))
-        } else {
-            invoke.value.json().and_then(|v| v.as_str().map(str::to_owned))
+    let paired = for_each_pair(events, |invoke, completion| {
+        let Process::Client(process) = invoke.process else { return Ok(()) };
+        // A get's value is what it read; a put's, what it wrote.
+        let carrier = match completion {
+            Some(completion) if invoke.f == "get" => completion,
+            _ => invoke,
         };
         done.push(Completed {
             process,
             f: invoke.f.clone(),
             key: invoke.key.clone().unwrap_or_default(),
-            value,
+            value: carrier.value.json().and_then(|v| v.as_str().map(str::to_owned)),
             ttl: invoke.ttl,
             consistency: invoke.consistency.clone(),
             min_timestamp: invoke.min_timestamp,
-            timestamp: event.timestamp,
-            kind: event.kind,
+            timestamp: completion.and_then(|c| c.timestamp),
+            kind: completion.map_or(EventType::Info, |c| c.kind),
             invoke_ns: invoke.time,
-            complete_ns: Some(event.time),
+            complete_ns: completion.map(|c| c.time),
             index: invoke.index,
         });
-    }
-    for (process, invoke) in open {
-        done.push(Completed {
-            process,
-            f: invoke.f.clone(),
-            key: invoke.key.clone().unwrap_or_default(),
-            value: invoke.value.json().and_then(|v| v.as_str().map(str::to_owned)),
-            ttl: invoke.ttl,
-            consistency: invoke.consistency.clone(),
-            min_timestamp: invoke.min_timestamp,
-            timestamp: None,
-            kind: EventType::Info,
-            invoke_ns: invoke.time,
-            complete_ns: None,
-            index: invoke.index,
-        });
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match paired {
+        Ok(()) => {}
+        Err(never) => match never {},
     }
     done.sort_by_key(|op| op.index);
     done

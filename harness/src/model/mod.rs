@@ -7,10 +7,27 @@ pub mod append_kv;
 pub mod cas_register;
 pub mod register;
 
-use crate::checker::linearizable::Operation;
-use crate::history::Event;
+use crate::history::{Event, Process};
 use std::fmt::Debug;
 use std::hash::Hash;
+
+/// One operation of one key, as a model sees it: what the checkers
+/// search over.
+#[derive(Clone, Debug)]
+pub struct Operation<O> {
+    pub process: Process,
+    /// History index of the invocation (for evidence).
+    pub index: u64,
+    pub invoke_ns: u64,
+    /// `None`: unknown outcome; it may take effect at any later time.
+    pub return_ns: Option<u64>,
+    pub op: O,
+}
+
+/// A history time (ns since the run's start) as models and evidence write it.
+pub fn seconds(ns: u64) -> String {
+    format!("{:.3} s", ns as f64 / 1e9)
+}
 
 pub trait Model: Sync {
     type State: Clone + Eq + Hash + Debug + Send;

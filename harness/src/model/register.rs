@@ -4,8 +4,7 @@
 //! values unique in the run, so a read names the write it saw. Eventual
 //! gets take no part (they are not linearizable by design).
 
-use super::{Explanation, Model};
-use crate::checker::linearizable::{seconds, Operation};
+use super::{seconds, Explanation, Model, Operation};
 use crate::history::{Event, EventType};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
