@@ -17,6 +17,14 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// Where a scenario's nodes run: containers, or local processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    Docker,
+    Local,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkloadKind {

@@ -298,6 +298,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_matrix_loads_with_a_case_per_bug() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bugs.toml");
+        let (_, cases) = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cases.len() >= 8, "a case for each bug of the catalogue: {}", cases.len());
+    }
+
+    #[test]
     fn the_bug_is_planted_only_in_the_runs_with_it() {
         let case = case();
         let planted = scenario_for(&case, 7, true);

@@ -74,7 +74,7 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
     let config =
         serde_json::json!({ "scenario": scenario, "seed": seed, "command": reproduce_command(scenario, seed) });
     std::fs::write(folder.join("config.json"), serde_json::to_string_pretty(&config)?)?;
-    let system = crate::system::resolve(scenario).map_err(anyhow::Error::msg)?;
+    let system = crate::system::resolve(&scenario.system, scenario.adapter).map_err(anyhow::Error::msg)?;
     let client =
         AnyClient::for_system(&system, Duration::from_millis(scenario.op_timeout_ms)).map_err(anyhow::Error::msg)?;
     let inspect_replicas = system.capabilities.replica_introspection;

@@ -8,20 +8,20 @@
 //! that names it; a check the system cannot support says "not available
 //! for this system" in the report, never VALID.
 
-use crate::scenario::{Backend, Scenario};
-use crate::WorkloadKind;
+use crate::{Backend, WorkloadKind};
 use harness::nemesis::FaultKind;
-use harness::system::{self, SystemDescription};
+use harness::system::{self, Adapter, SystemDescription};
 
 /// The name that means "nodes someone else started".
 pub const EXTERNAL: &str = "external";
 
-/// The description a scenario's `system` names.
-pub fn resolve(scenario: &Scenario) -> Result<SystemDescription, String> {
-    if scenario.system == EXTERNAL {
-        return Ok(SystemDescription::external(scenario.adapter));
+/// The description a scenario's `system` names (`adapter`: the client
+/// adapter of external nodes).
+pub fn resolve(name: &str, adapter: Adapter) -> Result<SystemDescription, String> {
+    if name == EXTERNAL {
+        return Ok(SystemDescription::external(adapter));
     }
-    system::load(&scenario.system).map_err(|error| error.to_string())
+    system::load(name).map_err(|error| error.to_string())
 }
 
 /// Each thing the run asks for that `system` lacks, in words.
@@ -71,7 +71,6 @@ pub fn missing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use harness::system::Adapter;
 
     fn builtin(name: &str) -> SystemDescription {
         SystemDescription::builtin(name).unwrap()

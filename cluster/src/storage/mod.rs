@@ -70,4 +70,4 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Record, StorageError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

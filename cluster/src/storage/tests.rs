@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir =
         std::env::temp_dir().join(format!("storage-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -23,7 +23,7 @@ fn with_each_storage(name: &str, check: impl Fn(&dyn Storage)) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn random_record(rng: &mut StdRng) -> Record {
+pub(crate) fn random_record(rng: &mut StdRng) -> Record {
     let version = Version::new(rng.random_range(1..50), rng.random_range(0..4));
     if rng.random_bool(0.3) {
         Record::tombstone(version)
@@ -143,54 +143,6 @@ async fn compaction_never_drops_a_newer_live_value() {
     assert_eq!(store.get(b"revived").unwrap().unwrap().value, b"x");
     store.shutdown();
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// Random records under many keys, compacted at a random "now": live values
-/// always stay, records dead for longer than the grace period go, records
-/// dead for less stay. Same on both storages.
-#[tokio::test]
-async fn compaction_drops_only_records_dead_past_the_grace_period() {
-    for (name, sled) in [("memory", false), ("sled", true)] {
-        for seed in 0..20 {
-            let dir = temp_dir(&format!("compact-prop-{name}-{seed}"));
-            let store = if sled {
-                Store::open(Arc::new(SledStorage::open(&dir.join("sled"), 8 << 20).unwrap()), &dir.join("wal")).unwrap()
-            } else {
-                Store::volatile(Arc::new(MemoryStorage::new())).unwrap()
-            };
-            let store = Arc::new(store);
-            let mut rng = StdRng::seed_from_u64(seed);
-            let mut expected = BTreeMap::new();
-            for i in 0..300u32 {
-                let key = format!("k{i:04}").into_bytes();
-                // Seconds apart, so the milliseconds the test itself takes
-                // cannot move a record across the boundary.
-                let mut record = random_record(&mut rng);
-                record.version.timestamp_ms *= 1000;
-                record.expires_at_ms = record.expires_at_ms.map(|ms| ms * 1000);
-                store.apply(key.clone(), record.clone()).await.unwrap();
-                expected.insert(key, record);
-            }
-            let clock = crate::clock::Clock::new();
-            let now_ms = clock.now_ms();
-            // Put "now" at 60 s in record time.
-            clock.set_offset_ms(60_000 - now_ms as i64);
-            let grace_ms = rng.random_range(0..40) * 1000 + 500;
-            crate::compaction::compact_once(&store, &clock, grace_ms, |c| async { c }).await.unwrap();
-            let now_ms = 60_000;
-            for (key, record) in expected {
-                let held = store.get(&key).unwrap();
-                let gone = record.dead_since_ms().is_some_and(|dead| dead + grace_ms <= now_ms);
-                if gone {
-                    assert_eq!(held, None, "{name} seed {seed}: {record:?} should be compacted");
-                } else {
-                    assert_eq!(held, Some(record), "{name} seed {seed}: compaction took a record it must keep");
-                }
-            }
-            store.shutdown();
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
 }
 
 /// Memory storage whose `flush` (the checkpoint's fsync) fails once told to.
