@@ -97,6 +97,22 @@ pub struct Node {
     peers: Vec<Member>,
 }
 
+/// Why two members could issue the same version, if they could: a
+/// version's tie-break holds a 32-bit hash of the node id (see
+/// [`crate::version::node_tag`]), so two ids with one hash would break the
+/// uniqueness of versions. Refused at start, with the names.
+fn same_version_tag(ids: &[String]) -> Option<String> {
+    let mut seen = std::collections::BTreeMap::new();
+    for id in ids {
+        if let Some(other) = seen.insert(crate::version::node_tag(id), id) {
+            if other != id {
+                return Some(format!("node ids {other:?} and {id:?} hash to the same version tag; rename one of them"));
+            }
+        }
+    }
+    None
+}
+
 /// Hints waiting to be written to the hint store, at most: a burst of
 /// writes during an outage is absorbed here; beyond it hints are refused
 /// (logged) and anti-entropy repairs those keys.
@@ -117,6 +133,7 @@ impl Node {
             parse_peers(&config.peers)?.into_iter().filter(|peer| peer.id != config.node_id).collect();
         let mut ids: Vec<String> = peers.iter().map(|peer| peer.id.clone()).collect();
         ids.push(config.node_id.clone());
+        same_version_tag(&ids).map_or(Ok(()), Err)?;
         let ring = Arc::new(Ring::new(&ids, config.vnodes));
         let quorum = Quorum::for_cluster(config.replicas, config.read_quorum, config.write_quorum, ring.nodes().len());
         if quorum.n < config.replicas {
@@ -319,7 +336,7 @@ impl Node {
     }
 
     async fn compact(&self) {
-        let grace_ms = self.config.tombstone_grace_secs * 1000;
+        let grace_ms = self.config.tombstone_grace_secs.saturating_mul(1000);
         let confirm = |candidates| self.coordinator.confirm_removable(candidates);
         match compaction::compact_once(&self.replica.store, &self.clock, grace_ms, confirm).await {
             Ok(0) => {}
@@ -364,4 +381,18 @@ where
             work(node.clone()).await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_whose_ids_share_a_version_tag_are_refused() {
+        let ids = |names: &[&str]| names.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+        assert_eq!(same_version_tag(&ids(&["n1", "n2", "n3"])), None);
+        // Two ids with one 32-bit FNV-1a hash, found by search.
+        let clash = same_version_tag(&ids(&["n1", "node-522789", "node-739192"])).expect("a clash");
+        assert!(clash.contains("node-522789") && clash.contains("rename"), "{clash}");
+    }
 }

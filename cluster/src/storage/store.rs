@@ -352,7 +352,9 @@ impl Writer {
                 Command::Sync | Command::Apply { .. } => {}
             }
         }
-        if self.wal.len_bytes() >= CHECKPOINT_BYTES {
+        // Never after a failure: a later flush that "succeeds" would empty
+        // the log of writes the files may never have got (see `compact`).
+        if self.failed.is_none() && self.wal.len_bytes() >= CHECKPOINT_BYTES {
             if let Err(error) = self.checkpoint() {
                 tracing::error!(%error, "checkpoint failed");
                 self.fail(error.into());

@@ -199,6 +199,41 @@ async fn after_a_sync_error_writes_are_refused_with_the_reason_and_the_log_still
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A checkpoint that fails when the log is full is not retried by later
+/// batches: a retry whose flush "succeeds" would empty the log of writes
+/// the storage may never have made durable (it did, before).
+#[tokio::test]
+async fn a_failed_checkpoint_is_never_retried_into_an_empty_log() {
+    let dir = temp_dir("checkpoint-retry");
+    let storage = Arc::new(FailingFlush { inner: MemoryStorage::new(), fail: false.into() });
+    let store = Store::open(storage.clone(), &dir.join("wal")).unwrap();
+    storage.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    let record = |i: u64| Record::value(Version::new(i + 1, 0), vec![i as u8; 1 << 20], None);
+    let mut acknowledged = 0;
+    for i in 0..80 {
+        match store.apply(format!("k{i}").into_bytes(), record(i)).await {
+            Ok(_) => acknowledged += 1,
+            Err(_) => break,
+        }
+    }
+    assert!(store.failure().is_some(), "the full log's checkpoint failed");
+    assert!(acknowledged >= 60, "about 64 MiB was acknowledged first: {acknowledged}");
+    // The disk "recovers"; later writes must still be refused, and must not
+    // checkpoint on their way.
+    storage.fail.store(false, std::sync::atomic::Ordering::Relaxed);
+    for i in 100..103 {
+        assert!(store.apply(format!("k{i}").into_bytes(), record(i)).await.is_err());
+    }
+    assert!(!store.shutdown());
+    let fresh: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let store = Store::open(fresh, &dir.join("wal")).unwrap();
+    for i in 0..acknowledged {
+        assert_eq!(store.get(format!("k{i}").as_bytes()).unwrap(), Some(record(i)), "acknowledged write {i} lost");
+    }
+    store.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A record too large for a log frame (a peer's, since the client API caps
 /// values at 16 MiB) fails alone; the store keeps taking writes and stays
 /// healthy (it used to panic its writer thread).
