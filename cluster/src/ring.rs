@@ -1,8 +1,27 @@
-//! Placement: a consistent-hash ring with virtual nodes.
+//! Placement: a consistent-hash ring of tokens (virtual nodes).
 //!
-//! Each node owns `vnodes` points on a 64-bit ring; a key's preference list
-//! is the first N distinct nodes met walking clockwise from the key's hash.
-//! Pure code: the same members give the same lists on every node.
+//! Each member owns tokens on a 64-bit ring; a token owns the keys whose
+//! hash falls in (previous token, token], and a key's preference list is
+//! the first N distinct members met walking clockwise from its hash. Pure
+//! code: the same members and tokens give the same lists on every node.
+//!
+//! Where tokens come from: a member of the seed list gets `vnodes` tokens
+//! hashed from its id, which every node computes alike. A member that
+//! joins a running cluster picks its tokens with [`allocate_tokens`] from
+//! the ring it joins: it takes its share from the most loaded members, so
+//! ranges stay balanced as the cluster grows (random tokens leave the
+//! largest member about 20% above the mean at 1,200 members; `make bench`
+//! shows both).
+//!
+//! Why a table: at 1,200 members of 256 tokens a walk that collects
+//! distinct members costs a scratch allocation per lookup. Each token's
+//! first `depth` distinct members are computed once, when the ring is
+//! built, so a lookup is a binary search and a slice. The walk stays, as
+//! [`Ring::preference_list`]: it answers beyond `depth`, and the tests hold
+//! the table to it.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// FNV-1a then a SplitMix64 finaliser: fast, stable across platforms and
 /// releases (unlike `std`'s hasher), and well spread.
@@ -17,50 +36,217 @@ pub fn hash64(bytes: &[u8]) -> u64 {
     hash ^ (hash >> 31)
 }
 
+/// The tokens a seed-list member gets: hashed from its id.
+pub fn hashed_tokens(node: &str, vnodes: usize) -> Vec<u64> {
+    (0..vnodes).map(|vnode| hash64(format!("{node}#{vnode}").as_bytes())).collect()
+}
+
+/// Members per token the table holds: enough for N = 3 (the default);
+/// a larger N walks the ring.
+pub const DEFAULT_DEPTH: usize = 3;
+
 #[derive(Clone, Debug)]
 pub struct Ring {
-    /// Sorted by point; ties broken by node index so the order is total.
-    points: Vec<(u64, usize)>,
+    /// Sorted; equal tokens ordered by member index, so the order is total.
+    tokens: Vec<u64>,
+    /// The member (index into `nodes`) of each token.
+    owners: Vec<u32>,
+    /// Each token's first `depth` distinct members clockwise from it (its
+    /// own first), `depth` entries per token.
+    table: Vec<u32>,
+    depth: usize,
+    /// Sorted, distinct.
     nodes: Vec<String>,
 }
 
 impl Ring {
-    /// A ring of `nodes` (order does not matter) with `vnodes` points each.
+    /// A ring of `nodes` (order does not matter) with `vnodes` hashed
+    /// tokens each.
     pub fn new(nodes: &[String], vnodes: usize) -> Ring {
         assert!(!nodes.is_empty() && vnodes > 0, "a ring needs nodes and points");
-        let mut nodes = nodes.to_vec();
+        let members: Vec<(String, Vec<u64>)> =
+            nodes.iter().map(|node| (node.clone(), hashed_tokens(node, vnodes))).collect();
+        Ring::from_tokens(&members, DEFAULT_DEPTH)
+    }
+
+    /// A ring of members with the tokens given, a table `depth` deep. A
+    /// member listed twice keeps the tokens of both entries.
+    pub fn from_tokens(members: &[(String, Vec<u64>)], depth: usize) -> Ring {
+        assert!(members.iter().any(|(_, tokens)| !tokens.is_empty()), "a ring needs a token");
+        let mut nodes: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
         nodes.sort();
         nodes.dedup();
-        let mut points = Vec::with_capacity(nodes.len() * vnodes);
-        for (index, node) in nodes.iter().enumerate() {
-            for vnode in 0..vnodes {
-                points.push((hash64(format!("{node}#{vnode}").as_bytes()), index));
-            }
+        assert!(nodes.len() < u32::MAX as usize, "members are numbered in 32 bits");
+        let mut points: Vec<(u64, u32)> = Vec::with_capacity(members.iter().map(|(_, t)| t.len()).sum());
+        for (id, tokens) in members {
+            let index = nodes.binary_search(id).expect("listed above") as u32;
+            points.extend(tokens.iter().map(|&token| (token, index)));
         }
         points.sort_unstable();
-        Ring { points, nodes }
+        let (tokens, owners): (Vec<u64>, Vec<u32>) = points.into_iter().unzip();
+        let depth = depth.clamp(1, nodes.len());
+        let table = successor_table(&owners, depth);
+        Ring { tokens, owners, table, depth, nodes }
     }
 
     pub fn nodes(&self) -> &[String] {
         &self.nodes
     }
 
-    /// The first `n` distinct nodes clockwise from `key`'s hash (all nodes
-    /// if there are fewer than `n`).
-    pub fn preference_list(&self, key: &[u8]) -> impl Iterator<Item = &str> + '_ {
-        let start = self.points.partition_point(|(point, _)| *point < hash64(key));
-        let mut seen = vec![false; self.nodes.len()];
-        self.points[start..]
-            .iter()
-            .chain(&self.points[..start])
-            .filter_map(move |(_, index)| (!std::mem::replace(&mut seen[*index], true)).then_some(*index))
-            .map(|index| self.nodes[index].as_str())
+    /// Every (token, member) in token order.
+    pub fn tokens(&self) -> impl Iterator<Item = (u64, &str)> + '_ {
+        self.tokens.iter().zip(&self.owners).map(|(token, owner)| (*token, self.nodes[*owner as usize].as_str()))
     }
 
-    /// `preference_list` cut at `n`, owned.
+    /// The token whose range holds `key`'s hash.
+    fn token_at(&self, key: &[u8]) -> usize {
+        let hash = hash64(key);
+        let at = self.tokens.partition_point(|token| *token < hash);
+        if at == self.tokens.len() {
+            0 // past the last token: the ring wraps to the first
+        } else {
+            at
+        }
+    }
+
+    /// The first `depth` distinct members for `key`, as member indices:
+    /// the fast path, no allocation.
+    pub fn owner_indices(&self, key: &[u8]) -> &[u32] {
+        let at = self.token_at(key) * self.depth;
+        &self.table[at..at + self.depth]
+    }
+
+    pub fn node_name(&self, index: u32) -> &str {
+        &self.nodes[index as usize]
+    }
+
+    /// The distinct members clockwise from `key`'s hash, all of them: the
+    /// plain walk, which the table is checked against.
+    pub fn preference_list(&self, key: &[u8]) -> impl Iterator<Item = &str> + '_ {
+        let start = self.token_at(key);
+        let mut seen = vec![false; self.nodes.len()];
+        self.owners[start..]
+            .iter()
+            .chain(&self.owners[..start])
+            .filter_map(move |index| (!std::mem::replace(&mut seen[*index as usize], true)).then_some(*index))
+            .map(|index| self.nodes[index as usize].as_str())
+    }
+
+    /// The first `n` distinct members for `key` (all members if there are
+    /// fewer than `n`), owned.
     pub fn owners(&self, key: &[u8], n: usize) -> Vec<String> {
+        if n <= self.depth {
+            return self.owner_indices(key)[..n].iter().map(|&i| self.nodes[i as usize].clone()).collect();
+        }
         self.preference_list(key).take(n).map(str::to_owned).collect()
     }
+
+    /// Each member's share of the ring as the first owner of its ranges,
+    /// in the order of [`Ring::nodes`]; the shares sum to 1.
+    pub fn primary_shares(&self) -> Vec<f64> {
+        self.shares(1)
+    }
+
+    /// Each member's share of the ring among a range's first `n` owners
+    /// (what it stores at N = `n`), in the order of [`Ring::nodes`]; the
+    /// shares sum to `n` (fewer when members are fewer).
+    pub fn replica_shares(&self, n: usize) -> Vec<f64> {
+        self.shares(n)
+    }
+
+    fn shares(&self, n: usize) -> Vec<f64> {
+        let mut owned = vec![0u128; self.nodes.len()];
+        for at in 0..self.tokens.len() {
+            let length = u128::from(range_length(&self.tokens, at));
+            let members: Vec<u32> = match n <= self.depth {
+                true => self.table[at * self.depth..][..n].to_vec(),
+                false => self.walk_from(at).take(n).collect(),
+            };
+            members.iter().for_each(|&member| owned[member as usize] += length);
+        }
+        owned.into_iter().map(|length| length as f64 / RING_SIZE as f64).collect()
+    }
+
+    fn walk_from(&self, start: usize) -> impl Iterator<Item = u32> + '_ {
+        let mut seen = vec![false; self.nodes.len()];
+        self.owners[start..]
+            .iter()
+            .chain(&self.owners[..start])
+            .filter_map(move |index| (!std::mem::replace(&mut seen[*index as usize], true)).then_some(*index))
+    }
+}
+
+/// The ring's circumference, 2^64.
+const RING_SIZE: u128 = 1 << 64;
+
+/// The length of the range token `at` owns: from the token before it
+/// (wrapping) to it. A lone token owns the whole ring.
+fn range_length(tokens: &[u64], at: usize) -> u64 {
+    let previous = tokens[(at + tokens.len() - 1) % tokens.len()];
+    match tokens[at].wrapping_sub(previous) {
+        0 if tokens.len() == 1 => u64::MAX,
+        length => length,
+    }
+}
+
+/// For each token, its first `depth` distinct members walking clockwise.
+/// A walk stops after one full turn; `depth` is at most the member count,
+/// so every row fills.
+fn successor_table(owners: &[u32], depth: usize) -> Vec<u32> {
+    let mut table = Vec::with_capacity(owners.len() * depth);
+    let mut row = Vec::with_capacity(depth);
+    for start in 0..owners.len() {
+        row.clear();
+        for step in 0..owners.len() {
+            let member = owners[(start + step) % owners.len()];
+            if !row.contains(&member) {
+                row.push(member);
+                if row.len() == depth {
+                    break;
+                }
+            }
+        }
+        assert_eq!(row.len(), depth, "depth is at most the member count");
+        table.extend_from_slice(&row);
+    }
+    table
+}
+
+/// The `vnodes` tokens a member joining `ring` should take: its fair share
+/// of the ring (1 / (members + 1)), cut from the most loaded members'
+/// largest ranges. Each token takes the start of a range (all of it but
+/// one point at most), so a member gives up part of one range per token
+/// and keeps the rest. Deterministic: the same ring gives the same tokens.
+pub fn allocate_tokens(ring: &Ring, vnodes: usize) -> Vec<u64> {
+    assert!(vnodes > 0, "a member takes at least one token");
+    let members = ring.nodes.len();
+    let per_token = RING_SIZE / ((members as u128 + 1) * vnodes as u128);
+    // Each member's load, and its ranges by length (longest first).
+    let mut load = vec![0u128; members];
+    let mut ranges: Vec<BinaryHeap<(u64, Reverse<u64>)>> = vec![BinaryHeap::new(); members];
+    for at in 0..ring.tokens.len() {
+        let length = range_length(&ring.tokens, at);
+        let member = ring.owners[at] as usize;
+        load[member] += u128::from(length);
+        let start = ring.tokens[(at + ring.tokens.len() - 1) % ring.tokens.len()];
+        ranges[member].push((length, Reverse(start)));
+    }
+    let mut heaviest: BinaryHeap<(u128, Reverse<usize>)> = (0..members).map(|m| (load[m], Reverse(m))).collect();
+    let mut tokens = Vec::with_capacity(vnodes);
+    while tokens.len() < vnodes {
+        let Some((_, Reverse(member))) = heaviest.pop() else { break };
+        let Some((length, Reverse(start))) = ranges[member].pop() else { continue };
+        let taken = per_token.min(u128::from(length - 1)) as u64;
+        if taken == 0 {
+            break; // the heaviest member's longest range is one point
+        }
+        tokens.push(start.wrapping_add(taken));
+        ranges[member].push((length - taken, Reverse(start.wrapping_add(taken))));
+        load[member] -= u128::from(taken);
+        heaviest.push((load[member], Reverse(member)));
+    }
+    tokens.sort_unstable();
+    tokens
 }
 
 #[cfg(test)]
@@ -91,6 +277,41 @@ mod tests {
         assert_eq!(Ring::new(&names(2), 8).owners(b"k", 3).len(), 2);
     }
 
+    /// The table against the plain walk, for every depth a ring can have
+    /// and beyond it, on rings of one to nine members.
+    #[test]
+    fn the_table_answers_as_the_walk_does() {
+        for members in 1..=9 {
+            for vnodes in [1, 3, 16] {
+                let ring = Ring::new(&names(members), vnodes);
+                for i in 0..400 {
+                    let key = format!("key-{i}");
+                    let walked: Vec<String> = ring.preference_list(key.as_bytes()).map(str::to_owned).collect();
+                    assert_eq!(walked.len(), members);
+                    for n in 1..=members + 1 {
+                        let expected: Vec<String> = walked.iter().take(n).cloned().collect();
+                        assert_eq!(ring.owners(key.as_bytes(), n), expected, "{members} members, n = {n}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Placement is unchanged from the walk over hashed points this ring
+    /// replaced: the first owner of a key is the member of the first point
+    /// at or after its hash.
+    #[test]
+    fn a_key_belongs_to_the_first_token_at_or_after_its_hash() {
+        let ring = Ring::new(&names(4), 8);
+        let points: Vec<(u64, String)> = ring.tokens().map(|(t, n)| (t, n.to_owned())).collect();
+        for i in 0..2_000 {
+            let key = format!("k{i}");
+            let hash = hash64(key.as_bytes());
+            let first = points.iter().find(|(token, _)| *token >= hash).unwrap_or(&points[0]);
+            assert_eq!(ring.owners(key.as_bytes(), 1)[0], first.1);
+        }
+    }
+
     #[test]
     fn keys_spread_evenly() {
         let ring = Ring::new(&names(5), 128);
@@ -104,6 +325,16 @@ mod tests {
             let share = count as f64 / keys as f64;
             assert!((0.14..0.26).contains(&share), "{node} is primary for {share:.3} of keys");
         }
+    }
+
+    #[test]
+    fn shares_sum_to_the_ring() {
+        let ring = Ring::new(&names(7), 32);
+        let primary: f64 = ring.primary_shares().iter().sum();
+        assert!((primary - 1.0).abs() < 1e-9, "{primary}");
+        let replicas: f64 = ring.replica_shares(3).iter().sum();
+        assert!((replicas - 3.0).abs() < 1e-9, "{replicas}");
+        assert!((Ring::new(&names(1), 1).primary_shares()[0] - 1.0).abs() < 1e-9);
     }
 
     #[test]
@@ -122,5 +353,40 @@ mod tests {
         }
         let share = moved as f64 / keys as f64;
         assert!((0.12..0.28).contains(&share), "{share:.3} of keys moved; ideal is 0.2");
+    }
+
+    fn max_over_mean(shares: &[f64]) -> f64 {
+        let mean = shares.iter().sum::<f64>() / shares.len() as f64;
+        shares.iter().cloned().fold(0.0, f64::max) / mean
+    }
+
+    /// Members that join with allocated tokens take their share from the
+    /// most loaded, moving keys only to themselves; grown from 3 hashed
+    /// members to 60, the ring stays balanced where hashed tokens do not.
+    #[test]
+    fn allocated_tokens_keep_a_growing_ring_balanced() {
+        let vnodes = 32;
+        let mut members: Vec<(String, Vec<u64>)> =
+            names(3).into_iter().map(|n| (n.clone(), hashed_tokens(&n, vnodes))).collect();
+        let mut ring = Ring::from_tokens(&members, 3);
+        for i in 4..=60 {
+            let joining = format!("n{i}");
+            let tokens = allocate_tokens(&ring, vnodes);
+            assert_eq!(tokens.len(), vnodes);
+            members.push((joining.clone(), tokens.clone()));
+            let grown = Ring::from_tokens(&members, 3);
+            assert_eq!(allocate_tokens(&ring, vnodes), tokens, "the same ring gives the same tokens");
+            for k in 0..300 {
+                let key = format!("key-{k}");
+                let (old, new) = (ring.owners(key.as_bytes(), 1), grown.owners(key.as_bytes(), 1));
+                assert!(old == new || new[0] == joining, "a key moved between old members");
+            }
+            let share = grown.primary_shares()[grown.nodes().iter().position(|n| *n == joining).unwrap()];
+            assert!((share * i as f64 - 1.0).abs() < 0.05, "{joining} took {share:.4} of the ring, not 1/{i}");
+            ring = grown;
+        }
+        let allocated = max_over_mean(&ring.primary_shares());
+        let hashed = max_over_mean(&Ring::new(&names(60), vnodes).primary_shares());
+        assert!(allocated < 1.1 && allocated < hashed, "allocated {allocated:.3}, hashed {hashed:.3}");
     }
 }

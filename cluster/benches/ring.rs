@@ -1,0 +1,128 @@
+//! The ring at the size the store is meant for: 1,200 members of 256
+//! tokens each (`make bench`). Grows a ring from 3 seed members to 1,200 by
+//! joins, each joining member's tokens chosen by `allocate_tokens`, and
+//! prints, each against its target:
+//!
+//! - owner lookup: the first 3 owners of a key (the table, no allocation),
+//!   median ns per lookup over 5 rounds of 1M keys; and `owners` (which
+//!   copies the names) for comparison;
+//! - balance: max/mean of the members' shares, as first owner and at
+//!   N = 3, for the allocated ring and for 1,200 members of hashed tokens;
+//! - a view change: one more member joins (its tokens allocated, the ring
+//!   rebuilt), median of 5.
+//!
+//! Exits non-zero when a target is missed; the timings are never asserted
+//! in tests.
+
+use cluster::ring::{allocate_tokens, hashed_tokens, Ring, DEFAULT_DEPTH};
+use std::time::{Duration, Instant};
+
+const MEMBERS: usize = 1_200;
+const VNODES: usize = 256;
+const LOOKUP_TARGET_NS: f64 = 1_000.0;
+const BALANCE_TARGET: f64 = 1.1;
+const VIEW_CHANGE_TARGET: Duration = Duration::from_millis(100);
+
+fn max_over_mean(shares: &[f64]) -> f64 {
+    let mean = shares.iter().sum::<f64>() / shares.len() as f64;
+    shares.iter().cloned().fold(0.0, f64::max) / mean
+}
+
+fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    values[values.len() / 2]
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// A ring grown by joins from 3 hashed seed members.
+fn grow(members: usize) -> (Vec<(String, Vec<u64>)>, Ring, Duration) {
+    let started = Instant::now();
+    let mut list: Vec<(String, Vec<u64>)> =
+        (1..=3).map(|i| format!("n{i}")).map(|id| (id.clone(), hashed_tokens(&id, VNODES))).collect();
+    let mut ring = Ring::from_tokens(&list, DEFAULT_DEPTH);
+    for i in 4..=members {
+        let tokens = allocate_tokens(&ring, VNODES);
+        list.push((format!("n{i}"), tokens));
+        ring = Ring::from_tokens(&list, DEFAULT_DEPTH);
+    }
+    (list, ring, started.elapsed())
+}
+
+fn main() {
+    let (list, ring, grown_in) = grow(MEMBERS);
+    println!("ring: {MEMBERS} members x {VNODES} tokens, grown from 3 by joins in {:.1} s", grown_in.as_secs_f64());
+
+    let keys: Vec<Vec<u8>> = (0..1_000_000).map(|i| format!("key-{i}").into_bytes()).collect();
+    let mut table_ns = Vec::new();
+    let mut owners_ns = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let mut sum = 0u64;
+        for key in &keys {
+            sum += u64::from(ring.owner_indices(key)[0]);
+        }
+        table_ns.push(started.elapsed().as_nanos() as f64 / keys.len() as f64);
+        std::hint::black_box(sum);
+        let started = Instant::now();
+        for key in keys.iter().take(200_000) {
+            std::hint::black_box(ring.owners(key, 3));
+        }
+        owners_ns.push(started.elapsed().as_nanos() as f64 / 200_000.0);
+    }
+    let lookup_ns = median(table_ns);
+    println!(
+        "owner lookup (3 owners, table): {lookup_ns:.0} ns median   target < {LOOKUP_TARGET_NS:.0} ns   {}",
+        verdict(lookup_ns < LOOKUP_TARGET_NS)
+    );
+    println!("owners(key, 3) with the names copied: {:.0} ns median", median(owners_ns));
+
+    let names: Vec<String> = (1..=MEMBERS).map(|i| format!("n{i}")).collect();
+    let hashed = Ring::new(&names, VNODES);
+    let (primary, replica) = (max_over_mean(&ring.primary_shares()), max_over_mean(&ring.replica_shares(3)));
+    let (hashed_primary, hashed_replica) =
+        (max_over_mean(&hashed.primary_shares()), max_over_mean(&hashed.replica_shares(3)));
+    println!(
+        "balance, max/mean share: allocated {primary:.3} first owner, {replica:.3} at N=3   target < {BALANCE_TARGET}   {}",
+        verdict(primary < BALANCE_TARGET && replica < BALANCE_TARGET)
+    );
+    println!(
+        "balance, hashed tokens (what a seed list gets): {hashed_primary:.3} first owner, {hashed_replica:.3} at N=3"
+    );
+
+    let mut changes = Vec::new();
+    for round in 0..5 {
+        let started = Instant::now();
+        let tokens = allocate_tokens(&ring, VNODES);
+        let mut grown = list.clone();
+        grown.push((format!("joining-{round}"), tokens));
+        let after = Ring::from_tokens(&grown, DEFAULT_DEPTH);
+        changes.push(started.elapsed());
+        std::hint::black_box(after);
+    }
+    let change = median(changes);
+    println!(
+        "view change (one member joins: tokens allocated, ring rebuilt): {:.1} ms median   target < {} ms   {}",
+        change.as_secs_f64() * 1e3,
+        VIEW_CHANGE_TARGET.as_millis(),
+        verdict(change < VIEW_CHANGE_TARGET)
+    );
+    let bytes = MEMBERS * VNODES * (8 + 4 + 4 * DEFAULT_DEPTH);
+    println!(
+        "ring memory: about {:.1} MiB (token, member, {DEFAULT_DEPTH} owners per token)",
+        bytes as f64 / 1048576.0
+    );
+    let met = lookup_ns < LOOKUP_TARGET_NS
+        && primary < BALANCE_TARGET
+        && replica < BALANCE_TARGET
+        && change < VIEW_CHANGE_TARGET;
+    if !met {
+        std::process::exit(1);
+    }
+}
