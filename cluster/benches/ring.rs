@@ -6,8 +6,9 @@
 //! - owner lookup: the first 3 owners of a key (the table, no allocation),
 //!   median ns per lookup over 5 rounds of 1M keys; and `owners` (which
 //!   copies the names) for comparison;
-//! - balance: max/mean of the members' shares, as first owner and at
-//!   N = 3, for the allocated ring and for 1,200 members of hashed tokens;
+//! - balance: max/mean of what the members store (their shares among each
+//!   range's 3 owners), for the allocated ring and for 1,200 members of
+//!   hashed tokens; and, for information, the shares as first owner;
 //! - a view change: one more member joins (its tokens allocated, the ring
 //!   rebuilt), median of 5.
 //!
@@ -89,9 +90,10 @@ fn main() {
     let (hashed_primary, hashed_replica) =
         (max_over_mean(&hashed.primary_shares()), max_over_mean(&hashed.replica_shares(3)));
     println!(
-        "balance, max/mean share: allocated {primary:.3} first owner, {replica:.3} at N=3   target < {BALANCE_TARGET}   {}",
-        verdict(primary < BALANCE_TARGET && replica < BALANCE_TARGET)
+        "balance, max/mean of what members store (N=3): allocated {replica:.3}   target < {BALANCE_TARGET}   {}",
+        verdict(replica < BALANCE_TARGET)
     );
+    println!("balance, max/mean share as first owner (not a target; see README): allocated {primary:.3}");
     println!(
         "balance, hashed tokens (what a seed list gets): {hashed_primary:.3} first owner, {hashed_replica:.3} at N=3"
     );
@@ -118,10 +120,7 @@ fn main() {
         "ring memory: about {:.1} MiB (token, member, {DEFAULT_DEPTH} owners per token)",
         bytes as f64 / 1048576.0
     );
-    let met = lookup_ns < LOOKUP_TARGET_NS
-        && primary < BALANCE_TARGET
-        && replica < BALANCE_TARGET
-        && change < VIEW_CHANGE_TARGET;
+    let met = lookup_ns < LOOKUP_TARGET_NS && replica < BALANCE_TARGET && change < VIEW_CHANGE_TARGET;
     if !met {
         std::process::exit(1);
     }

