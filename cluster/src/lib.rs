@@ -23,3 +23,4 @@ pub mod test_bug;
 pub mod test_hooks;
 pub mod transport;
 pub mod version;
+pub mod view;
