@@ -414,7 +414,7 @@ impl<T: Transport> Coordinator<T> {
                     (target, acked, !acked)
                 }
             };
-            let mut calls: FuturesUnordered<_> = targets.iter().cloned().map(call).collect();
+            let mut calls: FuturesUnordered<_> = targets.into_iter().map(call).collect();
             let (mut acks, mut missed) = (0, Vec::new());
             while let Some((target, acked, needs_hint)) = calls.next().await {
                 acks += usize::from(acked);

@@ -132,7 +132,7 @@ impl HintQueue {
 
 impl HintSink for HintQueue {
     fn offer(&self, hint: Hint) -> bool {
-        let bytes = crate::record::entry_bytes(&hint.key, &hint.record) as u64;
+        let bytes = hint_bytes(&hint.key, &hint.record);
         let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
         if before.saturating_add(bytes) > self.max_bytes {
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -159,7 +159,7 @@ impl HintWriter {
     pub async fn run(mut self, store: Arc<HintStore>) {
         let mut batch = Vec::with_capacity(WRITER_BATCH);
         while self.receiver.recv_many(&mut batch, WRITER_BATCH).await > 0 {
-            let bytes: u64 = batch.iter().map(|hint| crate::record::entry_bytes(&hint.key, &hint.record) as u64).sum();
+            let bytes: u64 = batch.iter().map(|hint| hint_bytes(&hint.key, &hint.record)).sum();
             let writes = batch.drain(..).map(|hint| {
                 let store = &store;
                 async move { store.add_or_log(&hint.target, hint.key, hint.record).await }
@@ -178,7 +178,7 @@ pub struct Sweep {
     pub expired: usize,
 }
 
-/// The bytes a hint (under its hint key) counts for against the cap.
+/// The bytes a hint counts for against the store's cap and the queue's bound.
 fn hint_bytes(key: &[u8], record: &Record) -> u64 {
     crate::record::entry_bytes(key, record) as u64
 }

@@ -133,7 +133,9 @@ impl Node {
             parse_peers(&config.peers)?.into_iter().filter(|peer| peer.id != config.node_id).collect();
         let mut ids: Vec<String> = peers.iter().map(|peer| peer.id.clone()).collect();
         ids.push(config.node_id.clone());
-        same_version_tag(&ids).map_or(Ok(()), Err)?;
+        if let Some(clash) = same_version_tag(&ids) {
+            return Err(clash);
+        }
         let ring = Arc::new(Ring::new(&ids, config.vnodes));
         let quorum = Quorum::for_cluster(config.replicas, config.read_quorum, config.write_quorum, ring.nodes().len());
         if quorum.n < config.replicas {

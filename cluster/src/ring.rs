@@ -123,13 +123,7 @@ impl Ring {
     /// The distinct members clockwise from `key`'s hash, all of them: the
     /// plain walk, which the table is checked against.
     pub fn preference_list(&self, key: &[u8]) -> impl Iterator<Item = &str> + '_ {
-        let start = self.token_at(key);
-        let mut seen = vec![false; self.nodes.len()];
-        self.owners[start..]
-            .iter()
-            .chain(&self.owners[..start])
-            .filter_map(move |index| (!std::mem::replace(&mut seen[*index as usize], true)).then_some(*index))
-            .map(|index| self.nodes[index as usize].as_str())
+        self.walk_from(self.token_at(key)).map(|index| self.nodes[index as usize].as_str())
     }
 
     /// The first `n` distinct members for `key` (all members if there are
@@ -144,29 +138,26 @@ impl Ring {
     /// Each member's share of the ring as the first owner of its ranges,
     /// in the order of [`Ring::nodes`]; the shares sum to 1.
     pub fn primary_shares(&self) -> Vec<f64> {
-        self.shares(1)
+        self.replica_shares(1)
     }
 
     /// Each member's share of the ring among a range's first `n` owners
     /// (what it stores at N = `n`), in the order of [`Ring::nodes`]; the
     /// shares sum to `n` (fewer when members are fewer).
     pub fn replica_shares(&self, n: usize) -> Vec<f64> {
-        self.shares(n)
-    }
-
-    fn shares(&self, n: usize) -> Vec<f64> {
         let mut owned = vec![0u128; self.nodes.len()];
         for at in 0..self.tokens.len() {
             let length = u128::from(range_length(&self.tokens, at));
-            let members: Vec<u32> = match n <= self.depth {
-                true => self.table[at * self.depth..][..n].to_vec(),
-                false => self.walk_from(at).take(n).collect(),
-            };
-            members.iter().for_each(|&member| owned[member as usize] += length);
+            let mut add = |member: u32| owned[member as usize] += length;
+            match n <= self.depth {
+                true => self.row(at)[..n].iter().for_each(|&member| add(member)),
+                false => self.walk_from(at).take(n).for_each(add),
+            }
         }
         owned.into_iter().map(|length| length as f64 / RING_SIZE as f64).collect()
     }
 
+    /// The distinct members met walking clockwise from token `start`.
     fn walk_from(&self, start: usize) -> impl Iterator<Item = u32> + '_ {
         let mut seen = vec![false; self.nodes.len()];
         self.owners[start..]

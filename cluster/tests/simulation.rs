@@ -479,6 +479,7 @@ async fn one_op(
 async fn client(process: u64, sim: Arc<Sim>, seed: u64, outcomes: Arc<Mutex<Outcomes>>) {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(process));
     let mut session: BTreeMap<String, u64> = BTreeMap::new();
+    let mix = Profile::for_seed(seed).mix;
     for op in 0..OPS_PER_CLIENT {
         let key = KEYS[rng.random_range(0..KEYS.len())];
         let node = &sim.nodes[rng.random_range(0..sim.nodes.len())];
@@ -487,7 +488,6 @@ async fn client(process: u64, sim: Arc<Sim>, seed: u64, outcomes: Arc<Mutex<Outc
             continue; // a crashed coordinator takes no requests
         }
         let roll = rng.random_range(0..100);
-        let mix = Profile::for_seed(seed).mix;
         let planned = Planned { process, op, key, roll, mix };
         let (entry, session_ts) = one_op(planned, node, &sim, &session, &outcomes).await;
         if let Some(ts) = session_ts {
@@ -593,8 +593,9 @@ async fn simulate(seed: u64, bugs: TestBugs) -> Outcomes {
     stop.store(true, Ordering::SeqCst);
     chaos.await.unwrap();
     heal_and_settle(&sim, background, &outcomes).await;
-    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
-    outcomes
+    // Bound first: the lock guard must drop before `outcomes` does.
+    let taken = std::mem::take(&mut *outcomes.lock().unwrap());
+    taken
 }
 
 /// One run, on a runtime of its own: nothing from another run (tasks,

@@ -62,10 +62,7 @@ pub fn completed(events: &[Event]) -> Vec<Completed> {
         });
         Ok::<(), std::convert::Infallible>(())
     });
-    match paired {
-        Ok(()) => {}
-        Err(never) => match never {},
-    }
+    let Ok(()) = paired;
     done.sort_by_key(|op| op.index);
     done
 }
