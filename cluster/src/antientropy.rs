@@ -15,8 +15,9 @@
 //! which is exactly the replica that missed the delete.
 
 use crate::record::Record;
-use crate::ring::{hash64, Ring};
+use crate::ring::hash64;
 use crate::storage::{Store, StoreError};
+use crate::topology::Topology;
 use crate::transport::{Digests, Entry, SyncReply, SyncRequest, Transport};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -31,8 +32,8 @@ pub const SCAN_PAGE: usize = 1024;
 
 /// What one replica knows to decide which keys it shares with a peer.
 pub struct View<'a> {
-    pub ring: &'a Ring,
-    pub n: usize,
+    /// Ownership as this replica saw it when the exchange began.
+    pub topology: std::sync::Arc<Topology>,
     pub me: &'a str,
     pub now_ms: u64,
     pub grace_ms: u64,
@@ -81,10 +82,11 @@ fn entry_digest(key: &[u8], record: &Record) -> u64 {
 }
 
 impl View<'_> {
-    /// Whether this replica and `peer` both own `key`.
+    /// Whether this replica and `peer` both own `key`, now or once the
+    /// changes under way are done (a joiner converges with its future
+    /// co-owners as streaming fills it).
     pub fn shares(&self, key: &[u8], peer: &str) -> bool {
-        let owners = self.ring.owners(key, self.n);
-        owners.iter().any(|o| o == self.me) && owners.iter().any(|o| o == peer)
+        self.topology.is_owner(key, self.me) && self.topology.is_owner(key, peer)
     }
 
     /// Whether `record` should replace `held` on a replica: newer, and not a
@@ -244,6 +246,7 @@ pub enum SyncError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::Membership;
     use crate::version::Version;
 
     /// The digests of `shared`, as `View::shared_digests` sums them.
@@ -272,10 +275,9 @@ mod tests {
 
     #[test]
     fn old_tombstones_go_only_where_they_shadow_something() {
-        let ring = Ring::new(&["a".to_owned(), "b".to_owned()], 8);
+        let membership = Membership::from_seed_ids("a", &["a".to_owned(), "b".to_owned()], 8, 2);
         let view = View {
-            ring: &ring,
-            n: 2,
+            topology: membership.load(),
             me: "a",
             now_ms: 10_000,
             grace_ms: 1_000,

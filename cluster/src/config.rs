@@ -72,9 +72,33 @@ pub struct Config {
     #[arg(long, env = "KV_STORAGE", value_enum, default_value = "sled")]
     pub storage: StorageKind,
 
-    /// Other nodes to join, as `ID=HOST:PORT`, comma-separated.
+    /// The cluster's first members (the seed list), as `ID=HOST:PORT`,
+    /// comma-separated, the same on each of them. Members that joined
+    /// later are learned by gossip.
     #[arg(long, env = "KV_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
+
+    /// Join a running cluster through these members (`ID=HOST:PORT`,
+    /// comma-separated): learn its view from one, take a share of the
+    /// ring, receive the ranges, then serve as a normal member. A node that
+    /// already joined (its data folder says so) just starts.
+    #[arg(long, env = "KV_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+
+    /// `HOST:PORT` at which the other members reach this node (its entry
+    /// in the view); by default the internal listener's, else `--listen`.
+    #[arg(long, env = "KV_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Pause between two pages (512 records) of a member's handoff while
+    /// ranges move: how gently streaming shares the node with clients.
+    #[arg(long, env = "KV_STREAM_PAGE_PAUSE_MS", default_value_t = 20)]
+    pub stream_page_pause_ms: u64,
+
+    /// A step of a join or leave that makes no progress for this long (a
+    /// member unreachable, say) is given up and the change undone.
+    #[arg(long, env = "KV_MOVE_STEP_TIMEOUT_MS", default_value_t = 60_000)]
+    pub move_step_timeout_ms: u64,
 
     /// N: replicas of each key.
     #[arg(long, env = "KV_REPLICAS", default_value_t = 3)]
@@ -251,6 +275,14 @@ impl Config {
                 self.hedge_delay_ms, self.rpc_timeout_ms
             ));
         }
+        crate::membership::parse_peers(&self.join).map_err(|error| format!("--join: {error}"))?;
+        if let Some(addr) = &self.advertise {
+            crate::membership::parse_peers(&[format!("{}={addr}", self.node_id)])
+                .map_err(|_| format!("--advertise {addr:?} is not HOST:PORT"))?;
+        }
+        if self.move_step_timeout_ms == 0 {
+            return Err("--move-step-timeout-ms must be > 0".into());
+        }
         if self.worker_threads == Some(0) {
             return Err("--worker-threads must be at least 1".into());
         }
@@ -263,7 +295,9 @@ impl Config {
     /// A secret is required where anyone else must be kept out: with peers
     /// (internal routes) and with test hooks.
     fn validate_secret(&self) -> Result<(), String> {
-        let needed = self.peers.iter().any(|peer| !peer.starts_with(&format!("{}=", self.node_id))) || self.test_hooks;
+        let needed = self.peers.iter().any(|peer| !peer.starts_with(&format!("{}=", self.node_id)))
+            || !self.join.is_empty()
+            || self.test_hooks;
         match &self.cluster_secret {
             None if needed => Err(format!(
                 "a node with peers or test hooks needs a cluster secret: set --cluster-secret (or KV_CLUSTER_SECRET) \
@@ -281,6 +315,14 @@ impl Config {
                 ))
             }
             Some(_) => Ok(()),
+        }
+    }
+
+    /// `HOST:PORT` at which other members reach this node.
+    pub fn advertised_addr(&self) -> String {
+        match &self.advertise {
+            Some(addr) => addr.clone(),
+            None => self.internal_listen.unwrap_or(self.listen).to_string(),
         }
     }
 

@@ -16,6 +16,13 @@
 //!   key). `min_timestamp` widens them to every reachable owner; below it
 //!   they answer 503, never older data.
 //!
+//! While a key's range moves (a member joins or leaves), each quorum is
+//! reached in both its owner sets, the current and the next: W acks from
+//! each, R answers from each (see [`crate::topology`] for why). Every call
+//! of a quorum carries the key's fence; a replica that places the key
+//! otherwise refuses, and the coordinator exchanges views with it and
+//! retries a read, or a write that has not sent its record yet.
+//!
 //! The coordinator does no I/O of its own: replicas are reached through the
 //! injected [`Transport`], and hints for owners a write missed go to an
 //! injected [`HintSink`], which never waits.
@@ -24,9 +31,10 @@ use crate::clock::Clock;
 use crate::hints::{Hint, HintSink};
 use crate::membership::FailureDetector;
 use crate::record::Record;
-use crate::ring::Ring;
+use crate::replica::UNFENCED;
 use crate::test_bug::{TestBug, TestBugs};
-use crate::transport::Transport;
+use crate::topology::{Membership, Placement};
+use crate::transport::{RpcError, Transport};
 use crate::version::{node_tag, Version};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -49,6 +57,61 @@ impl Quorum {
         assert!(quorum.r + quorum.w > quorum.n, "R + W > N is checked at startup");
         quorum
     }
+
+    /// This quorum for an owner set of `owners` members (a small cluster's
+    /// sets are smaller than N).
+    fn for_set(self, owners: usize) -> Quorum {
+        Quorum::for_cluster(self.n, self.r, self.w, owners.max(1))
+    }
+}
+
+/// What a phase must hear: `need[i]` answers from members of `sets[i]`.
+struct Needed<'a> {
+    sets: Vec<&'a [String]>,
+    need: Vec<usize>,
+}
+
+impl<'a> Needed<'a> {
+    fn reads(placement: &'a Placement, quorum: Quorum) -> Needed<'a> {
+        let sets = placement.sets();
+        let need = sets.iter().map(|set| quorum.for_set(set.len()).r).collect();
+        Needed { sets, need }
+    }
+
+    fn writes(placement: &'a Placement, quorum: Quorum) -> Needed<'a> {
+        let sets = placement.sets();
+        let need = sets.iter().map(|set| quorum.for_set(set.len()).w).collect();
+        Needed { sets, need }
+    }
+
+    /// Every one of `owners`, as one set.
+    fn all(owners: &'a [String]) -> Needed<'a> {
+        Needed { sets: vec![owners], need: vec![owners.len()] }
+    }
+
+    /// Lowers each set's need to what `live` can give (the `sloppy-quorum`
+    /// bug's quorum of whoever answers).
+    fn at_most_live(mut self, live: &[String]) -> Needed<'a> {
+        for (set, need) in self.sets.iter().zip(&mut self.need) {
+            *need = (*need).min(set.iter().filter(|id| live.contains(id)).count());
+        }
+        self
+    }
+
+    fn met_by<'b>(&self, heard: impl Iterator<Item = &'b str> + Clone) -> bool {
+        self.sets
+            .iter()
+            .zip(&self.need)
+            .all(|(set, &need)| heard.clone().filter(|id| set.iter().any(|member| member == id)).count() >= need)
+    }
+
+    /// For messages: the total needed when the sets do not overlap.
+    fn describe(&self) -> String {
+        match self.need.as_slice() {
+            [one] => one.to_string(),
+            needs => format!("{needs:?} (from the current and the next owners)"),
+        }
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -58,6 +121,24 @@ pub enum CoordinatorError {
     #[error("{0}")]
     Unavailable(String),
 }
+
+/// Why a phase fell short: the replicas that refused for a stale view
+/// (exchanging views with them may let a retry through), and what to say.
+#[derive(Debug)]
+struct Shortfall {
+    stale: Vec<String>,
+    message: String,
+}
+
+impl From<Shortfall> for CoordinatorError {
+    fn from(shortfall: Shortfall) -> CoordinatorError {
+        CoordinatorError::Unavailable(shortfall.message)
+    }
+}
+
+/// Tries of an operation that met replicas with another view: each after
+/// a view exchange with them.
+const VIEW_RETRIES: usize = 2;
 
 /// What a read found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,7 +191,7 @@ pub struct Coordinator<T> {
     /// Rotates which remote owners are asked first, to spread reads.
     rotation: AtomicU32,
     clock: Arc<Clock>,
-    ring: Arc<Ring>,
+    membership: Arc<Membership>,
     transport: Arc<T>,
     detector: Arc<FailureDetector>,
     hints: Arc<dyn HintSink>,
@@ -122,7 +203,7 @@ impl<T: Transport> Coordinator<T> {
     pub fn new(
         config: CoordinatorConfig,
         clock: Arc<Clock>,
-        ring: Arc<Ring>,
+        membership: Arc<Membership>,
         transport: Arc<T>,
         detector: Arc<FailureDetector>,
         hints: Arc<dyn HintSink>,
@@ -135,7 +216,7 @@ impl<T: Transport> Coordinator<T> {
             eventual_reads: AtomicU32::new(0),
             rotation: AtomicU32::new(0),
             clock,
-            ring,
+            membership,
             transport,
             detector,
             hints,
@@ -147,75 +228,129 @@ impl<T: Transport> Coordinator<T> {
     }
 
     pub async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: Option<u32>) -> Result<Version, CoordinatorError> {
-        self.write(key, |version| {
+        let build = |version: Version| {
             // Saturating: an expiry past the end of time is "never".
             let expires_at_ms = ttl_secs.map(|ttl| version.timestamp_ms.saturating_add(u64::from(ttl) * 1000));
-            Record::value(version, value, expires_at_ms)
-        })
-        .await
+            Record::value(version, value.clone(), expires_at_ms)
+        };
+        self.retrying(|| self.write(key, &build)).await
     }
 
     pub async fn delete(&self, key: &str) -> Result<Version, CoordinatorError> {
-        self.write(key, Record::tombstone).await
+        self.retrying(|| self.write(key, &Record::tombstone)).await
     }
 
-    async fn write(&self, key: &str, build: impl FnOnce(Version) -> Record) -> Result<Version, CoordinatorError> {
-        let Quorum { r, w, .. } = self.config.quorum;
-        let (live, down) = self.owners(key.as_bytes());
+    /// Runs `attempt` again after a view exchange with the replicas that
+    /// refused it for a stale view, at most [`VIEW_RETRIES`] times. An
+    /// attempt that may have stored something returns no refusals, so it
+    /// is never repeated: a repeated write could reappear after a later
+    /// one.
+    async fn retrying<R, F, Fut>(&self, attempt: F) -> Result<R, CoordinatorError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<R, Shortfall>>,
+    {
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Ok(done) => return Ok(done),
+                Err(shortfall) if shortfall.stale.is_empty() || tries == VIEW_RETRIES => return Err(shortfall.into()),
+                Err(shortfall) => {
+                    tries += 1;
+                    for peer in &shortfall.stale {
+                        let exchanged =
+                            crate::gossip::exchange(&*self.transport, &self.membership, peer, self.config.rpc_timeout);
+                        if let Err(error) = exchanged.await {
+                            tracing::debug!(%peer, %error, "view exchange after a stale-view refusal failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write(&self, key: &str, build: &impl Fn(Version) -> Record) -> Result<Version, Shortfall> {
+        let placement = self.membership.load().placement(key.as_bytes());
+        let fence = placement.fence();
+        let (live, down) = self.order(placement.targets());
         let highest = if self.config.bugs.has(TestBug::Lww) {
             None
         } else {
-            let learned = self.quorum_read(&live, key.as_bytes(), r).await?;
+            let learned = self.quorum_read(&placement, &live, key.as_bytes(), fence).await?;
             learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max()
         };
-        let record = build(self.next_version(key, highest)?);
+        let record = build(
+            self.next_version(key, highest)
+                .map_err(|error| Shortfall { stale: Vec::new(), message: error.to_string() })?,
+        );
         let version = record.version;
+        // From here the record may be stored: no refusal is passed on, so
+        // the write is not repeated (see `retrying`).
         let stand_ins = self.hint_down_owners(down, key.as_bytes(), &record);
-        let acks = stand_ins + self.replicate(&live, key.as_bytes(), &record, w.saturating_sub(stand_ins)).await;
-        if acks < w {
-            return Err(CoordinatorError::Unavailable(format!(
-                "write of {key:?} reached {acks} of the {w} replicas it needs in time; its outcome is unknown"
-            )));
+        let needed = Needed::writes(&placement, self.config.quorum);
+        let acked = self.replicate(live, key.as_bytes(), &record, fence, &needed, stand_ins).await;
+        if !needed.met_by(acked.iter().map(String::as_str)) {
+            return Err(Shortfall {
+                stale: Vec::new(),
+                message: format!(
+                    "write of {key:?} reached {} of the {} replicas it needs in time; its outcome is unknown",
+                    acked.len(),
+                    needed.describe()
+                ),
+            });
         }
         Ok(version)
     }
 
     pub async fn get_strong(&self, key: &str) -> Result<ReadOutcome, CoordinatorError> {
-        let Quorum { r, w, .. } = self.config.quorum;
-        let (live, _) = self.owners(key.as_bytes());
+        self.retrying(|| self.strong_read(key)).await
+    }
+
+    async fn strong_read(&self, key: &str) -> Result<ReadOutcome, Shortfall> {
+        let placement = self.membership.load().placement(key.as_bytes());
+        let fence = placement.fence();
+        let (live, _) = self.order(placement.targets());
         if self.config.bugs.has(TestBug::StrongReadOne) {
             let (_, held) = self.read_first(&live, key.as_bytes()).await?;
             return Ok(read_outcome(held, self.clock.now_ms()));
         }
-        let responses = self.quorum_read(&live, key.as_bytes(), r).await?;
+        let responses = self.quorum_read(&placement, &live, key.as_bytes(), fence).await?;
         let Some(highest) = newest(&responses) else {
             return Ok(ReadOutcome::NotFound { version: None });
         };
-        let holders: Vec<&str> = responses
+        let holders: Vec<String> = responses
             .iter()
             .filter(|(_, record)| record.as_ref().map(|r| r.version) == Some(highest.version))
-            .map(|(owner, _)| owner.as_str())
+            .map(|(owner, _)| owner.clone())
             .collect();
-        if holders.len() < w && !self.config.bugs.has(TestBug::NoWriteBack) {
+        let needed = Needed::writes(&placement, self.config.quorum);
+        if !needed.met_by(holders.iter().map(String::as_str)) && !self.config.bugs.has(TestBug::NoWriteBack) {
             // Write back before answering: once this read returns `highest`,
             // every later quorum read must find it.
-            let behind: Vec<String> = live.iter().filter(|owner| !holders.contains(&owner.as_str())).cloned().collect();
-            let acks = self.replicate(&behind, key.as_bytes(), &highest, w - holders.len()).await;
-            if holders.len() + acks < w {
-                return Err(CoordinatorError::Unavailable(format!(
-                    "strong read of {key:?} could not write the newest version back to {w} replicas in time"
-                )));
+            let behind: Vec<String> = live.iter().filter(|owner| !holders.contains(owner)).cloned().collect();
+            let acked = self.replicate(behind, key.as_bytes(), &highest, fence, &needed, holders.clone()).await;
+            if !needed.met_by(acked.iter().map(String::as_str)) {
+                return Err(Shortfall {
+                    stale: Vec::new(),
+                    message: format!(
+                        "strong read of {key:?} could not write the newest version back to {} replicas in time",
+                        needed.describe()
+                    ),
+                });
             }
         }
         Ok(read_outcome(Some(highest), self.clock.now_ms()))
     }
 
+    /// An eventual read asks the current owners, unfenced: any replica's
+    /// answer is allowed, and `min_timestamp` is checked on what it returns.
     pub async fn get_eventual(
         &self,
         key: &str,
         min_timestamp_ms: Option<u64>,
     ) -> Result<ReadOutcome, CoordinatorError> {
-        let (live, _) = self.owners(key.as_bytes());
+        let placement = self.membership.load().placement(key.as_bytes());
+        let (live, _) = self.order(placement.now.clone());
         let (first_owner, first) = self.read_first(&live, key.as_bytes()).await?;
         let min_timestamp_ms = min_timestamp_ms.filter(|_| !self.config.bugs.has(TestBug::IgnoreMinTimestamp));
         let Some(min_ms) = min_timestamp_ms else {
@@ -226,17 +361,18 @@ impl<T: Transport> Coordinator<T> {
             return Ok(read_outcome(first, self.clock.now_ms()));
         }
         let others: Vec<String> = live.iter().filter(|owner| **owner != first_owner).cloned().collect();
-        let mut responses = self.read_from(&others, key.as_bytes(), others.len()).await.unwrap_or_else(|partial| {
-            tracing::debug!(%partial, "min_timestamp read heard from fewer owners");
-            Vec::new()
-        });
+        let mut responses =
+            self.read_from(&others, key.as_bytes(), UNFENCED, &Needed::all(&others)).await.unwrap_or_else(|partial| {
+                tracing::debug!(partial = %partial.message, "min_timestamp read heard from fewer owners");
+                Vec::new()
+            });
         responses.push((first_owner, first));
         if let Some(best) = newest(&responses).filter(|record| record.version.timestamp_ms >= min_ms) {
             self.repair_in_background(key.as_bytes().to_vec(), responses.clone(), best.clone());
             return Ok(read_outcome(Some(best), self.clock.now_ms()));
         }
         let empty = responses.iter().filter(|(_, record)| record.is_none()).count();
-        if empty >= self.config.quorum.r {
+        if empty >= self.config.quorum.for_set(placement.now.len()).r {
             // A quorum holds no version at all: no write of this key was
             // ever acknowledged (or its tombstone is long compacted).
             return Ok(ReadOutcome::NotFound { version: None });
@@ -247,20 +383,20 @@ impl<T: Transport> Coordinator<T> {
     }
 
     /// Of `candidates` (dead records this node would like to drop), those
-    /// every other owner also holds at that version or newer, or not at all.
+    /// every other owner (now or next) also holds at that version or
+    /// newer, or not at all.
     pub async fn confirm_removable(&self, candidates: Vec<(Vec<u8>, Version)>) -> Vec<(Vec<u8>, Version)> {
         if self.config.bugs.has(TestBug::EarlyTombstoneGc) {
             return candidates;
         }
         let mut removable = Vec::new();
         for (key, version) in candidates {
-            let others: Vec<String> = self
-                .ring
-                .owners(&key, self.config.quorum.n)
-                .into_iter()
-                .filter(|owner| *owner != self.config.node_id)
-                .collect();
-            let Ok(responses) = self.read_from(&others, &key, others.len()).await else { continue };
+            let placement = self.membership.load().placement(&key);
+            let others: Vec<String> =
+                placement.targets().into_iter().filter(|owner| *owner != self.config.node_id).collect();
+            let Ok(responses) = self.read_from(&others, &key, UNFENCED, &Needed::all(&others)).await else {
+                continue;
+            };
             if responses.iter().all(|(_, held)| held.as_ref().is_none_or(|r| r.version >= version)) {
                 removable.push((key, version));
             }
@@ -268,10 +404,10 @@ impl<T: Transport> Coordinator<T> {
         removable
     }
 
-    /// Owners of `key` believed alive, in preference order, and the others.
-    fn owners(&self, key: &[u8]) -> (Vec<String>, Vec<String>) {
+    /// `owners` believed alive, in preference order (this node first, the
+    /// others in turns), and the others.
+    fn order(&self, mut owners: Vec<String>) -> (Vec<String>, Vec<String>) {
         let now = crate::clock::monotonic_now();
-        let mut owners = self.ring.owners(key, self.config.quorum.n);
         // The local replica first: it answers fastest. The others in turns.
         let local = owners.iter().position(|owner| *owner == self.config.node_id);
         if let Some(at) = local {
@@ -306,43 +442,60 @@ impl<T: Transport> Coordinator<T> {
         Ok(version)
     }
 
-    /// A read quorum of `need` owners among `live`. (Under the
-    /// `sloppy-quorum` bug, owners believed down are stood in for by
+    /// A read quorum in each of the key's owner sets, among `live`. (Under
+    /// the `sloppy-quorum` bug, owners believed down are stood in for by
     /// fallbacks that hold nothing, as Riak's fallback vnodes answer "not
     /// found": the quorum is whatever live owners answer, even none.)
-    async fn quorum_read(&self, live: &[String], key: &[u8], need: usize) -> Result<Vec<Response>, CoordinatorError> {
-        if !self.config.bugs.has(TestBug::SloppyQuorum) {
-            return self.read_from(live, key, need).await;
-        }
-        match live.is_empty() {
-            true => Ok(Vec::new()),
-            false => self.read_from(live, key, need.min(live.len())).await,
+    async fn quorum_read(
+        &self,
+        placement: &Placement,
+        live: &[String],
+        key: &[u8],
+        fence: u64,
+    ) -> Result<Vec<Response>, Shortfall> {
+        let needed = Needed::reads(placement, self.config.quorum);
+        match self.config.bugs.has(TestBug::SloppyQuorum) {
+            false => self.read_from(live, key, fence, &needed).await,
+            true => self.read_from(live, key, fence, &needed.at_most_live(live)).await,
         }
     }
 
-    /// Reads `key` from `owners` until `need` have answered. Asks the first
-    /// `need` at once (the local replica first); asks the rest when one
-    /// fails, or all of them once `hedge_delay` passes without enough
-    /// answers (a slow or paused replica costs a hedge, not a timeout).
-    /// The calls run in this task, under one deadline for the phase: no
-    /// task or timer per call (both showed in profiles of the put path).
-    async fn read_from(&self, owners: &[String], key: &[u8], need: usize) -> Result<Vec<Response>, CoordinatorError> {
+    /// Reads `key` from `owners` until `needed` is met. Asks the fewest
+    /// owners that could meet it at once (the local replica first), the
+    /// rest when one fails, or all of them once `hedge_delay` passes
+    /// without enough answers (a slow or paused replica costs a hedge, not
+    /// a timeout). The calls run in this task, under one deadline for the
+    /// phase: no task or timer per call (both showed in profiles of the
+    /// put path).
+    async fn read_from(
+        &self,
+        owners: &[String],
+        key: &[u8],
+        fence: u64,
+        needed: &Needed<'_>,
+    ) -> Result<Vec<Response>, Shortfall> {
         let call = |owner: &String| {
             let (transport, owner) = (&self.transport, owner.clone());
             async move {
-                let answer = transport.read(&owner, key).await;
+                let answer = transport.read(&owner, key, fence).await;
                 (owner, answer)
             }
         };
+        // One set: its need, in preference order. Two sets: everyone.
+        let first = match needed.sets.as_slice() {
+            [_] => needed.need[0],
+            _ => owners.len(),
+        };
         let mut spare = owners.iter();
-        let mut calls: FuturesUnordered<_> = spare.by_ref().take(need).map(call).collect();
+        let mut calls: FuturesUnordered<_> = spare.by_ref().take(first).map(call).collect();
         let hedge = tokio::time::sleep(self.config.hedge_delay);
         let expiry = tokio::time::sleep(self.config.rpc_timeout);
         tokio::pin!(hedge, expiry);
         let mut hedged = false;
-        let mut responses = Vec::with_capacity(need);
+        let (mut responses, mut stale): (Vec<Response>, Vec<String>) = (Vec::with_capacity(first), Vec::new());
+        let met = |responses: &[Response]| needed.met_by(responses.iter().map(|(owner, _)| owner.as_str()));
         // Empty `calls` means every owner was asked and none is left to wait for.
-        while responses.len() < need && !calls.is_empty() {
+        while !met(&responses) && !calls.is_empty() {
             // Biased: the branches are polled in this order, not a random
             // one, so that a simulation seed replays the same run.
             tokio::select! {
@@ -351,6 +504,9 @@ impl<T: Transport> Coordinator<T> {
                     Ok(record) => responses.push((owner, record)),
                     Err(error) => {
                         tracing::debug!(%owner, %error, "replica read failed");
+                        if matches!(error, RpcError::StaleView(_)) {
+                            stale.push(owner);
+                        }
                         calls.extend(spare.next().map(call));
                     }
                 },
@@ -361,39 +517,53 @@ impl<T: Transport> Coordinator<T> {
                 () = &mut expiry => break,
             }
         }
-        if responses.len() < need {
-            return Err(CoordinatorError::Unavailable(format!(
-                "only {} of the {need} replicas needed answered in time ({} believed reachable of {})",
+        if !met(&responses) {
+            let message = format!(
+                "only {} of the {} replicas needed answered in time ({} believed reachable{})",
                 responses.len(),
+                needed.describe(),
                 owners.len(),
-                self.config.quorum.n
-            )));
+                if stale.is_empty() { String::new() } else { format!("; {stale:?} hold another view") }
+            );
+            return Err(Shortfall { stale, message });
         }
         Ok(responses)
     }
 
-    /// The first owner, in preference order, that answers.
-    async fn read_first(&self, owners: &[String], key: &[u8]) -> Result<Response, CoordinatorError> {
+    /// The first owner, in preference order, that answers (unfenced).
+    async fn read_first(&self, owners: &[String], key: &[u8]) -> Result<Response, Shortfall> {
         for owner in owners {
-            match tokio::time::timeout(self.config.rpc_timeout, self.transport.read(owner, key)).await {
+            match tokio::time::timeout(self.config.rpc_timeout, self.transport.read(owner, key, UNFENCED)).await {
                 Ok(Ok(record)) => return Ok((owner.clone(), record)),
                 Ok(Err(error)) => tracing::debug!(%owner, %error, "replica read failed"),
                 Err(_) => tracing::debug!(%owner, "replica read timed out"),
             }
         }
-        Err(CoordinatorError::Unavailable(format!("no replica of the {} tried answered in time", owners.len())))
+        Err(Shortfall {
+            stale: Vec::new(),
+            message: format!("no replica of the {} tried answered in time", owners.len()),
+        })
     }
 
-    /// Sends `record` to every target; returns once `need` have acknowledged,
-    /// all have answered, or the deadline passed. One background task drives
+    /// Sends `record` to every target; returns who holds it (`holding`,
+    /// then each target that acknowledged) once that meets `needed`, all
+    /// have answered, or the deadline passed. One background task drives
     /// all the calls, so they finish even if this request is dropped (a
     /// client that hangs up does not cut a write short); targets that failed
     /// or missed the deadline get hints once every call is over.
-    async fn replicate(&self, targets: &[String], key: &[u8], record: &Record, need: usize) -> usize {
+    async fn replicate(
+        &self,
+        targets: Vec<String>,
+        key: &[u8],
+        record: &Record,
+        fence: u64,
+        needed: &Needed<'_>,
+        holding: Vec<String>,
+    ) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + self.config.rpc_timeout;
-        let (progress, mut acks_seen) = tokio::sync::watch::channel((0usize, false));
+        let (progress, mut acks_seen) = tokio::sync::watch::channel((holding, false));
         let (transport, hints) = (self.transport.clone(), self.hints.clone());
-        let (targets, key, record) = (targets.to_vec(), key.to_vec(), record.clone());
+        let (key, record) = (key.to_vec(), record.clone());
         let sloppy = self.config.bugs.has(TestBug::SloppyQuorum);
         let keep_hints = !self.config.bugs.has(TestBug::NoRepair);
         tokio::spawn(async move {
@@ -401,7 +571,7 @@ impl<T: Transport> Coordinator<T> {
             let call = |target: String| {
                 let (transport, key, record, hint, hints) = (&transport, &key, &record, &hint, &hints);
                 async move {
-                    let written = tokio::time::timeout_at(deadline, transport.write(&target, key, record)).await;
+                    let written = tokio::time::timeout_at(deadline, transport.write(&target, key, record, fence)).await;
                     let mut acked = matches!(written, Ok(Ok(())));
                     if let Ok(Err(error)) = &written {
                         tracing::debug!(%target, %error, "replica write failed; leaving a hint");
@@ -415,42 +585,48 @@ impl<T: Transport> Coordinator<T> {
                 }
             };
             let mut calls: FuturesUnordered<_> = targets.into_iter().map(call).collect();
-            let (mut acks, mut missed) = (0, Vec::new());
+            let mut missed = Vec::new();
             while let Some((target, acked, needs_hint)) = calls.next().await {
-                acks += usize::from(acked);
                 if needs_hint && keep_hints {
-                    missed.push(target);
+                    missed.push(target.clone());
                 }
-                progress.send_replace((acks, calls.is_empty()));
+                let all_answered = calls.is_empty();
+                progress.send_modify(|(acks, done)| {
+                    if acked {
+                        acks.push(target);
+                    }
+                    *done = all_answered;
+                });
             }
-            progress.send_replace((acks, true));
+            progress.send_modify(|(_, done)| *done = true);
             drop(calls);
             for target in missed {
                 hints.offer(hint(&target));
             }
         });
-        let enough = acks_seen.wait_for(|(acks, all_answered)| *acks >= need || *all_answered);
-        let waited = tokio::time::timeout_at(deadline, enough).await.map(|seen| seen.map(|seen| seen.0));
+        let enough =
+            acks_seen.wait_for(|(acks, all_answered)| *all_answered || needed.met_by(acks.iter().map(String::as_str)));
+        let waited = tokio::time::timeout_at(deadline, enough).await.map(|seen| seen.map(|seen| seen.0.clone()));
         // Past the deadline (or if the task died): what was acknowledged by now.
-        waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().0)
+        waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().0.clone())
     }
 
-    /// Leaves hints for the owners believed down and returns 0: hints
-    /// never count toward W. (Under the `sloppy-quorum` bug each hint taken
-    /// counts as an ack.)
-    fn hint_down_owners(&self, down: Vec<String>, key: &[u8], record: &Record) -> usize {
+    /// Leaves hints for the owners believed down and returns who stands in
+    /// for an ack: no one, since hints never count toward W. (Under the
+    /// `sloppy-quorum` bug each owner whose hint was taken counts.)
+    fn hint_down_owners(&self, down: Vec<String>, key: &[u8], record: &Record) -> Vec<String> {
         if self.config.bugs.has(TestBug::NoRepair) {
-            return 0;
+            return Vec::new();
         }
-        let mut stand_ins = 0;
+        let mut stand_ins = Vec::new();
         for target in down {
-            let taken = self.hints.offer(Hint { target, key: key.to_vec(), record: record.clone() });
-            stand_ins += usize::from(taken);
+            if self.hints.offer(Hint { target: target.clone(), key: key.to_vec(), record: record.clone() }) {
+                stand_ins.push(target);
+            }
         }
-        if self.config.bugs.has(TestBug::SloppyQuorum) {
-            stand_ins
-        } else {
-            0
+        match self.config.bugs.has(TestBug::SloppyQuorum) {
+            true => stand_ins,
+            false => Vec::new(),
         }
     }
 
@@ -464,7 +640,9 @@ impl<T: Transport> Coordinator<T> {
         tokio::spawn(async move {
             let mut responses = Vec::new();
             for owner in &live {
-                if let Ok(Ok(record)) = tokio::time::timeout(timeout, transport.read(owner, key.as_bytes())).await {
+                if let Ok(Ok(record)) =
+                    tokio::time::timeout(timeout, transport.read(owner, key.as_bytes(), UNFENCED)).await
+                {
                     responses.push((owner.clone(), record));
                 }
             }
@@ -490,7 +668,7 @@ async fn push_to_stale<T: Transport>(
 ) {
     for (owner, held) in responses {
         if held.as_ref().is_none_or(|record| record.version < best.version) {
-            let _ = tokio::time::timeout(timeout, transport.write(owner, key, best)).await;
+            let _ = tokio::time::timeout(timeout, transport.write(owner, key, best, UNFENCED)).await;
         }
     }
 }

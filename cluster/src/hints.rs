@@ -323,7 +323,9 @@ pub async fn deliver_once<T: Transport>(
         let mut done = Vec::new();
         for (key, record) in hints.pending(peer, HINTS_PER_ROUND)? {
             if !past_grace(&record, now_ms, grace) {
-                match tokio::time::timeout(rpc_timeout, transport.write(peer, &key, &record)).await {
+                match tokio::time::timeout(rpc_timeout, transport.write(peer, &key, &record, crate::replica::UNFENCED))
+                    .await
+                {
                     Ok(Ok(())) => delivered += 1,
                     _ => break, // it is not back after all; try next round
                 }

@@ -1,7 +1,7 @@
 //! Who is in the cluster and who is believed alive.
 //!
-//! Members come from the seed list and do not change while a node runs.
-//! Liveness comes from heartbeats: a peer that answered a ping within the
+//! Members come from the membership view (`crate::topology`), which starts
+//! from the seed list and changes by gossip. Liveness comes from heartbeats: a peer that answered a ping within the
 //! failure timeout is believed alive. Coordinators skip peers believed down
 //! (and leave hints for them); a wrong belief costs latency, never safety,
 //! because every decision still waits for real quorum answers.
@@ -52,10 +52,11 @@ impl FailureDetector {
         FailureDetector { timeout, last_answer: Mutex::new(last_answer) }
     }
 
+    /// A peer not known yet (a member that joined) is added.
     pub fn record_answer(&self, peer: &str, now: Instant) {
-        if let Some(last) = self.last_answer.lock().expect("detector lock").get_mut(peer) {
-            *last = (*last).max(now);
-        }
+        let mut last_answer = self.last_answer.lock().expect("detector lock");
+        let last = last_answer.entry(peer.to_owned()).or_insert(now);
+        *last = (*last).max(now);
     }
 
     /// Unknown ids (this node itself) are always alive.

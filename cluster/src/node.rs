@@ -7,19 +7,22 @@ use crate::clock::{monotonic_now, Clock};
 use crate::compaction;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, Quorum, ReadOutcome};
+use crate::handoff::{self, HandoffError, Move, MoveConfig, Progress};
 use crate::hints::{self, HintStore, HintWriter};
-use crate::membership::{parse_peers, FailureDetector, Member};
+use crate::membership::{parse_peers, FailureDetector};
 use crate::record::Record;
 use crate::recovery::Recovery;
-use crate::replica::Replica;
-use crate::ring::Ring;
+use crate::replica::{Replica, ReplicaError};
 use crate::rpc::client::HttpTransport;
 use crate::storage::{Store, StoreError};
 use crate::test_bug::TestBug;
-use crate::transport::{RpcError, SyncReply, SyncRequest, Transport};
+use crate::topology::Membership;
+use crate::transport::{Gossip, HandoffReply, HandoffRequest, RpcError, SyncReply, SyncRequest, Transport};
 use crate::version::Version;
+use crate::view::{Status, View};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinHandle;
@@ -46,25 +49,34 @@ impl From<CoordinatorError> for NodeError {
 pub struct ClusterTransport {
     local: Arc<Replica>,
     remote: HttpTransport,
+    /// Bound on each push of a handoff page.
+    rpc_timeout: Duration,
 }
 
 fn local_error(to: &str, error: impl std::fmt::Display) -> RpcError {
     RpcError::Remote(to.to_owned(), error.to_string())
 }
 
+fn replica_error(to: &str, error: ReplicaError) -> RpcError {
+    match error {
+        ReplicaError::StaleView => RpcError::StaleView(to.to_owned()),
+        other => local_error(to, other),
+    }
+}
+
 impl Transport for ClusterTransport {
-    async fn read(&self, to: &str, key: &[u8]) -> Result<Option<Record>, RpcError> {
+    async fn read(&self, to: &str, key: &[u8], fence: u64) -> Result<Option<Record>, RpcError> {
         if to == self.local.node_id {
-            return self.local.read(key).map_err(|e| local_error(to, e));
+            return self.local.read(key, fence).map_err(|e| replica_error(to, e));
         }
-        self.remote.read(to, key).await
+        self.remote.read(to, key, fence).await
     }
 
-    async fn write(&self, to: &str, key: &[u8], record: &Record) -> Result<(), RpcError> {
+    async fn write(&self, to: &str, key: &[u8], record: &Record, fence: u64) -> Result<(), RpcError> {
         if to == self.local.node_id {
-            return self.local.write(key.to_vec(), record.clone()).await.map_err(|e| local_error(to, e));
+            return self.local.write(key.to_vec(), record.clone(), fence).await.map_err(|e| replica_error(to, e));
         }
-        self.remote.write(to, key, record).await
+        self.remote.write(to, key, record, fence).await
     }
 
     async fn write_batch(&self, to: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
@@ -80,6 +92,22 @@ impl Transport for ClusterTransport {
         }
         self.remote.sync(to, request).await
     }
+
+    async fn gossip(&self, to: &str, message: Gossip) -> Result<Gossip, RpcError> {
+        if to == self.local.node_id {
+            return Ok(crate::gossip::answer(&self.local.membership, &message));
+        }
+        self.remote.gossip(to, message).await
+    }
+
+    async fn handoff(&self, to: &str, request: HandoffRequest) -> Result<HandoffReply, RpcError> {
+        if to == self.local.node_id {
+            let local = &self.local;
+            let pushed = handoff::push_page(self, &local.store, &local.membership, &request, self.rpc_timeout).await;
+            return pushed.map_err(|e| local_error(to, e));
+        }
+        self.remote.handoff(to, request).await
+    }
 }
 
 pub struct Node {
@@ -92,9 +120,18 @@ pub struct Node {
     hints: Arc<HintStore>,
     /// Drains the coordinator's hint queue into `hints`; taken by
     /// [`Node::spawn_background`].
-    hint_writer: std::sync::Mutex<Option<HintWriter>>,
-    /// Every member but this node.
-    peers: Vec<Member>,
+    hint_writer: Mutex<Option<HintWriter>>,
+    pub membership: Arc<Membership>,
+    /// This node's join or leave, under way or last finished.
+    pub move_progress: Arc<Mutex<Progress>>,
+    /// Whether a join or leave of this node runs now.
+    moving: AtomicBool,
+    /// Which peer the next heartbeat gossips with.
+    gossip_turn: AtomicUsize,
+    /// The view last saved to the data folder (see [`Node::save_view`]).
+    saved_view: Mutex<Option<View>>,
+    /// Set once this node has left the cluster: the process may stop.
+    left: tokio::sync::watch::Sender<bool>,
 }
 
 /// Why two members could issue the same version, if they could: a
@@ -129,25 +166,22 @@ impl Node {
         hint_store: Store,
         clean: bool,
     ) -> Result<Node, String> {
-        let peers: Vec<Member> =
-            parse_peers(&config.peers)?.into_iter().filter(|peer| peer.id != config.node_id).collect();
-        let mut ids: Vec<String> = peers.iter().map(|peer| peer.id.clone()).collect();
+        let seeds = parse_peers(&config.peers)?;
+        let joiners = parse_peers(&config.join)?;
+        let mut ids: Vec<String> = seeds.iter().map(|peer| peer.id.clone()).collect();
         ids.push(config.node_id.clone());
         if let Some(clash) = same_version_tag(&ids) {
             return Err(clash);
         }
-        let ring = Arc::new(Ring::new(&ids, config.vnodes));
-        let quorum = Quorum::for_cluster(config.replicas, config.read_quorum, config.write_quorum, ring.nodes().len());
-        if quorum.n < config.replicas {
-            tracing::warn!(
-                ?quorum,
-                members = ring.nodes().len(),
-                "fewer members than N: quorums shrink to the cluster"
-            );
+        let membership = Arc::new(Membership::new(&config.node_id, initial_view(&config, &seeds)?, config.replicas));
+        let members = membership.load().members().len();
+        if members > 0 && members < config.replicas {
+            tracing::warn!(members, n = config.replicas, "fewer members than N: quorums shrink to the cluster");
         }
+        let quorum = Quorum { n: config.replicas, r: config.read_quorum, w: config.write_quorum };
         let recovery = match clean {
-            true => Recovery::done(ring.clone(), quorum.n),
-            false => Recovery::from_all_peers(ring.clone(), quorum.n, &config.node_id),
+            true => Recovery::done(membership.clone()),
+            false => Recovery::from_all_peers(membership.clone()),
         };
         if !recovery.is_done() {
             tracing::warn!(peers = ?recovery.pending(), "the last stop was not clean: recovering from the peers \
@@ -156,8 +190,7 @@ impl Node {
         let replica = Arc::new(Replica {
             node_id: config.node_id.clone(),
             store,
-            ring: ring.clone(),
-            n: quorum.n,
+            membership: membership.clone(),
             clock: clock.clone(),
             grace_ms: config.tombstone_grace_secs.saturating_mul(1000),
             recovery,
@@ -165,17 +198,18 @@ impl Node {
             limits: config.limits(),
         });
         let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
+        let others: Vec<_> = seeds.iter().chain(&joiners).filter(|peer| peer.id != config.node_id).cloned().collect();
         // No secret only for a node alone (Config::validate): it calls no one.
         let remote = HttpTransport::new(
-            &peers,
+            &others,
             config.cluster_secret.as_deref().unwrap_or(""),
             (rpc_timeout, Duration::from_millis(config.sync_timeout_ms)),
             max_response_bytes(&config.limits()),
         );
-        let transport = Arc::new(ClusterTransport { local: replica.clone(), remote });
+        let transport = Arc::new(ClusterTransport { local: replica.clone(), remote, rpc_timeout });
         let failure_timeout = Duration::from_millis(config.failure_timeout_ms);
         let detector =
-            Arc::new(FailureDetector::new(peers.iter().map(|p| p.id.clone()), failure_timeout, monotonic_now()));
+            Arc::new(FailureDetector::new(others.iter().map(|p| p.id.clone()), failure_timeout, monotonic_now()));
         let hints = Arc::new(HintStore::new(hint_store, config.max_hint_bytes));
         let (hint_queue, hint_writer) = hints::hint_queue(HINT_QUEUE_HINTS, HINT_QUEUE_BYTES);
         let coordinator = Coordinator::new(
@@ -189,13 +223,29 @@ impl Node {
                 bugs: config.bugs(),
             },
             clock.clone(),
-            ring,
+            membership.clone(),
             transport.clone(),
             detector.clone(),
             Arc::new(hint_queue),
         );
-        let hint_writer = std::sync::Mutex::new(Some(hint_writer));
-        Ok(Node { config, clock, replica, coordinator, transport, detector, hints, hint_writer, peers })
+        let node = Node {
+            config,
+            clock,
+            replica,
+            coordinator,
+            transport,
+            detector,
+            hints,
+            hint_writer: Mutex::new(Some(hint_writer)),
+            membership,
+            move_progress: Arc::new(Mutex::new(Progress { phase: "idle".into(), ..Progress::default() })),
+            moving: AtomicBool::new(false),
+            gossip_turn: AtomicUsize::new(0),
+            saved_view: Mutex::new(None),
+            left: tokio::sync::watch::channel(false).0,
+        };
+        node.learn_addresses();
+        Ok(node)
     }
 
     pub async fn put(&self, command: PutCommand) -> Result<Version, NodeError> {
@@ -264,17 +314,153 @@ impl Node {
         tasks
     }
 
+    /// Pings every peer, gossips with one in turn, and keeps the view's
+    /// addresses and its saved copy up to date.
     async fn heartbeat(&self) {
-        let pings = self.peers.iter().map(|peer| async move {
-            if self.transport.remote.ping(&peer.id).await.is_ok() {
-                self.detector.record_answer(&peer.id, monotonic_now());
+        let peers = self.peers();
+        let pings = peers.iter().map(|peer| async move {
+            if self.transport.remote.ping(peer).await.is_ok() {
+                self.detector.record_answer(peer, monotonic_now());
             }
         });
         futures::future::join_all(pings).await;
+        if !peers.is_empty() {
+            let peer = &peers[self.gossip_turn.fetch_add(1, Ordering::Relaxed) % peers.len()];
+            let timeout = Duration::from_millis(self.config.rpc_timeout_ms);
+            if let Err(error) = crate::gossip::exchange(&*self.transport, &self.membership, peer, timeout).await {
+                tracing::debug!(%peer, %error, "gossip exchange failed");
+            }
+        }
+        self.learn_addresses();
+        self.save_view();
+    }
+
+    /// Every member but this node (not those that left).
+    pub fn peers(&self) -> Vec<String> {
+        let topology = self.membership.load();
+        topology.members().into_iter().map(|(id, _)| id.to_owned()).filter(|id| *id != self.config.node_id).collect()
+    }
+
+    /// Tells the transport every member's address (new members, moves).
+    pub fn learn_addresses(&self) {
+        let topology = self.membership.load();
+        for (id, entry) in topology.view().entries() {
+            if id != self.config.node_id && !entry.addr.is_empty() {
+                self.transport.remote.learn(id, &entry.addr);
+            }
+        }
+    }
+
+    /// Keeps the view in the data folder, so that a restarted node knows
+    /// the members that joined since its seed list was written.
+    fn save_view(&self) {
+        if self.config.storage != crate::config::StorageKind::Sled {
+            return;
+        }
+        let view = self.membership.load().view().clone();
+        let mut saved = self.saved_view.lock().expect("saved view lock");
+        if saved.as_ref() == Some(&view) {
+            return;
+        }
+        match write_view(&self.config.data_dir, &view) {
+            Ok(()) => *saved = Some(view),
+            Err(error) => tracing::warn!(%error, "cannot save the membership view; retrying at the next heartbeat"),
+        }
+    }
+
+    /// This member's part in another member's move (see [`crate::handoff`]).
+    pub async fn push_for_move(&self, request: &HandoffRequest) -> Result<HandoffReply, HandoffError> {
+        let timeout = Duration::from_millis(self.config.rpc_timeout_ms);
+        handoff::push_page(&*self.transport, &self.replica.store, &self.membership, request, timeout).await
+    }
+
+    fn move_config(&self) -> MoveConfig {
+        MoveConfig {
+            addr: self.config.advertised_addr(),
+            vnodes: self.config.vnodes,
+            rpc_timeout: Duration::from_millis(self.config.rpc_timeout_ms),
+            page_pause: Duration::from_millis(self.config.stream_page_pause_ms),
+            step_deadline: Duration::from_millis(self.config.move_step_timeout_ms),
+            max_attempts: MOVE_ATTEMPTS,
+        }
+    }
+
+    /// Joins the cluster of the `--join` members: learns its view from
+    /// one of them, then runs [`handoff::run`]. Nothing to do for a node
+    /// already a normal member (a restart).
+    pub fn start_join(self: &Arc<Node>) -> Option<JoinHandle<()>> {
+        let seeds: Vec<String> = parse_peers(&self.config.join).ok()?.into_iter().map(|m| m.id).collect();
+        if seeds.is_empty() || self.own_status() == Some(Status::Normal) || self.moving.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let node = self.clone();
+        Some(tokio::spawn(async move {
+            let config = node.move_config();
+            let mut learned = false;
+            for attempt in 0..MOVE_ATTEMPTS * 10 {
+                let seed = &seeds[attempt as usize % seeds.len()];
+                match crate::gossip::exchange(&*node.transport, &node.membership, seed, config.rpc_timeout).await {
+                    Ok(_) => {
+                        learned = true;
+                        break;
+                    }
+                    Err(error) => tracing::info!(%seed, %error, "join: cannot reach a --join member yet"),
+                }
+                tokio::time::sleep(config.rpc_timeout * 4).await;
+            }
+            node.learn_addresses();
+            let outcome = match learned {
+                true => {
+                    handoff::run(&*node.transport, &node.membership, Move::Join, &config, &node.move_progress).await
+                }
+                false => Err(handoff::MoveError::Refused("no --join member answered".into())),
+            };
+            match outcome {
+                Ok(()) => tracing::info!("joined the cluster: this node is a normal member"),
+                Err(error) => tracing::error!(%error, "join failed"),
+            }
+            node.save_view();
+            node.moving.store(false, Ordering::Release);
+        }))
+    }
+
+    /// Starts this node's decommission: it hands its ranges over, becomes
+    /// `left`, and then [`Node::has_left`] fires.
+    pub fn start_leave(self: &Arc<Node>) -> Result<(), String> {
+        if self.own_status() != Some(Status::Normal) {
+            return Err(format!("only a normal member can leave; this one is {:?}", self.own_status()));
+        }
+        if self.moving.swap(true, Ordering::AcqRel) {
+            return Err("a join or leave of this node is already under way".into());
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let config = node.move_config();
+            match handoff::run(&*node.transport, &node.membership, Move::Leave, &config, &node.move_progress).await {
+                Ok(()) => {
+                    tracing::info!("left the cluster: every range is held by its new owners");
+                    node.save_view();
+                    let _ = node.left.send(true);
+                }
+                Err(error) => tracing::error!(%error, "leave failed"),
+            }
+            node.moving.store(false, Ordering::Release);
+        });
+        Ok(())
+    }
+
+    /// Resolves once this node has left the cluster.
+    pub async fn has_left(&self) {
+        let mut left = self.left.subscribe();
+        let _ = left.wait_for(|left| *left).await;
+    }
+
+    pub fn own_status(&self) -> Option<Status> {
+        self.membership.load().view().entry(&self.config.node_id).map(|entry| entry.status)
     }
 
     async fn deliver_hints(&self) {
-        let peers: Vec<String> = self.peers.iter().map(|peer| peer.id.clone()).collect();
+        let peers = self.peers();
         let grace = Duration::from_secs(self.config.tombstone_grace_secs);
         let timeout = Duration::from_millis(self.config.rpc_timeout_ms);
         let now_ms = self.clock.now_ms();
@@ -296,16 +482,16 @@ impl Node {
     }
 
     async fn anti_entropy(&self) {
-        for peer in &self.peers {
-            if !self.detector.is_alive(&peer.id, monotonic_now()) {
+        for peer in self.peers() {
+            if !self.detector.is_alive(&peer, monotonic_now()) {
                 continue;
             }
-            match self.exchange_with(&peer.id).await {
+            match self.exchange_with(&peer).await {
                 Ok(stats) if stats.pulled + stats.pushed > 0 => {
-                    tracing::info!(peer = %peer.id, ?stats, "anti-entropy repaired differences")
+                    tracing::info!(%peer, ?stats, "anti-entropy repaired differences")
                 }
                 Ok(_) => {}
-                Err(error) => tracing::debug!(peer = %peer.id, %error, "anti-entropy exchange failed"),
+                Err(error) => tracing::debug!(%peer, %error, "anti-entropy exchange failed"),
             }
         }
     }
@@ -362,6 +548,56 @@ fn max_response_bytes(limits: &crate::api::Limits) -> usize {
     let per_read = limits.max_key_bytes + limits.max_value_bytes + 64;
     let batch = crate::rpc::client::MAX_CALLS_PER_BATCH.saturating_mul(per_read);
     batch.max(crate::antientropy::MAX_REPLY_BYTES).saturating_add(1 << 20)
+}
+
+/// Tries of a join or leave (each after undoing one that met another).
+const MOVE_ATTEMPTS: u32 = 5;
+
+/// Where the view is kept in the data folder.
+const VIEW_FILE: &str = "membership.view";
+
+/// The view this node starts with: the seed list's (every seed normal at
+/// version 0, so anything the cluster changed since wins), merged with the
+/// one it saved before a restart. Empty for a node that joins and saved
+/// none: it learns the view from its `--join` members.
+fn initial_view(config: &Config, seeds: &[crate::membership::Member]) -> Result<View, String> {
+    let mut members: Vec<(String, String)> = seeds.iter().map(|m| (m.id.clone(), m.addr.clone())).collect();
+    if !members.iter().any(|(id, _)| *id == config.node_id) && (config.join.is_empty() || !seeds.is_empty()) {
+        members.push((config.node_id.clone(), config.advertised_addr()));
+    }
+    let mut view = match (members.is_empty(), config.join.is_empty() || !seeds.is_empty()) {
+        (false, true) => View::from_seeds(&members, config.vnodes),
+        _ => View::default(),
+    };
+    if config.storage == crate::config::StorageKind::Sled {
+        if let Some(saved) = read_view(&config.data_dir)? {
+            view.merge(&saved);
+        }
+    }
+    Ok(view)
+}
+
+fn read_view(data_dir: &std::path::Path) -> Result<Option<View>, String> {
+    let path = data_dir.join(VIEW_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => crate::rpc::codec::decode_gossip(&bytes).map(|message| Some(message.entries)).map_err(|error| {
+            format!("{} is damaged ({error}); move it aside to start from the seed list", path.display())
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
+}
+
+/// Written whole to a temporary file, synced, then renamed over the old.
+fn write_view(data_dir: &std::path::Path, view: &View) -> std::io::Result<()> {
+    use std::io::Write;
+    let bytes = crate::rpc::codec::encode_gossip(&Gossip { digest: Default::default(), entries: view.clone() });
+    let temporary = data_dir.join(format!("{VIEW_FILE}.new"));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, data_dir.join(VIEW_FILE))?;
+    crate::storage::fsync::sync_dir(data_dir)
 }
 
 /// How often a recovering node retries the exchanges it still needs.

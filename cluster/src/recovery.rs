@@ -28,7 +28,7 @@
 //! Dynamo-style store: a node whose folder was wiped must be restarted with
 //! `--recover-from-peers`, never as if it were new.
 
-use crate::ring::Ring;
+use crate::topology::Membership;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
@@ -45,8 +45,7 @@ pub const RECOVER_MARKER: &str = "recover-from-peers";
 /// Which peers this replica still has to exchange with before it answers
 /// reads of the keys they co-own.
 pub struct Recovery {
-    ring: Arc<Ring>,
-    n: usize,
+    membership: Arc<Membership>,
     pending: Mutex<BTreeSet<String>>,
     /// Fast path: true once `pending` is empty, for good.
     done: AtomicBool,
@@ -54,15 +53,18 @@ pub struct Recovery {
 
 impl Recovery {
     /// Nothing to recover: every read is answered.
-    pub fn done(ring: Arc<Ring>, n: usize) -> Recovery {
-        Recovery { ring, n, pending: Mutex::new(BTreeSet::new()), done: AtomicBool::new(true) }
+    pub fn done(membership: Arc<Membership>) -> Recovery {
+        Recovery { membership, pending: Mutex::new(BTreeSet::new()), done: AtomicBool::new(true) }
     }
 
-    /// Recovering from every other member of the ring.
-    pub fn from_all_peers(ring: Arc<Ring>, n: usize, me: &str) -> Recovery {
-        let pending: BTreeSet<String> = ring.nodes().iter().filter(|node| *node != me).cloned().collect();
+    /// Recovering from every other member of the view.
+    pub fn from_all_peers(membership: Arc<Membership>) -> Recovery {
+        let topology = membership.load();
+        let me = membership.me();
+        let pending: BTreeSet<String> =
+            topology.members().into_iter().filter(|(id, _)| *id != me).map(|(id, _)| id.to_owned()).collect();
         let done = AtomicBool::new(pending.is_empty());
-        Recovery { ring, n, pending: Mutex::new(pending), done }
+        Recovery { membership, pending: Mutex::new(pending), done }
     }
 
     pub fn is_done(&self) -> bool {
@@ -81,7 +83,8 @@ impl Recovery {
             return Vec::new();
         }
         let pending = self.pending.lock().expect("recovery lock");
-        self.ring.owners(key, self.n).into_iter().filter(|owner| pending.contains(owner)).collect()
+        let placement = self.membership.load().placement(key);
+        placement.targets().into_iter().filter(|owner| pending.contains(owner)).collect()
     }
 
     /// One complete exchange with `peer` finished: everything it held is
@@ -121,14 +124,20 @@ pub fn leave_clean_marker(data_dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn ring(nodes: &[&str]) -> Arc<Ring> {
-        Arc::new(Ring::new(&nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>(), 16))
+    use crate::ring::Ring;
+
+    fn names(nodes: &[&str]) -> Vec<String> {
+        nodes.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn membership(nodes: &[&str], n: usize) -> Arc<Membership> {
+        Arc::new(Membership::from_seed_ids("a", &names(nodes), 16, n))
     }
 
     #[test]
     fn reads_wait_only_for_co_owners_not_yet_exchanged_with() {
-        let ring = ring(&["a", "b", "c", "d", "e"]);
-        let recovery = Recovery::from_all_peers(ring.clone(), 3, "a");
+        let ring = Ring::new(&names(&["a", "b", "c", "d", "e"]), 16);
+        let recovery = Recovery::from_all_peers(membership(&["a", "b", "c", "d", "e"], 3));
         assert_eq!(recovery.pending(), vec!["b", "c", "d", "e"]);
         let key = (0..1000).map(|i| format!("k{i}")).find(|k| ring.owners(k.as_bytes(), 3).contains(&"a".into()));
         let key = key.expect("a owns some key");
@@ -147,8 +156,8 @@ mod tests {
 
     #[test]
     fn a_lone_node_and_a_clean_start_have_nothing_to_recover() {
-        assert!(Recovery::from_all_peers(ring(&["a"]), 3, "a").is_done());
-        assert!(Recovery::done(ring(&["a", "b"]), 2).blocking(b"k").is_empty());
+        assert!(Recovery::from_all_peers(membership(&["a"], 3)).is_done());
+        assert!(Recovery::done(membership(&["a", "b"], 2)).blocking(b"k").is_empty());
     }
 
     #[test]

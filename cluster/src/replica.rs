@@ -6,8 +6,8 @@ use crate::api::request::Limits;
 use crate::clock::Clock;
 use crate::record::Record;
 use crate::recovery::Recovery;
-use crate::ring::Ring;
 use crate::storage::{Store, StoreError};
+use crate::topology::Membership;
 use crate::transport::{Entry, SyncReply, SyncRequest};
 use std::sync::Arc;
 use thiserror::Error;
@@ -19,13 +19,20 @@ pub enum ReplicaError {
     /// See [`crate::recovery`]: answering now could hide a lost write.
     #[error("recovering after an unclean stop: no reads of this key before an exchange with {0:?}")]
     Recovering(Vec<String>),
+    /// See [`crate::topology`]: the caller places this key elsewhere.
+    #[error("stale view: this replica places the key differently")]
+    StaleView,
 }
+
+/// What a coordinator's call carries to say "not fenced": repairs, hints
+/// and eventual reads, which are safe in any view.
+pub const UNFENCED: u64 = 0;
 
 pub struct Replica {
     pub node_id: String,
     pub store: Arc<Store>,
-    pub ring: Arc<Ring>,
-    pub n: usize,
+    /// Who owns what; shared with the coordinator, changed by gossip.
+    pub membership: Arc<Membership>,
     pub clock: Arc<Clock>,
     pub grace_ms: u64,
     pub recovery: Recovery,
@@ -37,8 +44,10 @@ pub struct Replica {
 
 impl Replica {
     /// The record this replica holds for `key`, for a coordinator: refused
-    /// while recovering from the key's other owners.
-    pub fn read(&self, key: &[u8]) -> Result<Option<Record>, ReplicaError> {
+    /// while recovering from the key's other owners, and when `fence` is
+    /// not this replica's placement of the key.
+    pub fn read(&self, key: &[u8], fence: u64) -> Result<Option<Record>, ReplicaError> {
+        self.check_fence(key, fence)?;
         let blocking = self.recovery.blocking(key);
         if !blocking.is_empty() {
             return Err(ReplicaError::Recovering(blocking));
@@ -51,11 +60,21 @@ impl Replica {
         self.view().refusal(key, record)
     }
 
-    pub async fn write(&self, key: Vec<u8>, record: Record) -> Result<(), StoreError> {
+    pub async fn write(&self, key: Vec<u8>, record: Record, fence: u64) -> Result<(), ReplicaError> {
+        self.check_fence(&key, fence)?;
         if let Some(reason) = self.refusal(&key, &record) {
-            return Err(StoreError::Refused(reason));
+            return Err(StoreError::Refused(reason).into());
         }
-        self.store.apply(key, record).await.map(|_| ())
+        Ok(self.store.apply(key, record).await.map(|_| ())?)
+    }
+
+    /// See [`crate::topology`] for why a replica refuses a call from a
+    /// coordinator that places the key elsewhere.
+    pub fn check_fence(&self, key: &[u8], fence: u64) -> Result<(), ReplicaError> {
+        if fence == UNFENCED || self.membership.load().placement(key).fence() == fence {
+            return Ok(());
+        }
+        Err(ReplicaError::StaleView)
     }
 
     /// Stores every entry it may ([`View::admissible`]).
@@ -65,8 +84,7 @@ impl Replica {
 
     pub fn view(&self) -> View<'_> {
         View {
-            ring: &self.ring,
-            n: self.n,
+            topology: self.membership.load(),
             me: &self.node_id,
             now_ms: self.clock.now_ms(),
             grace_ms: self.grace_ms,

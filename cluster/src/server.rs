@@ -26,6 +26,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub const ITEM_PATH: &str = "/api/v1/item";
+/// Admin routes: like the internal ones, only for callers with the secret.
+pub const MEMBERSHIP_PATH: &str = "/admin/v1/membership";
+pub const LEAVE_PATH: &str = "/admin/v1/leave";
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -80,8 +83,11 @@ pub fn internal_router(node: Arc<Node>) -> Router {
 }
 
 fn with_client_routes(router: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let router =
-        router.route(ITEM_PATH, get(get_item).post(put_item).delete(delete_item)).route("/health", get(health));
+    let router = router
+        .route(ITEM_PATH, get(get_item).post(put_item).delete(delete_item))
+        .route("/health", get(health))
+        .route(MEMBERSHIP_PATH, get(admin_membership).fallback(unknown_path))
+        .route(LEAVE_PATH, post(admin_leave).fallback(unknown_path));
     match state.node.config.test_hooks {
         false => router,
         true => router
@@ -100,6 +106,8 @@ fn with_internal_routes(router: Router<AppState>) -> Router<AppState> {
         .route(rpc::WRITE_BATCH_PATH, post(internal_write_batch).fallback(unknown_path))
         .route(rpc::SYNC_PATH, post(internal_sync).fallback(unknown_path))
         .route(rpc::PING_PATH, post(internal_ping).fallback(unknown_path))
+        .route(rpc::GOSSIP_PATH, post(internal_gossip).fallback(unknown_path))
+        .route(rpc::HANDOFF_PATH, post(internal_handoff).fallback(unknown_path))
 }
 
 fn finish(router: Router<AppState>, state: AppState) -> Router {
@@ -304,7 +312,7 @@ macro_rules! internal_handler {
                 Err(response) => return response,
             };
             let timeout: Duration = $timeout(&state);
-            match tokio::time::timeout(timeout, $call(&state.node.replica, bytes)).await {
+            match tokio::time::timeout(timeout, $call(&state.node, bytes)).await {
                 Ok(response) => response,
                 Err(_) => ApiError::unavailable(format!(
                     "internal call timed out after {} ms; its writes may or may not be applied",
@@ -316,16 +324,98 @@ macro_rules! internal_handler {
     };
 }
 
-internal_handler!(internal_batch, rpc::BATCH_PATH, rpc::routes::batch, |state: &AppState| state.timeout);
+async fn batch_call(node: &Arc<Node>, body: Bytes) -> Response {
+    rpc::routes::batch(&node.replica, body).await
+}
+
+async fn write_batch_call(node: &Arc<Node>, body: Bytes) -> Response {
+    rpc::routes::write_batch(&node.replica, body).await
+}
+
+async fn sync_call(node: &Arc<Node>, body: Bytes) -> Response {
+    rpc::routes::sync(&node.replica, body).await
+}
+
+async fn gossip_call(node: &Arc<Node>, body: Bytes) -> Response {
+    let response = rpc::routes::gossip(&node.replica, body);
+    node.learn_addresses();
+    response
+}
+
+/// One page of this member's push for a move (see `crate::handoff`).
+async fn handoff_call(node: &Arc<Node>, body: Bytes) -> Response {
+    let request = match rpc::codec::decode_handoff_request(&body) {
+        Ok(request) => request,
+        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    };
+    match node.push_for_move(&request).await {
+        Ok(reply) => (StatusCode::OK, rpc::codec::encode_handoff_reply(&reply)).into_response(),
+        Err(crate::handoff::HandoffError::Unannounced(mover)) => {
+            (StatusCode::CONFLICT, format!("this member does not know {mover}'s change yet")).into_response()
+        }
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
+internal_handler!(internal_batch, rpc::BATCH_PATH, batch_call, |state: &AppState| state.timeout);
 // An exchange passes over the whole store (see `antientropy`): its own bound.
-internal_handler!(internal_write_batch, rpc::WRITE_BATCH_PATH, rpc::routes::write_batch, |state: &AppState| state
-    .sync_timeout);
-internal_handler!(internal_sync, rpc::SYNC_PATH, rpc::routes::sync, |state: &AppState| state.sync_timeout);
+internal_handler!(internal_write_batch, rpc::WRITE_BATCH_PATH, write_batch_call, |state: &AppState| state.sync_timeout);
+internal_handler!(internal_sync, rpc::SYNC_PATH, sync_call, |state: &AppState| state.sync_timeout);
+internal_handler!(internal_gossip, rpc::GOSSIP_PATH, gossip_call, |state: &AppState| state.timeout);
+internal_handler!(internal_handoff, rpc::HANDOFF_PATH, handoff_call, |state: &AppState| state.sync_timeout);
 
 async fn internal_ping(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match authorized(&state, &headers, rpc::PING_PATH) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
+    }
+}
+
+/// This node's view of the membership and its own move's progress.
+async fn admin_membership(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(error) = authorized(&state, &headers, MEMBERSHIP_PATH) {
+        return error.into_response();
+    }
+    let node = &state.node;
+    let topology = node.membership.load();
+    let members = topology
+        .view()
+        .entries()
+        .map(|(id, entry)| crate::api::wire::MemberStatus {
+            id: id.to_owned(),
+            status: format!("{:?}", entry.status).to_lowercase(),
+            version: entry.version,
+            addr: entry.addr.clone(),
+            tokens: entry.tokens.len(),
+        })
+        .collect();
+    let progress = node.move_progress.lock().expect("progress lock").clone();
+    let body = crate::api::wire::MembershipResponse {
+        node_id: node.config.node_id.clone(),
+        status: node.own_status().map(|status| format!("{status:?}").to_lowercase()),
+        members,
+        changing: topology.is_changing(),
+        r#move: crate::api::wire::MoveProgress {
+            phase: progress.phase,
+            members_done: progress.members_done,
+            members: progress.members,
+            records_pushed: progress.records_pushed,
+            attempts: progress.attempts,
+            last_error: progress.last_error,
+        },
+    };
+    Json(body).into_response()
+}
+
+/// Starts this node's decommission: 202 once started (follow it at
+/// `MEMBERSHIP_PATH`); the process stops once it has left.
+async fn admin_leave(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(error) = authorized(&state, &headers, LEAVE_PATH) {
+        return error.into_response();
+    }
+    match state.node.start_leave() {
+        Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({"leaving": true}))).into_response(),
+        Err(message) => ApiError::new(StatusCode::CONFLICT, message).into_response(),
     }
 }
 

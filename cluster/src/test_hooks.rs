@@ -38,7 +38,7 @@ pub fn set_clock(node: &Node, body: &[u8]) -> Result<ClockState, ApiError> {
 fn replica_record(node: &Node, key: String) -> Result<ReplicaRecord, ApiError> {
     // The stored record as it is, recovering or not: this is inspection.
     let held = node.replica.store.get(key.as_bytes()).map_err(|error| ApiError::unavailable(error.to_string()))?;
-    let owners = node.replica.ring.owners(key.as_bytes(), node.replica.n);
+    let owners = node.membership.load().placement(key.as_bytes()).now;
     Ok(match held {
         None => ReplicaRecord {
             key,

@@ -7,6 +7,7 @@
 //! the simulation a fake network.
 
 use crate::record::Record;
+use crate::view::View;
 use std::future::Future;
 use thiserror::Error;
 
@@ -18,14 +19,26 @@ pub enum RpcError {
     Timeout(String),
     #[error("{0} failed: {1}")]
     Remote(String, String),
+    /// The replica places the key (or knows the membership) differently:
+    /// the caller should exchange views with it and may retry.
+    #[error("{0} has another view of the membership")]
+    StaleView(String),
 }
 
 /// How a coordinator reaches one replica (itself included).
 pub trait Transport: Send + Sync + 'static {
-    /// The replica's record for `key`, without coordination.
-    fn read(&self, to: &str, key: &[u8]) -> impl Future<Output = Result<Option<Record>, RpcError>> + Send;
+    /// The replica's record for `key`, without coordination. `fence` is
+    /// the caller's placement of the key ([`crate::topology::Placement::fence`])
+    /// or [`crate::replica::UNFENCED`].
+    fn read(&self, to: &str, key: &[u8], fence: u64) -> impl Future<Output = Result<Option<Record>, RpcError>> + Send;
     /// Applies `record` if newer; `Ok` once it is durable on that replica.
-    fn write(&self, to: &str, key: &[u8], record: &Record) -> impl Future<Output = Result<(), RpcError>> + Send;
+    fn write(
+        &self,
+        to: &str,
+        key: &[u8],
+        record: &Record,
+        fence: u64,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
     /// Applies each record if newer; `Ok` once all are durable.
     fn write_batch(
         &self,
@@ -34,6 +47,43 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
     /// One anti-entropy exchange: see [`crate::antientropy`].
     fn sync(&self, to: &str, request: SyncRequest) -> impl Future<Output = Result<SyncReply, RpcError>> + Send;
+    /// One gossip exchange: see [`crate::gossip`].
+    fn gossip(&self, to: &str, message: Gossip) -> impl Future<Output = Result<Gossip, RpcError>> + Send;
+    /// One page of a member's part in a move: see [`crate::handoff`].
+    fn handoff(&self, to: &str, request: HandoffRequest)
+        -> impl Future<Output = Result<HandoffReply, RpcError>> + Send;
+}
+
+/// A gossip message: what the sender holds (each member's entry version
+/// and digest) and the entries it believes the receiver lacks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gossip {
+    pub digest: ViewDigest,
+    pub entries: View,
+}
+
+/// Per member id, its entry's version and hash.
+pub type ViewDigest = std::collections::BTreeMap<String, (u64, u64)>;
+
+/// Asks a member to push, for one page of its store, its copies of the
+/// keys that move to new owners in `mover`'s change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandoffRequest {
+    /// The joining or leaving member whose change this is.
+    pub mover: String,
+    /// The version of the mover's entry the receiver must know (else it
+    /// answers [`RpcError::StaleView`]).
+    pub mover_version: u64,
+    /// Where the page starts: after this key (`None`: from the start).
+    pub after: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandoffReply {
+    /// Records pushed (durably) to new owners in this page.
+    pub pushed: u64,
+    /// Where the next page starts; `None` once the store is done.
+    pub next: Option<Vec<u8>>,
 }
 
 /// A key and its record.

@@ -1,7 +1,6 @@
 //! The membership view (docs/MEMBERSHIP.md): each member's entry, merged
-//! entry by entry, and the two rings a view gives. Pure: gossip, the fence
-//! and streaming, which will use it, are not built yet; today's nodes take
-//! their members from the seed list.
+//! entry by entry, and the two rings a view gives. Pure: `topology` places
+//! keys by it, gossip spreads it.
 //!
 //! Why entry by entry: only a member raises its own entry's version (an
 //! operator's removal of a dead member is the one exception, written with a
@@ -56,6 +55,11 @@ impl View {
 
     pub fn entry(&self, id: &str) -> Option<&Entry> {
         self.entries.get(id)
+    }
+
+    /// Every entry, by member id.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> + '_ {
+        self.entries.iter().map(|(id, entry)| (id.as_str(), entry))
     }
 
     /// Sets `id`'s entry if it is newer than the one held; returns whether

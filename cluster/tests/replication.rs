@@ -265,7 +265,7 @@ async fn internal_routes_and_test_hooks_answer_only_the_secret() {
     let cluster = LocalCluster::start("closed", 1, &[]);
     let url = cluster.url(0);
     let forged = Record::value(Version::new(u64::MAX / 2, 1), b"forged".to_vec(), None);
-    let calls = [Call::Write { key: b"k".to_vec(), record: forged }];
+    let calls = [Call::Write { key: b"k".to_vec(), record: forged, fence: 0 }];
     let body = encode_calls(calls.iter());
     let plain = support::plain_client();
     for secret in [None, Some("not-the-secret-at-all"), Some("leaderless-kv-internal")] {
@@ -347,7 +347,7 @@ async fn versions_far_ahead_are_refused_on_every_path_and_never_panic() {
     for (i, timestamp_ms) in [now_ms + 3_600_000, u64::MAX].into_iter().enumerate() {
         let key = format!("ahead-{i}");
         let record = Record::value(Version::new(timestamp_ms, 7), b"poison".to_vec(), Some(u64::MAX));
-        let calls = [Call::Write { key: key.clone().into_bytes(), record: record.clone() }];
+        let calls = [Call::Write { key: key.clone().into_bytes(), record: record.clone(), fence: 0 }];
         let response = client.post(format!("{url}{}", rpc::BATCH_PATH)).body(encode_calls(calls.iter())).send().await;
         let answers = decode_answers(&response.unwrap().bytes().await.unwrap()).unwrap();
         assert!(matches!(&answers[0], Answer::Failed(reason) if reason.contains("ahead")), "{answers:?}");
@@ -390,7 +390,7 @@ async fn records_over_the_client_limits_are_refused_from_peers_too() {
     let cases = [(Vec::new(), record(1), "--max-key-bytes"), (vec![b'k'; 17], record(1), "--max-key-bytes")];
     let cases = cases.into_iter().chain([(b"big".to_vec(), record(65), "--max-value-bytes")]);
     for (key, record, flag) in cases {
-        let calls = [Call::Write { key: key.clone(), record: record.clone() }];
+        let calls = [Call::Write { key: key.clone(), record: record.clone(), fence: 0 }];
         let response = client.post(format!("{url}{}", rpc::BATCH_PATH)).body(encode_calls(calls.iter())).send().await;
         let answers = decode_answers(&response.unwrap().bytes().await.unwrap()).unwrap();
         assert!(matches!(&answers[0], Answer::Failed(reason) if reason.contains(flag)), "{answers:?}");

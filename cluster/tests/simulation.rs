@@ -29,15 +29,17 @@ use cluster::antientropy::sync_with;
 use cluster::clock::{monotonic_now, Clock};
 use cluster::compaction::compact_once;
 use cluster::coordinator::{Coordinator, CoordinatorConfig, Quorum, ReadOutcome};
+use cluster::handoff::{self, Move, MoveConfig, Progress};
 use cluster::hints::{deliver_once, hint_queue, HintStore};
 use cluster::membership::FailureDetector;
 use cluster::record::Record;
 use cluster::recovery::Recovery;
-use cluster::replica::Replica;
-use cluster::ring::Ring;
+use cluster::replica::{Replica, ReplicaError};
 use cluster::storage::{MemoryStorage, Store};
 use cluster::test_bug::{TestBug, TestBugs};
-use cluster::transport::{RpcError, SyncReply, SyncRequest, Transport};
+use cluster::topology::Membership;
+use cluster::transport::{Gossip, HandoffReply, HandoffRequest, RpcError, SyncReply, SyncRequest, Transport};
+use cluster::view::{Status, View};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -133,17 +135,25 @@ fn store_error(to: &str, error: impl std::fmt::Display) -> RpcError {
     RpcError::Remote(to.into(), error.to_string())
 }
 
+fn replica_error(to: &str, error: ReplicaError) -> RpcError {
+    match error {
+        ReplicaError::StaleView => RpcError::StaleView(to.into()),
+        other => store_error(to, other),
+    }
+}
+
 impl Transport for FakeTransport {
-    async fn read(&self, to: &str, key: &[u8]) -> Result<Option<Record>, RpcError> {
+    async fn read(&self, to: &str, key: &[u8], fence: u64) -> Result<Option<Record>, RpcError> {
         self.net.hop(&self.from, to).await?;
-        let record = self.net.replicas[to].read(key).map_err(|e| store_error(to, e))?;
+        let record = self.net.replicas[to].read(key, fence).map_err(|e| replica_error(to, e))?;
         self.net.hop(to, &self.from).await?;
         Ok(record)
     }
 
-    async fn write(&self, to: &str, key: &[u8], record: &Record) -> Result<(), RpcError> {
+    async fn write(&self, to: &str, key: &[u8], record: &Record, fence: u64) -> Result<(), RpcError> {
         self.net.hop(&self.from, to).await?;
-        self.net.replicas[to].write(key.to_vec(), record.clone()).await.map_err(|e| store_error(to, e))?;
+        let written = self.net.replicas[to].write(key.to_vec(), record.clone(), fence).await;
+        written.map_err(|e| replica_error(to, e))?;
         self.net.hop(to, &self.from).await
     }
 
@@ -159,17 +169,51 @@ impl Transport for FakeTransport {
         self.net.hop(to, &self.from).await?;
         Ok(reply)
     }
+
+    async fn gossip(&self, to: &str, message: Gossip) -> Result<Gossip, RpcError> {
+        self.net.hop(&self.from, to).await?;
+        let reply = cluster::gossip::answer(&self.net.replicas[to].membership, &message);
+        self.net.hop(to, &self.from).await?;
+        Ok(reply)
+    }
+
+    /// The receiver pushes through its own transport, as a node does.
+    async fn handoff(&self, to: &str, request: HandoffRequest) -> Result<HandoffReply, RpcError> {
+        self.net.hop(&self.from, to).await?;
+        let pusher = FakeTransport { from: to.to_owned(), net: self.net.clone() };
+        let replica = &self.net.replicas[to];
+        let pushed = handoff::push_page(&pusher, &replica.store, &replica.membership, &request, RPC_TIMEOUT).await;
+        let reply = pushed.map_err(|e| store_error(to, e))?;
+        self.net.hop(to, &self.from).await?;
+        Ok(reply)
+    }
 }
 
 struct SimNode {
     id: String,
-    peers: Vec<String>,
     coordinator: Coordinator<FakeTransport>,
     transport: Arc<FakeTransport>,
     hints: Arc<HintStore>,
     detector: Arc<FailureDetector>,
     replica: Arc<Replica>,
+    membership: Arc<Membership>,
     bugs: TestBugs,
+    /// Which peer the next heartbeat gossips with.
+    gossip_turn: AtomicU64,
+    /// This node's join or leave, if it made one.
+    progress: Mutex<Progress>,
+}
+
+impl SimNode {
+    /// Every other member of this node's view (not those that left).
+    fn peers(&self) -> Vec<String> {
+        let topology = self.membership.load();
+        topology.members().into_iter().map(|(id, _)| id.to_owned()).filter(|id| *id != self.id).collect()
+    }
+
+    fn status(&self) -> Option<Status> {
+        self.membership.load().view().entry(&self.id).map(|entry| entry.status)
+    }
 }
 
 /// One run's cluster, network and event counter.
@@ -190,25 +234,43 @@ fn volatile_store() -> Store {
     Store::volatile(Arc::new(MemoryStorage::new())).expect("a memory store opens")
 }
 
+/// Ring tokens per member in the simulation.
+const VNODES: usize = 16;
+
 /// A cluster of `size` nodes; call it inside the run's runtime (it starts
 /// each node's hint writer).
 fn build_cluster(size: usize, seed: u64, drop_probability: f64, max_delay_ms: u64, bugs: &TestBugs) -> Sim {
-    let ids: Vec<String> = (1..=size).map(|i| format!("n{i}")).collect();
-    let ring = Arc::new(Ring::new(&ids, 16));
+    build_cluster_with_spares(size, 0, seed, (drop_probability, max_delay_ms), bugs)
+}
+
+/// `size` members and `spares` nodes started outside the cluster, with an
+/// empty view: they can join it.
+fn build_cluster_with_spares(
+    size: usize,
+    spares: usize,
+    seed: u64,
+    (drop_probability, max_delay_ms): (f64, u64),
+    bugs: &TestBugs,
+) -> Sim {
+    let ids: Vec<String> = (1..=size + spares).map(|i| format!("n{i}")).collect();
     let quorum = Quorum::for_cluster(3, 2, 2, size);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let mut replicas = BTreeMap::new();
-    for id in &ids {
+    for (at, id) in ids.iter().enumerate() {
+        let membership = match at < size {
+            true => Membership::from_seed_ids(id, &ids[..size], VNODES, quorum.n),
+            false => Membership::new(id, View::default(), 3),
+        };
+        let membership = Arc::new(membership);
         let clock = Arc::new(Clock::following_tokio(START_MS));
         clock.set_offset_ms(rng.random_range(-MAX_SKEW_MS..=MAX_SKEW_MS));
         let replica = Replica {
             node_id: id.clone(),
             store: Arc::new(volatile_store()),
-            ring: ring.clone(),
-            n: quorum.n,
+            membership: membership.clone(),
             clock,
             grace_ms: GRACE.as_millis() as u64,
-            recovery: Recovery::done(ring.clone(), quorum.n),
+            recovery: Recovery::done(membership),
             max_ahead_ms: MAX_AHEAD_MS,
             limits: Default::default(),
         };
@@ -217,22 +279,16 @@ fn build_cluster(size: usize, seed: u64, drop_probability: f64, max_delay_ms: u6
     let (crashed, isolated) = (BTreeSet::new(), BTreeSet::new());
     let state = NetState { rng: StdRng::seed_from_u64(seed), drop_probability, max_delay_ms, crashed, isolated };
     let net = Arc::new(Net { replicas, state: Mutex::new(state) });
-    let nodes = ids.iter().map(|id| build_node(id, &ids, &net, &ring, quorum, bugs)).collect();
+    let nodes = ids.iter().map(|id| build_node(id, &ids, &net, quorum, bugs)).collect();
     Sim { net, nodes, events: AtomicU64::new(0) }
 }
 
-fn build_node(
-    id: &str,
-    ids: &[String],
-    net: &Arc<Net>,
-    ring: &Arc<Ring>,
-    quorum: Quorum,
-    bugs: &TestBugs,
-) -> Arc<SimNode> {
+fn build_node(id: &str, ids: &[String], net: &Arc<Net>, quorum: Quorum, bugs: &TestBugs) -> Arc<SimNode> {
     let replica = net.replicas[id].clone();
+    let membership = replica.membership.clone();
     let transport = Arc::new(FakeTransport { from: id.to_owned(), net: net.clone() });
     let peers: Vec<String> = ids.iter().filter(|p| *p != id).cloned().collect();
-    let detector = Arc::new(FailureDetector::new(peers.clone(), FAILURE_TIMEOUT, monotonic_now()));
+    let detector = Arc::new(FailureDetector::new(peers, FAILURE_TIMEOUT, monotonic_now()));
     let hints = Arc::new(HintStore::new(volatile_store(), 1 << 30));
     let (queue, writer) = hint_queue(1_024, 1 << 20);
     tokio::spawn(writer.run(hints.clone()));
@@ -247,9 +303,19 @@ fn build_node(
     };
     let clock = replica.clock.clone();
     let coordinator =
-        Coordinator::new(config, clock, ring.clone(), transport.clone(), detector.clone(), Arc::new(queue));
-    let bugs = bugs.clone();
-    Arc::new(SimNode { id: id.to_owned(), peers, coordinator, transport, hints, detector, replica, bugs })
+        Coordinator::new(config, clock, membership.clone(), transport.clone(), detector.clone(), Arc::new(queue));
+    Arc::new(SimNode {
+        id: id.to_owned(),
+        coordinator,
+        transport,
+        hints,
+        detector,
+        replica,
+        membership,
+        bugs: bugs.clone(),
+        gossip_turn: AtomicU64::new(0),
+        progress: Mutex::new(Progress::default()),
+    })
 }
 
 /// The node's background work (see `Node::spawn_background`).
@@ -285,20 +351,25 @@ async fn perform(duty: Duty, node: &SimNode, net: &Net) {
     let now_ms = node.replica.clock.now_ms();
     match duty {
         Duty::Heartbeat => {
-            let pings = node.peers.iter().map(|peer| async move {
+            let peers = node.peers();
+            let pings = peers.iter().map(|peer| async move {
                 let round_trip = async { net.hop(&node.id, peer).await.and(net.hop(peer, &node.id).await) };
                 if let Ok(Ok(())) = tokio::time::timeout(RPC_TIMEOUT, round_trip).await {
                     node.detector.record_answer(peer, monotonic_now());
                 }
             });
             futures::future::join_all(pings).await;
+            if !peers.is_empty() {
+                let peer = &peers[node.gossip_turn.fetch_add(1, Ordering::SeqCst) as usize % peers.len()];
+                let _ = cluster::gossip::exchange(&*node.transport, &node.membership, peer, RPC_TIMEOUT).await;
+            }
         }
         Duty::DeliverHints => {
-            let (hints, detector) = (&node.hints, &node.detector);
-            let _ = deliver_once(hints, &*node.transport, detector, &node.peers, now_ms, GRACE, RPC_TIMEOUT).await;
+            let (hints, detector, peers) = (&node.hints, &node.detector, node.peers());
+            let _ = deliver_once(hints, &*node.transport, detector, &peers, now_ms, GRACE, RPC_TIMEOUT).await;
         }
         Duty::AntiEntropy => {
-            for peer in node.peers.iter().filter(|peer| node.detector.is_alive(peer, monotonic_now())) {
+            for peer in node.peers().iter().filter(|peer| node.detector.is_alive(peer, monotonic_now())) {
                 let view = node.replica.view();
                 let _ = sync_with(&*node.transport, &node.replica.store, &view, peer, RPC_TIMEOUT * 4).await;
             }
@@ -564,10 +635,13 @@ async fn heal_and_settle(sim: &Arc<Sim>, background: Vec<JoinHandle<()>>, outcom
     let mut outcomes = outcomes.lock().unwrap();
     let now_ms = START_MS + 1_000_000_000; // past every expiry, the same for every owner
     for key in KEYS {
-        let owners = sim.nodes[0].replica.ring.owners(key.as_bytes(), 3);
+        let owners = sim.nodes[0].membership.load().placement(key.as_bytes()).now;
         let held: BTreeMap<&String, _> = owners
             .iter()
-            .map(|owner| (owner, live_version(sim.net.replicas[owner].read(key.as_bytes()).unwrap(), now_ms)))
+            .map(|owner| {
+                let held = sim.net.replicas[owner].read(key.as_bytes(), cluster::replica::UNFENCED).unwrap();
+                (owner, live_version(held, now_ms))
+            })
             .collect();
         if held.values().collect::<BTreeSet<_>>().len() > 1 {
             outcomes.diverged.push(format!("owners of {key} disagree after healing: {held:?}"));
@@ -774,10 +848,10 @@ async fn a_strong_read_writes_back_what_it_returns() {
     let (net, nodes) = (&sim.net, &sim.nodes);
     let coordinator = &nodes[0].coordinator;
     let v1 = coordinator.put("k", b"v1".to_vec(), None).await.unwrap();
-    let owners = nodes[0].replica.ring.owners(b"k", 3);
+    let owners = nodes[0].membership.load().placement(b"k").now;
     let (lonely, others) = (owners[0].clone(), [owners[1].clone(), owners[2].clone()]);
     let v2 = Record::value(cluster::version::Version::new(v1.timestamp_ms + 1, 1), b"v2".to_vec(), None);
-    net.replicas[&lonely].write(b"k".to_vec(), v2).await.unwrap();
+    net.replicas[&lonely].write(b"k".to_vec(), v2, cluster::replica::UNFENCED).await.unwrap();
 
     net.state.lock().unwrap().crashed.insert(others[0].clone());
     let first = nodes.iter().find(|n| n.id == others[1]).unwrap().coordinator.get_strong("k").await.unwrap();

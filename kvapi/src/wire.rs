@@ -123,3 +123,43 @@ pub struct ProbeResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// Admin: `GET /admin/v1/membership`, one member's entry in the node's view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: String,
+    /// `joining`, `normal`, `leaving` or `left`.
+    pub status: String,
+    pub version: u64,
+    pub addr: String,
+    /// How many ring tokens it holds.
+    pub tokens: usize,
+}
+
+/// Admin: a join's or leave's progress on the moving node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveProgress {
+    /// `idle`, `waiting`, `announcing`, `streaming`, `switching`, `done`,
+    /// `undone` or `failed`.
+    pub phase: String,
+    /// Members whose handoff finished, of `members`.
+    pub members_done: usize,
+    pub members: usize,
+    pub records_pushed: u64,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Admin: `GET /admin/v1/membership`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipResponse {
+    pub node_id: String,
+    /// This node's own status (absent before a joiner learned the view).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    pub members: Vec<MemberStatus>,
+    /// Whether any member is joining or leaving.
+    pub changing: bool,
+    pub r#move: MoveProgress,
+}

@@ -117,8 +117,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %local, "serving");
     println!("kvnode ready node_id={} listen={local}", config.node_id);
     std::io::stdout().flush()?;
+    // Joining needs the listeners up: members push this node its ranges.
+    let join = node.start_join();
 
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = node.has_left() => tracing::info!("this node left the cluster: stopping"),
+    }
+    if let Some(join) = join {
+        join.abort();
+    }
     let _ = stop.send(true);
     while let Some(served) = listeners.join_next().await {
         served??;

@@ -22,10 +22,10 @@
 //! reads queued behind it would wait for that flush for nothing.
 
 use super::codec::{self, Answer, Call};
-use super::{BATCH_PATH, PING_PATH, SECRET_HEADER, SYNC_PATH, WRITE_BATCH_PATH};
+use super::{BATCH_PATH, GOSSIP_PATH, HANDOFF_PATH, PING_PATH, SECRET_HEADER, SYNC_PATH, WRITE_BATCH_PATH};
 use crate::membership::Member;
 use crate::record::Record;
-use crate::transport::{RpcError, SyncReply, SyncRequest};
+use crate::transport::{Gossip, HandoffReply, HandoffRequest, RpcError, SyncReply, SyncRequest};
 use axum::body::Bytes;
 use axum::http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -33,7 +33,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -56,6 +56,8 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// One peer's address and how to post to it.
 struct Link {
     peer: String,
+    /// `host:port`.
+    addr: String,
     /// `http://host:port`, to which the internal paths are appended.
     base_url: String,
     /// Parsed once, as it carries nearly every call.
@@ -73,11 +75,21 @@ struct Lanes {
     writes: mpsc::Sender<Pending>,
 }
 
+/// A peer's link and lanes.
+struct Peer {
+    link: Arc<Link>,
+    lanes: Lanes,
+}
+
 pub struct HttpTransport {
     /// Bound on anti-entropy calls (`--sync-timeout-ms`).
     sync_timeout: Duration,
-    links: HashMap<String, Arc<Link>>,
-    lanes: HashMap<String, Lanes>,
+    /// Peers by id; grows as the membership view names new members.
+    peers: RwLock<HashMap<String, Arc<Peer>>>,
+    client: HttpClient,
+    secret: HeaderValue,
+    timeout: Duration,
+    max_response_bytes: usize,
 }
 
 impl HttpTransport {
@@ -100,34 +112,59 @@ impl HttpTransport {
             .build(connector);
         let secret =
             HeaderValue::from_str(secret).expect("the cluster secret is checked to be visible ASCII at startup");
-        let mut links = HashMap::new();
-        let mut lanes = HashMap::new();
+        let transport = HttpTransport {
+            sync_timeout,
+            peers: RwLock::new(HashMap::new()),
+            client,
+            secret,
+            timeout,
+            max_response_bytes,
+        };
         for member in peers {
-            let base_url = format!("http://{}", member.addr);
-            let link = Arc::new(Link {
-                peer: member.id.clone(),
-                batch_uri: uri(&base_url, BATCH_PATH),
-                base_url,
-                client: client.clone(),
-                secret: secret.clone(),
-                timeout,
-                max_response_bytes,
-            });
-            lanes.insert(member.id.clone(), Lanes { reads: start_lane(&link), writes: start_lane(&link) });
-            links.insert(member.id.clone(), link);
+            transport.learn(&member.id, &member.addr);
         }
-        HttpTransport { sync_timeout, links, lanes }
+        transport
     }
 
-    fn link(&self, to: &str) -> Result<&Arc<Link>, RpcError> {
-        self.links.get(to).ok_or_else(|| RpcError::Unreachable(to.into(), "not a known peer".into()))
+    /// Reaches `id` at `addr` from now on (a new member, or one that moved).
+    /// Must be called inside a tokio runtime: it starts the link workers.
+    pub fn learn(&self, id: &str, addr: &str) {
+        if self.peers.read().expect("peers lock").get(id).is_some_and(|peer| peer.link.addr == addr) {
+            return;
+        }
+        let base_url = format!("http://{addr}");
+        let Ok(batch_uri) = format!("{base_url}{BATCH_PATH}").parse::<Uri>() else {
+            tracing::warn!(%id, %addr, "a member's address is not a valid authority; not reachable");
+            return;
+        };
+        let link = Arc::new(Link {
+            peer: id.to_owned(),
+            addr: addr.to_owned(),
+            batch_uri,
+            base_url,
+            client: self.client.clone(),
+            secret: self.secret.clone(),
+            timeout: self.timeout,
+            max_response_bytes: self.max_response_bytes,
+        });
+        let lanes = Lanes { reads: start_lane(&link), writes: start_lane(&link) };
+        self.peers.write().expect("peers lock").insert(id.to_owned(), Arc::new(Peer { link, lanes }));
+    }
+
+    fn peer(&self, to: &str) -> Result<Arc<Peer>, RpcError> {
+        let peers = self.peers.read().expect("peers lock");
+        peers.get(to).cloned().ok_or_else(|| RpcError::Unreachable(to.into(), "not a known peer".into()))
+    }
+
+    fn link(&self, to: &str) -> Result<Arc<Link>, RpcError> {
+        Ok(self.peer(to)?.link.clone())
     }
 
     async fn submit(&self, to: &str, call: Call) -> Result<Answer, RpcError> {
-        let lanes = self.lanes.get(to).ok_or_else(|| RpcError::Unreachable(to.into(), "not a known peer".into()))?;
+        let peer = self.peer(to)?;
         let queue = match call {
-            Call::Read { .. } => &lanes.reads,
-            Call::Write { .. } => &lanes.writes,
+            Call::Read { .. } => &peer.lanes.reads,
+            Call::Write { .. } => &peer.lanes.writes,
         };
         let (reply, answer) = oneshot::channel();
         queue
@@ -140,21 +177,39 @@ impl HttpTransport {
         self.link(to)?.post(PING_PATH, Vec::new()).await.map(|_| ())
     }
 
-    pub async fn read(&self, to: &str, key: &[u8]) -> Result<Option<Record>, RpcError> {
-        match self.submit(to, Call::Read { key: key.to_vec() }).await? {
+    pub async fn read(&self, to: &str, key: &[u8], fence: u64) -> Result<Option<Record>, RpcError> {
+        match self.submit(to, Call::Read { key: key.to_vec(), fence }).await? {
             Answer::Absent => Ok(None),
             Answer::Found(record) => Ok(Some(record)),
             Answer::Failed(message) => Err(RpcError::Remote(to.into(), message)),
+            Answer::StaleView => Err(RpcError::StaleView(to.into())),
             Answer::Written => Err(RpcError::Remote(to.into(), "answered a read as a write".into())),
         }
     }
 
-    pub async fn write(&self, to: &str, key: &[u8], record: &Record) -> Result<(), RpcError> {
-        match self.submit(to, Call::Write { key: key.to_vec(), record: record.clone() }).await? {
+    pub async fn write(&self, to: &str, key: &[u8], record: &Record, fence: u64) -> Result<(), RpcError> {
+        match self.submit(to, Call::Write { key: key.to_vec(), record: record.clone(), fence }).await? {
             Answer::Written => Ok(()),
             Answer::Failed(message) => Err(RpcError::Remote(to.into(), message)),
+            Answer::StaleView => Err(RpcError::StaleView(to.into())),
             _ => Err(RpcError::Remote(to.into(), "answered a write as a read".into())),
         }
+    }
+
+    pub async fn gossip(&self, to: &str, message: Gossip) -> Result<Gossip, RpcError> {
+        let link = self.link(to)?;
+        let bytes = link.post(GOSSIP_PATH, codec::encode_gossip(&message)).await?.unwrap_or_default();
+        codec::decode_gossip(&bytes).map_err(|e| RpcError::Remote(to.into(), e.to_string()))
+    }
+
+    /// One page of a member's push (its own writes bounded by the call's
+    /// timeout each): bounded by the anti-entropy timeout.
+    pub async fn handoff(&self, to: &str, request: HandoffRequest) -> Result<HandoffReply, RpcError> {
+        let link = self.link(to)?;
+        let uri = uri(&link.base_url, HANDOFF_PATH);
+        let body = codec::encode_handoff_request(&request);
+        let bytes = link.post_within(&uri, body, self.sync_timeout).await?.unwrap_or_default();
+        codec::decode_handoff_reply(&bytes).map_err(|e| RpcError::Remote(to.into(), e.to_string()))
     }
 
     /// Records pushed by anti-entropy, up to an exchange's cap: bounded by
@@ -252,8 +307,8 @@ fn start_lane(link: &Arc<Link>) -> mpsc::Sender<Pending> {
 /// The bytes a call adds to a batch (keys and values; the rest is small).
 fn call_bytes(call: &Call) -> usize {
     match call {
-        Call::Read { key } => key.len() + 8,
-        Call::Write { key, record } => crate::record::entry_bytes(key, record),
+        Call::Read { key, .. } => key.len() + 16,
+        Call::Write { key, record, .. } => crate::record::entry_bytes(key, record) + 8,
     }
 }
 

@@ -3,7 +3,8 @@
 
 use crate::antientropy::BUCKETS;
 use crate::record::Record;
-use crate::transport::{Digests, Entry, SyncReply, SyncRequest};
+use crate::transport::{Digests, Entry, Gossip, HandoffReply, HandoffRequest, SyncReply, SyncRequest, ViewDigest};
+use crate::view::{Entry as MemberEntry, Status, View};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -140,8 +141,16 @@ pub fn decode_sync_reply(bytes: &[u8]) -> Result<SyncReply, DecodeError> {
 /// One call in a batch to a replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
-    Read { key: Vec<u8> },
-    Write { key: Vec<u8>, record: Record },
+    /// `fence`: see [`crate::topology`] (0: not fenced).
+    Read {
+        key: Vec<u8>,
+        fence: u64,
+    },
+    Write {
+        key: Vec<u8>,
+        record: Record,
+        fence: u64,
+    },
 }
 
 /// The replica's answer to one [`Call`], in the same position.
@@ -152,22 +161,26 @@ pub enum Answer {
     /// Durable on that replica (applied, or it already held as new).
     Written,
     Failed(String),
+    /// The call's fence is not this replica's placement of the key.
+    StaleView,
 }
 
-/// `[count u32]` then per call `[kind u8: 0 read, 1 write][key][record, writes only]`.
+/// `[count u32]` then per call `[kind u8: 0 read, 1 write][key][record, writes only][fence u64]`.
 pub fn encode_calls<'c>(calls: impl ExactSizeIterator<Item = &'c Call>) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(calls.len() as u32).to_le_bytes());
     for call in calls {
         match call {
-            Call::Read { key } => {
+            Call::Read { key, fence } => {
                 out.push(0);
                 put_prefixed(&mut out, key);
+                out.extend_from_slice(&fence.to_le_bytes());
             }
-            Call::Write { key, record } => {
+            Call::Write { key, record, fence } => {
                 out.push(1);
                 put_prefixed(&mut out, key);
                 put_prefixed(&mut out, &record.encode());
+                out.extend_from_slice(&fence.to_le_bytes());
             }
         }
     }
@@ -182,8 +195,11 @@ pub fn decode_calls(bytes: &[u8]) -> Result<Vec<Call>, DecodeError> {
         let kind = reader.take(1)?[0];
         let key = reader.prefixed()?.to_vec();
         calls.push(match kind {
-            0 => Call::Read { key },
-            1 => Call::Write { key, record: reader.record()? },
+            0 => Call::Read { key, fence: reader.u64()? },
+            1 => {
+                let record = reader.record()?;
+                Call::Write { key, record, fence: reader.u64()? }
+            }
             other => return Err(DecodeError(format!("unknown call kind {other}"))),
         });
     }
@@ -191,7 +207,7 @@ pub fn decode_calls(bytes: &[u8]) -> Result<Vec<Call>, DecodeError> {
     Ok(calls)
 }
 
-/// `[count u32]` then per answer `[tag u8: 0 absent, 1 found, 2 written, 3 failed][record | message]`.
+/// `[count u32]` then per answer `[tag u8: 0 absent, 1 found, 2 written, 3 failed, 4 stale view][record | message]`.
 pub fn encode_answers(answers: &[Answer]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(answers.len() as u32).to_le_bytes());
@@ -207,6 +223,7 @@ pub fn encode_answers(answers: &[Answer]) -> Vec<u8> {
                 out.push(3);
                 put_prefixed(&mut out, message.as_bytes());
             }
+            Answer::StaleView => out.push(4),
         }
     }
     out
@@ -222,11 +239,126 @@ pub fn decode_answers(bytes: &[u8]) -> Result<Vec<Answer>, DecodeError> {
             1 => Answer::Found(reader.record()?),
             2 => Answer::Written,
             3 => Answer::Failed(String::from_utf8_lossy(reader.prefixed()?).into_owned()),
+            4 => Answer::StaleView,
             other => return Err(DecodeError(format!("unknown answer tag {other}"))),
         });
     }
     reader.finish()?;
     Ok(answers)
+}
+
+fn read_string(reader: &mut Reader<'_>, what: &str) -> Result<String, DecodeError> {
+    String::from_utf8(reader.prefixed()?.to_vec()).map_err(|_| DecodeError(format!("{what} is not UTF-8")))
+}
+
+fn put_optional(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => out.push(0),
+        Some(bytes) => {
+            out.push(1);
+            put_prefixed(out, bytes);
+        }
+    }
+}
+
+fn read_optional(reader: &mut Reader<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
+    match reader.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(reader.prefixed()?.to_vec())),
+        other => Err(DecodeError(format!("presence flag {other} is neither 0 nor 1"))),
+    }
+}
+
+const STATUSES: [Status; 4] = [Status::Joining, Status::Normal, Status::Leaving, Status::Left];
+
+/// A view: `[count u32]` then per member `[id][version u64][status u8][addr][tokens: count u32, u64 each]`.
+fn put_view(out: &mut Vec<u8>, view: &View) {
+    let entries: Vec<_> = view.entries().collect();
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (id, entry) in entries {
+        put_prefixed(out, id.as_bytes());
+        out.extend_from_slice(&entry.version.to_le_bytes());
+        out.push(STATUSES.iter().position(|status| *status == entry.status).expect("every status listed") as u8);
+        put_prefixed(out, entry.addr.as_bytes());
+        out.extend_from_slice(&(entry.tokens.len() as u32).to_le_bytes());
+        for token in &entry.tokens {
+            out.extend_from_slice(&token.to_le_bytes());
+        }
+    }
+}
+
+fn read_view(reader: &mut Reader<'_>) -> Result<View, DecodeError> {
+    let mut view = View::default();
+    for _ in 0..reader.u32()? {
+        let id = read_string(reader, "member id")?;
+        let version = reader.u64()?;
+        let status =
+            *STATUSES.get(usize::from(reader.u8()?)).ok_or_else(|| DecodeError("unknown member status".into()))?;
+        let addr = read_string(reader, "member address")?;
+        let count = reader.u32()? as usize;
+        let tokens = (0..count).map(|_| reader.u64()).collect::<Result<Vec<u64>, _>>()?;
+        view.offer(&id, MemberEntry { version, status, addr, tokens });
+    }
+    Ok(view)
+}
+
+/// `[digest: count u32, then [id][version u64][hash u64] each][view]`.
+pub fn encode_gossip(message: &Gossip) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(message.digest.len() as u32).to_le_bytes());
+    for (id, (version, hash)) in &message.digest {
+        put_prefixed(&mut out, id.as_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&hash.to_le_bytes());
+    }
+    put_view(&mut out, &message.entries);
+    out
+}
+
+pub fn decode_gossip(bytes: &[u8]) -> Result<Gossip, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let mut digest = ViewDigest::new();
+    for _ in 0..reader.u32()? {
+        let id = read_string(&mut reader, "member id")?;
+        digest.insert(id, (reader.u64()?, reader.u64()?));
+    }
+    let entries = read_view(&mut reader)?;
+    reader.finish()?;
+    Ok(Gossip { digest, entries })
+}
+
+/// `[mover][mover_version u64][after: optional key]`.
+pub fn encode_handoff_request(request: &HandoffRequest) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_prefixed(&mut out, request.mover.as_bytes());
+    out.extend_from_slice(&request.mover_version.to_le_bytes());
+    put_optional(&mut out, request.after.as_deref());
+    out
+}
+
+pub fn decode_handoff_request(bytes: &[u8]) -> Result<HandoffRequest, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let mover = read_string(&mut reader, "mover id")?;
+    let mover_version = reader.u64()?;
+    let after = read_optional(&mut reader)?;
+    reader.finish()?;
+    Ok(HandoffRequest { mover, mover_version, after })
+}
+
+/// `[pushed u64][next: optional key]`.
+pub fn encode_handoff_reply(reply: &HandoffReply) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&reply.pushed.to_le_bytes());
+    put_optional(&mut out, reply.next.as_deref());
+    out
+}
+
+pub fn decode_handoff_reply(bytes: &[u8]) -> Result<HandoffReply, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let pushed = reader.u64()?;
+    let next = read_optional(&mut reader)?;
+    reader.finish()?;
+    Ok(HandoffReply { pushed, next })
 }
 
 #[cfg(test)]
@@ -242,14 +374,36 @@ mod tests {
         ];
         assert_eq!(decode_entries(&encode_entries(&entries)).unwrap(), entries);
         let (key, record) = entries[0].clone();
-        let calls = vec![Call::Read { key: key.clone() }, Call::Write { key, record: record.clone() }];
+        let calls =
+            vec![Call::Read { key: key.clone(), fence: 0 }, Call::Write { key, record: record.clone(), fence: 7 }];
         assert_eq!(decode_calls(&encode_calls(calls.iter())).unwrap(), calls);
-        let answers = vec![Answer::Absent, Answer::Found(record), Answer::Written, Answer::Failed("disk".into())];
+        let answers = vec![
+            Answer::Absent,
+            Answer::Found(record),
+            Answer::Written,
+            Answer::Failed("disk".into()),
+            Answer::StaleView,
+        ];
         assert_eq!(decode_answers(&encode_answers(&answers)).unwrap(), answers);
         let request = SyncRequest { from: "n1".into(), digests: Digests((0..BUCKETS as u64).collect()) };
         assert_eq!(decode_sync_request(&encode_sync_request(&request)).unwrap(), request);
         let reply = SyncReply { digests: request.digests.clone(), records: entries.clone(), complete: false };
         assert_eq!(decode_sync_reply(&encode_sync_reply(&reply)).unwrap(), reply);
+
+        let mut view = View::default();
+        view.offer(
+            "n1",
+            MemberEntry { version: 3, status: Status::Leaving, addr: "h:1".into(), tokens: vec![1, u64::MAX] },
+        );
+        view.offer("n2", MemberEntry { version: 0, status: Status::Normal, addr: String::new(), tokens: vec![] });
+        let gossip = Gossip { digest: crate::gossip::digest(&view), entries: view };
+        assert_eq!(decode_gossip(&encode_gossip(&gossip)).unwrap(), gossip);
+        assert!(decode_gossip(&encode_gossip(&gossip)[..20]).is_err());
+        let handoff = HandoffRequest { mover: "n9".into(), mover_version: 2, after: Some(b"k".to_vec()) };
+        assert_eq!(decode_handoff_request(&encode_handoff_request(&handoff)).unwrap(), handoff);
+        let reply = HandoffReply { pushed: 5, next: None };
+        assert_eq!(decode_handoff_reply(&encode_handoff_reply(&reply)).unwrap(), reply);
+        assert!(decode_handoff_reply(&[0, 0, 0, 0, 0, 0, 0, 0, 2]).is_err());
 
         assert!(decode_entries(&[5, 0, 0, 0]).is_err());
         assert!(decode_calls(&encode_calls(calls.iter())[..10]).is_err());

@@ -22,3 +22,5 @@ pub const BATCH_PATH: &str = "/internal/v1/batch";
 pub const WRITE_BATCH_PATH: &str = "/internal/v1/write-batch";
 pub const SYNC_PATH: &str = "/internal/v1/sync";
 pub const PING_PATH: &str = "/internal/v1/ping";
+pub const GOSSIP_PATH: &str = "/internal/v1/gossip";
+pub const HANDOFF_PATH: &str = "/internal/v1/handoff";

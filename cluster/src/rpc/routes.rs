@@ -3,7 +3,7 @@
 use super::codec::{self, Answer, Call};
 use super::SECRET_HEADER;
 use crate::api::ApiError;
-use crate::replica::Replica;
+use crate::replica::{Replica, ReplicaError};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,17 +47,21 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
     let mut writes = Vec::new();
     for (index, call) in calls.into_iter().enumerate() {
         answers.push(match call {
-            Call::Read { key } => match replica.read(&key) {
+            Call::Read { key, fence } => match replica.read(&key, fence) {
                 Ok(Some(record)) => Answer::Found(record),
                 Ok(None) => Answer::Absent,
+                Err(ReplicaError::StaleView) => Answer::StaleView,
                 Err(error) => Answer::Failed(error.to_string()),
             },
-            Call::Write { key, record } => match replica.refusal(&key, &record) {
-                Some(reason) => Answer::Failed(format!("refused: {reason}")),
-                None => {
-                    writes.push((index, key, record));
-                    Answer::Written
-                }
+            Call::Write { key, record, fence } => match replica.check_fence(&key, fence) {
+                Err(_) => Answer::StaleView,
+                Ok(()) => match replica.refusal(&key, &record) {
+                    Some(reason) => Answer::Failed(format!("refused: {reason}")),
+                    None => {
+                        writes.push((index, key, record));
+                        Answer::Written
+                    }
+                },
             },
         });
     }
@@ -89,6 +93,17 @@ pub async fn sync(replica: &Arc<Replica>, body: Bytes) -> Response {
     match replica.answer_sync(&request).await {
         Ok(reply) => (StatusCode::OK, codec::encode_sync_reply(&reply)).into_response(),
         Err(error) => failed(error),
+    }
+}
+
+/// A gossip exchange: merge what was sent, answer with what the caller lacks.
+pub fn gossip(replica: &Replica, body: Bytes) -> Response {
+    match codec::decode_gossip(&body) {
+        Ok(message) => {
+            let reply = crate::gossip::answer(&replica.membership, &message);
+            (StatusCode::OK, codec::encode_gossip(&reply)).into_response()
+        }
+        Err(error) => malformed(error),
     }
 }
 

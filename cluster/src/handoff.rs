@@ -1,0 +1,406 @@
+//! Moving ranges when a member joins or leaves (docs/MEMBERSHIP.md): the
+//! mover's driver, and each member's part, pushing its copies of the keys
+//! that gain owners.
+//!
+//! The driver, run by the joining or leaving member:
+//! 1. waits until its view shows no other change under way;
+//! 2. announces (its entry `joining` or `leaving`) and exchanges views with
+//!    every member until each holds the announcement;
+//! 3. one more round: if another member announced meanwhile, undoes its own
+//!    change and tries again later (so two changes never overlap);
+//! 4. waits one RPC timeout, so that a write admitted before a member
+//!    learned the move has been applied before that member pushes;
+//! 5. asks every member of the current ring, page by page, paced, to push
+//!    its copies of the moving keys to their new owners (durably);
+//! 6. once another round shows no other change, switches (`normal` or
+//!    `left`) and spreads that.
+//!
+//! Why every current member pushes, and not one: an acknowledged write is
+//! on W of a key's current owners, any W. Pushing from all of them puts it
+//! on every new owner whichever W it reached. (Pushing from R of them would
+//! do; every one is simpler and costs volume only during a move.)
+//!
+//! A step that cannot finish by the move's deadline (a member unreachable,
+//! say) undoes the change: a joiner becomes `left`, a leaver `normal`
+//! again. The ranges then never moved, and every write acknowledged
+//! meanwhile reached W of the current owners, so nothing is lost.
+
+use crate::ring::{allocate_tokens, hashed_tokens};
+use crate::storage::{Store, StoreError};
+use crate::topology::Membership;
+use crate::transport::{HandoffReply, HandoffRequest, RpcError, Transport};
+use crate::view::{Entry, Status};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Records a member scans per handoff call.
+pub const HANDOFF_PAGE: usize = 512;
+
+#[derive(Debug, Error)]
+pub enum HandoffError {
+    /// The receiver does not know the mover's announcement yet.
+    #[error("this member does not know {0}'s change yet")]
+    Unannounced(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("pushing to {0} failed: {1}")]
+    Push(String, RpcError),
+}
+
+/// A member's part: one page of its store, each record of a key whose
+/// range moves and that it owns now, pushed to the key's new owners.
+pub async fn push_page<T: Transport>(
+    transport: &T,
+    store: &Arc<Store>,
+    membership: &Membership,
+    request: &HandoffRequest,
+    timeout: Duration,
+) -> Result<HandoffReply, HandoffError> {
+    let topology = membership.load();
+    let known = topology.view().entry(&request.mover).map(|entry| entry.version);
+    if known.is_none_or(|version| version < request.mover_version) {
+        return Err(HandoffError::Unannounced(request.mover.clone()));
+    }
+    let page = store.scan_page(request.after.clone(), HANDOFF_PAGE).await?;
+    let me = membership.me();
+    let mut batches: BTreeMap<String, Vec<(Vec<u8>, crate::record::Record)>> = BTreeMap::new();
+    for (key, record) in &page {
+        let placement = topology.placement(key);
+        if !placement.now.iter().any(|owner| owner == me) {
+            continue;
+        }
+        for gainer in placement.next.iter().filter(|id| !placement.now.contains(id)) {
+            batches.entry(gainer.clone()).or_default().push((key.clone(), record.clone()));
+        }
+    }
+    let mut pushed = 0;
+    for (gainer, entries) in batches {
+        let count = entries.len() as u64;
+        match tokio::time::timeout(timeout, transport.write_batch(&gainer, entries)).await {
+            Ok(Ok(())) => pushed += count,
+            Ok(Err(error)) => return Err(HandoffError::Push(gainer, error)),
+            Err(_) => return Err(HandoffError::Push(gainer.clone(), RpcError::Timeout(gainer))),
+        }
+    }
+    let next = match page.last() {
+        Some((last, _)) if page.len() == HANDOFF_PAGE => Some(last.clone()),
+        _ => None,
+    };
+    Ok(HandoffReply { pushed, next })
+}
+
+/// Which change the driver makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Move {
+    Join,
+    Leave,
+}
+
+/// Where a move is, for the node's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    /// `idle`, `waiting` (another change is under way), `announcing`,
+    /// `streaming`, `switching`, `done`, `undone`, `failed`.
+    pub phase: String,
+    /// Members whose push finished, of those that must push.
+    pub members_done: usize,
+    pub members: usize,
+    /// Records pushed to new owners so far.
+    pub records_pushed: u64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct MoveConfig {
+    /// This member's address, as others reach it (for a joiner's entry).
+    pub addr: String,
+    pub vnodes: usize,
+    /// Bound on each call.
+    pub rpc_timeout: Duration,
+    /// Pause between two pages of one member's push: streaming's pace.
+    pub page_pause: Duration,
+    /// A step not finished within this is given up, and the change undone.
+    pub step_deadline: Duration,
+    /// Tries of the whole move (each after undoing one that met another
+    /// change).
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum MoveError {
+    #[error("gave up after {attempts} attempts: {reason}; the change was undone")]
+    Undone { attempts: u32, reason: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Joins or leaves, as described in the module comment.
+pub async fn run<T: Transport>(
+    transport: &T,
+    membership: &Membership,
+    kind: Move,
+    config: &MoveConfig,
+    progress: &Mutex<Progress>,
+) -> Result<(), MoveError> {
+    let mut last_reason = String::new();
+    for attempt in 1..=config.max_attempts {
+        report(progress, |p| p.attempts = attempt);
+        match attempt_move(transport, membership, kind, config, progress).await {
+            Ok(()) => {
+                report(progress, |p| p.phase = "done".into());
+                return Ok(());
+            }
+            Err(Attempt::Refused(reason)) => {
+                report(progress, |p| (p.phase, p.last_error) = ("failed".into(), Some(reason.clone())));
+                return Err(MoveError::Refused(reason));
+            }
+            Err(Attempt::Undone(reason)) => {
+                tracing::warn!(%reason, attempt, "membership change undone");
+                report(progress, |p| (p.phase, p.last_error) = ("undone".into(), Some(reason.clone())));
+                last_reason = reason;
+                // Apart in time from whoever made us undo: members back off
+                // by different amounts (their id's hash), longer each time.
+                let spread = crate::ring::hash64(membership.me().as_bytes()) % 1_000;
+                tokio::time::sleep(config.rpc_timeout * 4 * attempt + Duration::from_millis(spread)).await;
+            }
+        }
+    }
+    Err(MoveError::Undone { attempts: config.max_attempts, reason: last_reason })
+}
+
+enum Attempt {
+    /// Undone; worth another try.
+    Undone(String),
+    /// Not possible at all (leaving a cluster one is not in, say).
+    Refused(String),
+}
+
+fn report(progress: &Mutex<Progress>, change: impl FnOnce(&mut Progress)) {
+    change(&mut progress.lock().expect("progress lock"));
+}
+
+async fn attempt_move<T: Transport>(
+    transport: &T,
+    membership: &Membership,
+    kind: Move,
+    config: &MoveConfig,
+    progress: &Mutex<Progress>,
+) -> Result<(), Attempt> {
+    report(progress, |p| p.phase = "waiting".into());
+    wait_until_alone(transport, membership, config).await.map_err(Attempt::Undone)?;
+    report(progress, |p| p.phase = "announcing".into());
+    let announced = announce(membership, kind, config)?;
+    let result = carry_out(transport, membership, config, progress, announced).await;
+    if let Err(reason) = result {
+        undo(transport, membership, kind, config).await;
+        return Err(Attempt::Undone(reason));
+    }
+    report(progress, |p| p.phase = "switching".into());
+    let own = own_entry(membership).ok_or_else(|| Attempt::Refused("this member's entry vanished".into()))?;
+    let status = match kind {
+        Move::Join => Status::Normal,
+        Move::Leave => Status::Left,
+    };
+    membership.set_own(Entry { version: own.version + 1, status, ..own });
+    // Spreading the switch is gossip's job; one round now makes it quick.
+    let _ = round(transport, membership, config, config.step_deadline).await;
+    Ok(())
+}
+
+/// Steps 2 to 6 once announced at `version`.
+async fn carry_out<T: Transport>(
+    transport: &T,
+    membership: &Membership,
+    config: &MoveConfig,
+    progress: &Mutex<Progress>,
+    version: u64,
+) -> Result<(), String> {
+    round(transport, membership, config, config.step_deadline).await?;
+    round(transport, membership, config, config.step_deadline).await?;
+    if let Some(other) = other_mover(membership) {
+        return Err(format!("{other} is changing too"));
+    }
+    // In-flight writes admitted under the old view land before pushes read.
+    tokio::time::sleep(config.rpc_timeout).await;
+    report(progress, |p| p.phase = "streaming".into());
+    stream(transport, membership, config, progress, version).await?;
+    // No switch while another change is (or was just) announced anywhere:
+    // a round that ends with none seen leaves every member knowing that.
+    let deadline = tokio::time::Instant::now() + config.step_deadline;
+    loop {
+        round(transport, membership, config, config.step_deadline).await?;
+        match other_mover(membership) {
+            None => return Ok(()),
+            Some(other) if tokio::time::Instant::now() >= deadline => return Err(format!("{other} kept changing too")),
+            Some(_) => tokio::time::sleep(config.rpc_timeout).await,
+        }
+    }
+}
+
+fn own_entry(membership: &Membership) -> Option<Entry> {
+    membership.load().view().entry(membership.me()).cloned()
+}
+
+/// Another member joining or leaving, if any.
+fn other_mover(membership: &Membership) -> Option<String> {
+    let topology = membership.load();
+    let me = membership.me();
+    let other = topology
+        .view()
+        .entries()
+        .find(|(id, entry)| *id != me && matches!(entry.status, Status::Joining | Status::Leaving))
+        .map(|(id, _)| id.to_owned());
+    other
+}
+
+async fn wait_until_alone<T: Transport>(
+    transport: &T,
+    membership: &Membership,
+    config: &MoveConfig,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + config.step_deadline;
+    loop {
+        let _ = round(transport, membership, config, config.rpc_timeout * 4).await;
+        match other_mover(membership) {
+            None => return Ok(()),
+            Some(other) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("{other} was still changing"))
+            }
+            Some(_) => tokio::time::sleep(config.rpc_timeout * 2).await,
+        }
+    }
+}
+
+/// Writes this member's announcement; returns its entry version.
+fn announce(membership: &Membership, kind: Move, config: &MoveConfig) -> Result<u64, Attempt> {
+    let topology = membership.load();
+    let own = topology.view().entry(membership.me()).cloned();
+    let entry = match (kind, own) {
+        (Move::Join, Some(own)) if own.status == Status::Normal => {
+            return Err(Attempt::Refused("already a normal member".into()))
+        }
+        (Move::Join, own) => {
+            let tokens = match topology.current_ring() {
+                Some(ring) => allocate_tokens(ring, config.vnodes),
+                None => hashed_tokens(membership.me(), config.vnodes),
+            };
+            let version = own.map_or(1, |own| own.version + 1);
+            Entry { version, status: Status::Joining, addr: config.addr.clone(), tokens }
+        }
+        (Move::Leave, Some(own)) if own.status == Status::Normal => {
+            let normal = topology.members().iter().filter(|(_, e)| e.status == Status::Normal).count();
+            if normal <= 1 {
+                return Err(Attempt::Refused("the last normal member cannot leave".into()));
+            }
+            Entry { version: own.version + 1, status: Status::Leaving, ..own }
+        }
+        (Move::Leave, _) => return Err(Attempt::Refused("only a normal member can leave".into())),
+    };
+    let version = entry.version;
+    membership.set_own(entry);
+    Ok(version)
+}
+
+async fn undo<T: Transport>(transport: &T, membership: &Membership, kind: Move, config: &MoveConfig) {
+    let Some(own) = own_entry(membership) else { return };
+    let status = match kind {
+        Move::Join => Status::Left,
+        Move::Leave => Status::Normal,
+    };
+    membership.set_own(Entry { version: own.version + 1, status, ..own });
+    let _ = round(transport, membership, config, config.step_deadline).await;
+}
+
+/// Exchanges views with every other member (not left) until each exchange
+/// has succeeded once, members that appear meanwhile included, or until
+/// `limit` passes.
+async fn round<T: Transport>(
+    transport: &T,
+    membership: &Membership,
+    config: &MoveConfig,
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut done: Vec<String> = Vec::new();
+    loop {
+        let topology = membership.load();
+        let pending: Vec<String> = topology
+            .members()
+            .into_iter()
+            .map(|(id, _)| id.to_owned())
+            .filter(|id| id != membership.me() && !done.contains(id))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let exchanges =
+            pending.iter().map(|peer| crate::gossip::exchange(transport, membership, peer, config.rpc_timeout));
+        let outcomes = futures::future::join_all(exchanges).await;
+        let mut failed = Vec::new();
+        for (peer, outcome) in pending.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(_) => done.push(peer),
+                Err(error) => failed.push(format!("{peer}: {error}")),
+            }
+        }
+        if !failed.is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("could not exchange views with {}", failed.join("; ")));
+            }
+            tokio::time::sleep(config.rpc_timeout).await;
+        }
+    }
+}
+
+/// Step 5: every member of the current ring pushes its moving keys.
+async fn stream<T: Transport>(
+    transport: &T,
+    membership: &Membership,
+    config: &MoveConfig,
+    progress: &Mutex<Progress>,
+    version: u64,
+) -> Result<(), String> {
+    let topology = membership.load();
+    let pushers: Vec<String> = topology.current_ring().map(|ring| ring.nodes().to_vec()).unwrap_or_default();
+    report(progress, |p| (p.members, p.members_done) = (pushers.len(), 0));
+    for pusher in &pushers {
+        let mut after = None;
+        let mut deadline = tokio::time::Instant::now() + config.step_deadline;
+        loop {
+            let request = HandoffRequest { mover: membership.me().to_owned(), mover_version: version, after };
+            let answer = tokio::time::timeout(config.rpc_timeout * 8, transport.handoff(pusher, request.clone())).await;
+            match answer {
+                Ok(Ok(reply)) => {
+                    report(progress, |p| p.records_pushed += reply.pushed);
+                    // Progress resets the deadline: a slow member that
+                    // moves on is not given up on.
+                    deadline = tokio::time::Instant::now() + config.step_deadline;
+                    match reply.next {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                    tokio::time::sleep(config.page_pause).await;
+                }
+                failure => {
+                    let error = match failure {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => format!("{pusher} did not answer in time"),
+                    };
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(format!("{pusher} could not push its ranges: {error}"));
+                    }
+                    report(progress, |p| p.last_error = Some(error));
+                    // It may lack the announcement: give it our view.
+                    let _ = crate::gossip::exchange(transport, membership, pusher, config.rpc_timeout).await;
+                    tokio::time::sleep(config.rpc_timeout).await;
+                    after = request.after;
+                }
+            }
+        }
+        report(progress, |p| p.members_done += 1);
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Where keys live under a membership view (docs/MEMBERSHIP.md): a key's
+//! owners now and once the changes under way are done, the fence that
+//! keeps a coordinator with another placement of a key out, and the
+//! node's shared, swappable copy of it all.
+//!
+//! Why a placement is two sets: while a member joins or leaves, the
+//! ranges it gains or gives up have owners in the current ring (normal and
+//! leaving members) and others in the next ring (normal and joining). A
+//! coordinator that writes W of each and reads R of each meets, in one of
+//! the two sets, every quorum of a coordinator one step behind or ahead of
+//! it, so the move needs no global switch moment.
+//!
+//! Why a fence: the step argument holds only between neighbouring views.
+//! Each coordinator call carries a hash of the key's placement in the
+//! caller's view; a replica whose own placement of the key differs refuses
+//! the call (the caller merges views and retries). A move streams data
+//! only once every member holds its announcement, so from then on a call
+//! made in the view before the announcement is refused everywhere.
+
+use crate::ring::{hash64, Ring, DEFAULT_DEPTH};
+use crate::view::{Entry, Status, View};
+use std::sync::{Arc, RwLock};
+
+/// A key's owners now, and once the changes under way are done; the same
+/// set twice when its range does not move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// In preference order.
+    pub now: Vec<String>,
+    pub next: Vec<String>,
+}
+
+impl Placement {
+    pub fn is_moving(&self) -> bool {
+        !same_members(&self.now, &self.next)
+    }
+
+    /// The sets a quorum must be reached in: one, or both while moving.
+    pub fn sets(&self) -> Vec<&[String]> {
+        match self.is_moving() {
+            true => vec![&self.now, &self.next],
+            false => vec![&self.now],
+        }
+    }
+
+    /// Every owner in either set, the current ones first.
+    pub fn targets(&self) -> Vec<String> {
+        let mut all = self.now.clone();
+        all.extend(self.next.iter().filter(|id| !self.now.contains(id)).cloned());
+        all
+    }
+
+    /// The hash a call carries and a replica compares: equal when both
+    /// sets have the same members, whatever their order. Never 0, which a
+    /// call uses to say "not fenced" (repairs, hints).
+    pub fn fence(&self) -> u64 {
+        let (mut now, mut next) = (self.now.clone(), self.next.clone());
+        now.sort();
+        next.sort();
+        let text = format!("{}|{}", now.join(","), next.join(","));
+        hash64(text.as_bytes()).max(1)
+    }
+}
+
+fn same_members(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|id| b.contains(id))
+}
+
+/// A view with its two rings, built once per view change.
+#[derive(Debug)]
+pub struct Topology {
+    view: View,
+    current: Option<Ring>,
+    next: Option<Ring>,
+    n: usize,
+}
+
+impl Topology {
+    pub fn new(view: View, n: usize) -> Topology {
+        assert!(n > 0, "N is at least 1");
+        let current = view.current_ring(DEFAULT_DEPTH.max(n));
+        let next = view.next_ring(DEFAULT_DEPTH.max(n));
+        Topology { view, current, next, n }
+    }
+
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `key`'s owners. Before any member is normal (a cluster's first
+    /// joiner), the next ring stands for the current one.
+    pub fn placement(&self, key: &[u8]) -> Placement {
+        let owners = |ring: &Option<Ring>| ring.as_ref().map(|ring| ring.owners(key, self.n)).unwrap_or_default();
+        let next = owners(&self.next);
+        let now = match &self.current {
+            Some(_) => owners(&self.current),
+            None => next.clone(),
+        };
+        Placement { now, next }
+    }
+
+    /// Whether `member` owns `key` now or next, without allocating.
+    pub fn is_owner(&self, key: &[u8], member: &str) -> bool {
+        // The rings' tables are at least N deep (see `Topology::new`).
+        let owns = |ring: &Option<Ring>| {
+            ring.as_ref().is_some_and(|ring| {
+                ring.owner_indices(key).iter().take(self.n).any(|&index| ring.node_name(index) == member)
+            })
+        };
+        owns(&self.current) || owns(&self.next)
+    }
+
+    /// Members that are in a ring (not left), with their entries, by id.
+    pub fn members(&self) -> Vec<(&str, &Entry)> {
+        self.view.entries().filter(|(_, entry)| entry.status != Status::Left).collect()
+    }
+
+    /// Whether any member is joining or leaving.
+    pub fn is_changing(&self) -> bool {
+        self.view.entries().any(|(_, entry)| matches!(entry.status, Status::Joining | Status::Leaving))
+    }
+
+    /// The current ring, for allocating a joiner's tokens.
+    pub fn current_ring(&self) -> Option<&Ring> {
+        self.current.as_ref()
+    }
+}
+
+/// This node's copy of the topology: read on every request, replaced
+/// whole when gossip or the node itself changes the view.
+#[derive(Debug)]
+pub struct Membership {
+    me: String,
+    topology: RwLock<Arc<Topology>>,
+}
+
+impl Membership {
+    pub fn new(me: &str, view: View, n: usize) -> Membership {
+        Membership { me: me.to_owned(), topology: RwLock::new(Arc::new(Topology::new(view, n))) }
+    }
+
+    /// A fixed cluster from a seed list (hashed tokens, everyone normal).
+    pub fn from_seed_ids(me: &str, ids: &[String], vnodes: usize, n: usize) -> Membership {
+        let members: Vec<(String, String)> = ids.iter().map(|id| (id.clone(), String::new())).collect();
+        Membership::new(me, View::from_seeds(&members, vnodes), n)
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    pub fn load(&self) -> Arc<Topology> {
+        self.topology.read().expect("topology lock").clone()
+    }
+
+    /// Takes what `other` knows that this node does not; returns whether
+    /// the view changed. The rings are rebuilt outside the lock's reach of
+    /// readers: they keep the old topology until the new one is swapped in.
+    pub fn merge(&self, other: &View) -> bool {
+        let mut held = self.topology.write().expect("topology lock");
+        let mut view = held.view.clone();
+        if !view.merge(other) {
+            return false;
+        }
+        *held = Arc::new(Topology::new(view, held.n));
+        true
+    }
+
+    /// Sets this node's own entry (a raised version is the caller's job:
+    /// the view refuses an entry that is not newer).
+    pub fn set_own(&self, entry: Entry) -> bool {
+        let mut view = View::default();
+        view.offer(&self.me, entry);
+        self.merge(&view)
+    }
+
+    /// Sets another member's entry: an operator's removal of a dead member.
+    pub fn set_other(&self, id: &str, entry: Entry) -> bool {
+        let mut view = View::default();
+        view.offer(id, entry);
+        self.merge(&view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::hashed_tokens;
+
+    fn ids(count: usize) -> Vec<String> {
+        (1..=count).map(|i| format!("n{i}")).collect()
+    }
+
+    #[test]
+    fn a_fixed_cluster_places_keys_as_its_ring_does() {
+        let membership = Membership::from_seed_ids("n1", &ids(5), 16, 3);
+        let ring = Ring::new(&ids(5), 16);
+        let topology = membership.load();
+        for i in 0..500 {
+            let key = format!("k{i}");
+            let placement = topology.placement(key.as_bytes());
+            assert_eq!(placement.now, ring.owners(key.as_bytes(), 3));
+            assert!(!placement.is_moving());
+            assert_eq!(placement.sets().len(), 1);
+            for id in ids(5) {
+                assert_eq!(topology.is_owner(key.as_bytes(), &id), placement.now.contains(&id));
+            }
+        }
+    }
+
+    /// A joiner moves some keys only; a moving key's fence differs from its
+    /// fence before the announcement, a still key's does not.
+    #[test]
+    fn a_joiner_moves_some_ranges_and_changes_only_their_fences() {
+        let membership = Membership::from_seed_ids("n1", &ids(4), 16, 3);
+        let before = membership.load();
+        let joining =
+            Entry { version: 1, status: Status::Joining, addr: "h:1".into(), tokens: hashed_tokens("n9", 16) };
+        assert!(membership.set_other("n9", joining.clone()));
+        assert!(!membership.set_other("n9", joining.clone()), "the same entry again changes nothing");
+        let during = membership.load();
+        let (mut moving, mut still) = (0, 0);
+        for i in 0..2_000 {
+            let key = format!("k{i}");
+            let (old, new) = (before.placement(key.as_bytes()), during.placement(key.as_bytes()));
+            assert_eq!(old.now, new.now, "reads use the current ring until the switch");
+            match new.is_moving() {
+                true => {
+                    moving += 1;
+                    assert!(new.next.contains(&"n9".to_owned()));
+                    assert_ne!(old.fence(), new.fence());
+                    assert_eq!(new.targets().len(), 4);
+                }
+                false => {
+                    still += 1;
+                    assert_eq!(old.fence(), new.fence());
+                }
+            }
+        }
+        assert!(moving > 200 && still > 200, "moving {moving}, still {still}");
+        let normal = Entry { version: 2, status: Status::Normal, ..joining };
+        membership.set_other("n9", normal);
+        let after = membership.load();
+        assert!(!after.is_changing());
+        assert!((0..500).all(|i| !after.placement(format!("k{i}").as_bytes()).is_moving()));
+    }
+
+    #[test]
+    fn a_cluster_of_joiners_only_uses_its_next_ring() {
+        let membership = Membership::new("n1", View::default(), 3);
+        let joining = Entry { version: 1, status: Status::Joining, addr: "h:1".into(), tokens: hashed_tokens("n1", 4) };
+        membership.set_own(joining);
+        let placement = membership.load().placement(b"k");
+        assert_eq!(placement.now, ["n1"]);
+        assert!(!placement.is_moving());
+    }
+}
