@@ -211,7 +211,9 @@ pub async fn sync_with<T: Transport>(
     }
     let mut pull = Vec::new();
     for (key, record) in &reply.records {
-        if view.should_send(record, store.get(key)?.as_ref()) {
+        // The peer chose these by its view; both views must agree (see
+        // `Replica::write_batch`).
+        if view.shares(key, peer) && view.should_send(record, store.get(key)?.as_ref()) {
             pull.push((key.clone(), record.clone()));
         }
     }
@@ -227,7 +229,7 @@ pub async fn sync_with<T: Transport>(
     stats.pushed = push.entries.len();
     store.apply_many(view.admissible(pull)).await?;
     if !push.entries.is_empty() {
-        tokio::time::timeout(timeout, transport.write_batch(peer, push.entries))
+        tokio::time::timeout(timeout, transport.write_batch(peer, view.me, push.entries))
             .await
             .map_err(|_| SyncError::Rpc(format!("{peer} did not take the pushed records in time")))?
             .map_err(|error| SyncError::Rpc(error.to_string()))?;

@@ -289,6 +289,8 @@ impl<T: Transport> Coordinator<T> {
         let stand_ins = self.hint_down_owners(down, key.as_bytes(), &record);
         let needed = Needed::writes(&placement, self.config.quorum);
         let acked = self.replicate(live, key.as_bytes(), &record, fence, &needed, stand_ins).await;
+        tracing::trace!(node = %self.config.node_id, key, ?version, ?acked, now = ?placement.now, next = ?placement.next,
+            "write replicated");
         if !needed.met_by(acked.iter().map(String::as_str)) {
             return Err(Shortfall {
                 stale: Vec::new(),
@@ -315,6 +317,9 @@ impl<T: Transport> Coordinator<T> {
             return Ok(read_outcome(held, self.clock.now_ms()));
         }
         let responses = self.quorum_read(&placement, &live, key.as_bytes(), fence).await?;
+        tracing::trace!(node = %self.config.node_id, key, now = ?placement.now, next = ?placement.next,
+            responses = ?responses.iter().map(|(o, r)| (o, r.as_ref().map(|r| r.version))).collect::<Vec<_>>(),
+            "strong read");
         let Some(highest) = newest(&responses) else {
             return Ok(ReadOutcome::NotFound { version: None });
         };
@@ -354,7 +359,7 @@ impl<T: Transport> Coordinator<T> {
         let (first_owner, first) = self.read_first(&live, key.as_bytes()).await?;
         let min_timestamp_ms = min_timestamp_ms.filter(|_| !self.config.bugs.has(TestBug::IgnoreMinTimestamp));
         let Some(min_ms) = min_timestamp_ms else {
-            self.maybe_repair_in_background(key, &live);
+            self.maybe_repair_in_background(key, &live, placement.fence());
             return Ok(read_outcome(first, self.clock.now_ms()));
         };
         if first.as_ref().is_some_and(|record| record.version.timestamp_ms >= min_ms) {
@@ -368,7 +373,7 @@ impl<T: Transport> Coordinator<T> {
             });
         responses.push((first_owner, first));
         if let Some(best) = newest(&responses).filter(|record| record.version.timestamp_ms >= min_ms) {
-            self.repair_in_background(key.as_bytes().to_vec(), responses.clone(), best.clone());
+            self.repair_in_background(key.as_bytes().to_vec(), responses.clone(), best.clone(), placement.fence());
             return Ok(read_outcome(Some(best), self.clock.now_ms()));
         }
         let empty = responses.iter().filter(|(_, record)| record.is_none()).count();
@@ -398,6 +403,8 @@ impl<T: Transport> Coordinator<T> {
                 continue;
             };
             if responses.iter().all(|(_, held)| held.as_ref().is_none_or(|r| r.version >= version)) {
+                tracing::trace!(node = %self.config.node_id, key = %String::from_utf8_lossy(&key), ?version, ?others,
+                    "dead record removable");
                 removable.push((key, version));
             }
         }
@@ -630,7 +637,11 @@ impl<T: Transport> Coordinator<T> {
         }
     }
 
-    fn maybe_repair_in_background(&self, key: &str, live: &[String]) {
+    /// Read repair: reads `key` from `live` and writes the newest to those
+    /// behind, fenced (a coordinator with a stale view must not copy a
+    /// record from a node that no longer owns the key: see
+    /// `Replica::write_batch`).
+    fn maybe_repair_in_background(&self, key: &str, live: &[String], fence: u64) {
         let every = self.config.read_repair_every;
         if every == 0 || !self.eventual_reads.fetch_add(1, Ordering::Relaxed).is_multiple_of(every) {
             return;
@@ -641,20 +652,20 @@ impl<T: Transport> Coordinator<T> {
             let mut responses = Vec::new();
             for owner in &live {
                 if let Ok(Ok(record)) =
-                    tokio::time::timeout(timeout, transport.read(owner, key.as_bytes(), UNFENCED)).await
+                    tokio::time::timeout(timeout, transport.read(owner, key.as_bytes(), fence)).await
                 {
                     responses.push((owner.clone(), record));
                 }
             }
             if let Some(best) = newest(&responses) {
-                push_to_stale(&*transport, key.as_bytes(), &responses, &best, timeout).await;
+                push_to_stale(&*transport, key.as_bytes(), &responses, &best, (fence, timeout)).await;
             }
         });
     }
 
-    fn repair_in_background(&self, key: Vec<u8>, responses: Vec<Response>, best: Record) {
+    fn repair_in_background(&self, key: Vec<u8>, responses: Vec<Response>, best: Record, fence: u64) {
         let (transport, timeout) = (self.transport.clone(), self.config.rpc_timeout);
-        tokio::spawn(async move { push_to_stale(&*transport, &key, &responses, &best, timeout).await });
+        tokio::spawn(async move { push_to_stale(&*transport, &key, &responses, &best, (fence, timeout)).await });
     }
 }
 
@@ -664,11 +675,11 @@ async fn push_to_stale<T: Transport>(
     key: &[u8],
     responses: &[Response],
     best: &Record,
-    timeout: Duration,
+    (fence, timeout): (u64, Duration),
 ) {
     for (owner, held) in responses {
         if held.as_ref().is_none_or(|record| record.version < best.version) {
-            let _ = tokio::time::timeout(timeout, transport.write(owner, key, best, UNFENCED)).await;
+            let _ = tokio::time::timeout(timeout, transport.write(owner, key, best, fence)).await;
         }
     }
 }

@@ -25,7 +25,7 @@
 //! again. The ranges then never moved, and every write acknowledged
 //! meanwhile reached W of the current owners, so nothing is lost.
 
-use crate::ring::{allocate_tokens, hashed_tokens};
+use crate::ring::allocate_tokens;
 use crate::storage::{Store, StoreError};
 use crate::topology::Membership;
 use crate::transport::{HandoffReply, HandoffRequest, RpcError, Transport};
@@ -50,7 +50,8 @@ pub enum HandoffError {
 }
 
 /// A member's part: one page of its store, each record of a key whose
-/// range moves and that it owns now, pushed to the key's new owners.
+/// range moves and that it owns now, pushed to the key's new owners (or,
+/// for a purge, each record of a key it does not own, dropped).
 pub async fn push_page<T: Transport>(
     transport: &T,
     store: &Arc<Store>,
@@ -58,6 +59,9 @@ pub async fn push_page<T: Transport>(
     request: &HandoffRequest,
     timeout: Duration,
 ) -> Result<HandoffReply, HandoffError> {
+    if request.purge {
+        return purge_page(store, membership, request).await;
+    }
     let topology = membership.load();
     let known = topology.view().entry(&request.mover).map(|entry| entry.version);
     if known.is_none_or(|version| version < request.mover_version) {
@@ -78,7 +82,7 @@ pub async fn push_page<T: Transport>(
     let mut pushed = 0;
     for (gainer, entries) in batches {
         let count = entries.len() as u64;
-        match tokio::time::timeout(timeout, transport.write_batch(&gainer, entries)).await {
+        match tokio::time::timeout(timeout, transport.write_batch(&gainer, me, entries)).await {
             Ok(Ok(())) => pushed += count,
             Ok(Err(error)) => return Err(HandoffError::Push(gainer, error)),
             Err(_) => return Err(HandoffError::Push(gainer.clone(), RpcError::Timeout(gainer))),
@@ -91,6 +95,44 @@ pub async fn push_page<T: Transport>(
     Ok(HandoffReply { pushed, next })
 }
 
+/// Drops one page's records of keys this member owns neither now nor next.
+///
+/// Why before every change: a member that stopped owning a key (a join
+/// took the range, or a leave that pushed it here was undone) may keep an
+/// old copy while the owners compact the key's tombstone. If a later
+/// change made it an owner again, that copy would answer reads as if it
+/// were the newest: a deleted value back from the dead. Writes of keys a
+/// replica does not own are refused, so after a purge no non-owner holds
+/// a copy until the next change ends. The ownership test and the removal
+/// are one step (no wait between them), and a removal takes only the
+/// version scanned: a newer copy that arrived meanwhile stays.
+async fn purge_page(
+    store: &Arc<Store>,
+    membership: &Membership,
+    request: &HandoffRequest,
+) -> Result<HandoffReply, HandoffError> {
+    let page = store.scan_page(request.after.clone(), HANDOFF_PAGE).await?;
+    let topology = membership.load();
+    if topology.is_changing() {
+        // A change announced meanwhile: keep everything, the driver retries.
+        return Err(HandoffError::Unannounced("another change is under way; no purge".into()));
+    }
+    let foreign: Vec<_> = page
+        .iter()
+        .filter(|(key, _)| !topology.is_owner(key, membership.me()))
+        .map(|(key, record)| (key.clone(), record.version))
+        .collect();
+    let dropped = match foreign.is_empty() {
+        true => 0,
+        false => store.compact(foreign).await? as u64,
+    };
+    let next = match page.last() {
+        Some((last, _)) if page.len() == HANDOFF_PAGE => Some(last.clone()),
+        _ => None,
+    };
+    Ok(HandoffReply { pushed: dropped, next })
+}
+
 /// Which change the driver makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Move {
@@ -101,7 +143,7 @@ pub enum Move {
 /// Where a move is, for the node's status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Progress {
-    /// `idle`, `waiting` (another change is under way), `announcing`,
+    /// `idle`, `waiting` (another change is under way), `purging`, `announcing`,
     /// `streaming`, `switching`, `done`, `undone`, `failed`.
     pub phase: String,
     /// Members whose push finished, of those that must push.
@@ -109,6 +151,8 @@ pub struct Progress {
     pub members: usize,
     /// Records pushed to new owners so far.
     pub records_pushed: u64,
+    /// Records of keys their holder did not own, dropped before the change.
+    pub records_purged: u64,
     pub attempts: u32,
     pub last_error: Option<String>,
 }
@@ -191,6 +235,8 @@ async fn attempt_move<T: Transport>(
 ) -> Result<(), Attempt> {
     report(progress, |p| p.phase = "waiting".into());
     wait_until_alone(transport, membership, config).await.map_err(Attempt::Undone)?;
+    report(progress, |p| p.phase = "purging".into());
+    purge_everywhere(transport, membership, config, progress).await.map_err(Attempt::Undone)?;
     report(progress, |p| p.phase = "announcing".into());
     let announced = announce(membership, kind, config)?;
     let result = carry_out(transport, membership, config, progress, announced).await;
@@ -283,10 +329,11 @@ fn announce(membership: &Membership, kind: Move, config: &MoveConfig) -> Result<
             return Err(Attempt::Refused("already a normal member".into()))
         }
         (Move::Join, own) => {
-            let tokens = match topology.current_ring() {
-                Some(ring) => allocate_tokens(ring, config.vnodes),
-                None => hashed_tokens(membership.me(), config.vnodes),
-            };
+            // A joiner that knows no member would make a cluster of its own.
+            let ring = topology.current_ring().ok_or_else(|| {
+                Attempt::Refused("knows no member of the cluster: learn its view from a member first".into())
+            })?;
+            let tokens = allocate_tokens(ring, config.vnodes);
             let version = own.map_or(1, |own| own.version + 1);
             Entry { version, status: Status::Joining, addr: config.addr.clone(), tokens }
         }
@@ -365,16 +412,46 @@ async fn stream<T: Transport>(
 ) -> Result<(), String> {
     let topology = membership.load();
     let pushers: Vec<String> = topology.current_ring().map(|ring| ring.nodes().to_vec()).unwrap_or_default();
-    report(progress, |p| (p.members, p.members_done) = (pushers.len(), 0));
-    for pusher in &pushers {
+    page_through(transport, membership, config, progress, (&pushers, version, false)).await
+}
+
+/// Step 1b: every member (this one included) drops what it does not own.
+async fn purge_everywhere<T: Transport>(
+    transport: &T,
+    membership: &Membership,
+    config: &MoveConfig,
+    progress: &Mutex<Progress>,
+) -> Result<(), String> {
+    let topology = membership.load();
+    let mut members: Vec<String> = topology.members().into_iter().map(|(id, _)| id.to_owned()).collect();
+    if !members.iter().any(|id| id == membership.me()) {
+        members.push(membership.me().to_owned());
+    }
+    page_through(transport, membership, config, progress, (&members, 0, true)).await
+}
+
+/// Asks each of `members`, page by page, to push (or purge), paced; a
+/// member that makes no progress for the step deadline fails the step.
+async fn page_through<T: Transport>(
+    transport: &T,
+    membership: &Membership,
+    config: &MoveConfig,
+    progress: &Mutex<Progress>,
+    (members, version, purge): (&[String], u64, bool),
+) -> Result<(), String> {
+    report(progress, |p| (p.members, p.members_done) = (members.len(), 0));
+    for pusher in members {
         let mut after = None;
         let mut deadline = tokio::time::Instant::now() + config.step_deadline;
         loop {
-            let request = HandoffRequest { mover: membership.me().to_owned(), mover_version: version, after };
+            let request = HandoffRequest { mover: membership.me().to_owned(), mover_version: version, after, purge };
             let answer = tokio::time::timeout(config.rpc_timeout * 8, transport.handoff(pusher, request.clone())).await;
             match answer {
                 Ok(Ok(reply)) => {
-                    report(progress, |p| p.records_pushed += reply.pushed);
+                    report(progress, |p| match purge {
+                        true => p.records_purged += reply.pushed,
+                        false => p.records_pushed += reply.pushed,
+                    });
                     // Progress resets the deadline: a slow member that
                     // moves on is not given up on.
                     deadline = tokio::time::Instant::now() + config.step_deadline;

@@ -79,11 +79,11 @@ impl Transport for ClusterTransport {
         self.remote.write(to, key, record, fence).await
     }
 
-    async fn write_batch(&self, to: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
+    async fn write_batch(&self, to: &str, from: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
         if to == self.local.node_id {
-            return self.local.write_batch(entries).await.map_err(|e| local_error(to, e));
+            return self.local.write_batch(entries, from).await.map_err(|e| local_error(to, e));
         }
-        self.remote.write_batch(to, entries).await
+        self.remote.write_batch(to, from, entries).await
     }
 
     async fn sync(&self, to: &str, request: SyncRequest) -> Result<SyncReply, RpcError> {

@@ -60,8 +60,16 @@ impl Replica {
         self.view().refusal(key, record)
     }
 
+    /// Applies `record` once durable. An unfenced write (a hint, a repair)
+    /// of a key this replica does not own is dropped: a non-owner must hold
+    /// no copy (see [`crate::handoff`] on why stale copies are dangerous),
+    /// and the key's owners took the write when it was made.
     pub async fn write(&self, key: Vec<u8>, record: Record, fence: u64) -> Result<(), ReplicaError> {
         self.check_fence(&key, fence)?;
+        if fence == UNFENCED && !self.membership.load().is_owner(&key, &self.node_id) {
+            tracing::debug!(key = %String::from_utf8_lossy(&key), "dropped a write of a key this replica does not own");
+            return Ok(());
+        }
         if let Some(reason) = self.refusal(&key, &record) {
             return Err(StoreError::Refused(reason).into());
         }
@@ -77,9 +85,24 @@ impl Replica {
         Err(ReplicaError::StaleView)
     }
 
-    /// Stores every entry it may ([`View::admissible`]).
-    pub async fn write_batch(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
-        self.store.apply_many(self.view().admissible(entries)).await
+    /// Stores every entry it may ([`View::admissible`]) of a key that both
+    /// this replica and `from` own (now or next) in this replica's view.
+    ///
+    /// Why the sender must be an owner: these batches are repairs and
+    /// handoffs, which carry old records. A node that no longer owns a key
+    /// may hold a copy older than a tombstone the owners have since
+    /// compacted; taken from it, that copy would come back to life. Only
+    /// owners are asked before a tombstone is compacted.
+    pub async fn write_batch(&self, entries: Vec<Entry>, from: &str) -> Result<(), StoreError> {
+        let topology = self.membership.load();
+        let (owned, foreign): (Vec<Entry>, Vec<Entry>) = entries
+            .into_iter()
+            .partition(|(key, _)| topology.is_owner(key, from) && topology.is_owner(key, &self.node_id));
+        if !foreign.is_empty() {
+            tracing::debug!(%from, refused = foreign.len(), "refused records of keys the sender or this replica \
+                does not own");
+        }
+        self.store.apply_many(self.view().admissible(owned)).await
     }
 
     pub fn view(&self) -> View<'_> {

@@ -400,6 +400,7 @@ async fn admin_membership(State(state): State<AppState>, headers: HeaderMap) -> 
             members_done: progress.members_done,
             members: progress.members,
             records_pushed: progress.records_pushed,
+            records_purged: progress.records_purged,
             attempts: progress.attempts,
             last_error: progress.last_error,
         },

@@ -166,6 +166,8 @@ impl Membership {
         if !view.merge(other) {
             return false;
         }
+        tracing::trace!(me = %self.me, view = ?view.entries().map(|(id, e)| (id, e.version, e.status)).collect::<Vec<_>>(),
+            "view changed");
         *held = Arc::new(Topology::new(view, held.n));
         true
     }

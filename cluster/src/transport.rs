@@ -39,10 +39,13 @@ pub trait Transport: Send + Sync + 'static {
         record: &Record,
         fence: u64,
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
-    /// Applies each record if newer; `Ok` once all are durable.
+    /// Applies each record if newer; `Ok` once all are durable. `from`
+    /// is the sender: the receiver takes only keys that both own in its
+    /// view (see [`crate::replica::Replica::write_batch`]).
     fn write_batch(
         &self,
         to: &str,
+        from: &str,
         entries: Vec<(Vec<u8>, Record)>,
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
     /// One anti-entropy exchange: see [`crate::antientropy`].
@@ -76,11 +79,15 @@ pub struct HandoffRequest {
     pub mover_version: u64,
     /// Where the page starts: after this key (`None`: from the start).
     pub after: Option<Vec<u8>>,
+    /// Instead of pushing: drop the records of keys the receiver owns
+    /// neither now nor next (before a change, see [`crate::handoff`]).
+    pub purge: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandoffReply {
-    /// Records pushed (durably) to new owners in this page.
+    /// Records pushed (durably) to new owners in this page, or dropped
+    /// by a purge.
     pub pushed: u64,
     /// Where the next page starts; `None` once the store is done.
     pub next: Option<Vec<u8>>,

@@ -37,7 +37,7 @@ use cluster::recovery::Recovery;
 use cluster::replica::{Replica, ReplicaError};
 use cluster::storage::{MemoryStorage, Store};
 use cluster::test_bug::{TestBug, TestBugs};
-use cluster::topology::Membership;
+use cluster::topology::{Membership, Topology};
 use cluster::transport::{Gossip, HandoffReply, HandoffRequest, RpcError, SyncReply, SyncRequest, Transport};
 use cluster::view::{Status, View};
 use rand::rngs::StdRng;
@@ -74,6 +74,13 @@ const MAX_AHEAD_MS: u64 = 600_000;
 const START_MS: u64 = 1_800_000_000_000;
 const MAX_SKEW_MS: i64 = 100;
 const KEYS: [&str; 4] = ["a", "b", "c", "d"];
+/// A membership run's keys: enough that some ranges move at each change,
+/// and that each key's history stays small enough for the checker.
+const MANY_KEYS: [&str; 48] = [
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w",
+    "x", "y", "z", "A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O", "P", "Q", "R", "S", "T",
+    "U", "V",
+];
 const CLIENTS: u64 = 6;
 const OPS_PER_CLIENT: usize = 50;
 
@@ -157,9 +164,9 @@ impl Transport for FakeTransport {
         self.net.hop(to, &self.from).await
     }
 
-    async fn write_batch(&self, to: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
+    async fn write_batch(&self, to: &str, from: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
         self.net.hop(&self.from, to).await?;
-        self.net.replicas[to].write_batch(entries).await.map_err(|e| store_error(to, e))?;
+        self.net.replicas[to].write_batch(entries, from).await.map_err(|e| store_error(to, e))?;
         self.net.hop(to, &self.from).await
     }
 
@@ -222,6 +229,12 @@ struct Sim {
     nodes: Vec<Arc<SimNode>>,
     /// A total order of invocations and completions, for this run only.
     events: AtomicU64,
+    keys: &'static [&'static str],
+    /// Clients go on past their operation count while this is set (a
+    /// membership run's changes are under way).
+    busy: AtomicBool,
+    /// A client's pause before each operation, at most.
+    think_ms: u64,
 }
 
 impl Sim {
@@ -280,7 +293,7 @@ fn build_cluster_with_spares(
     let state = NetState { rng: StdRng::seed_from_u64(seed), drop_probability, max_delay_ms, crashed, isolated };
     let net = Arc::new(Net { replicas, state: Mutex::new(state) });
     let nodes = ids.iter().map(|id| build_node(id, &ids, &net, quorum, bugs)).collect();
-    Sim { net, nodes, events: AtomicU64::new(0) }
+    Sim { net, nodes, events: AtomicU64::new(0), keys: &KEYS, busy: AtomicBool::new(false), think_ms: 40 }
 }
 
 fn build_node(id: &str, ids: &[String], net: &Arc<Net>, quorum: Quorum, bugs: &TestBugs) -> Arc<SimNode> {
@@ -435,9 +448,28 @@ struct Outcomes {
     final_state: BTreeMap<String, Vec<(Vec<u8>, Record)>>,
     ok: usize,
     unknown: usize,
+    /// Membership changes tried and how each ended, in order of ending.
+    moves: Vec<String>,
 }
 
 impl Outcomes {
+    /// Once settled, every member holds the same view, and no change is
+    /// left half done.
+    fn membership_problems(&mut self, sim: &Sim, reference: &Topology) {
+        for node in &sim.nodes {
+            let status = node.status();
+            if status.is_none() || status == Some(Status::Left) {
+                continue; // never joined, or gone: its view no longer matters
+            }
+            if node.membership.load().view() != reference.view() {
+                self.diverged.push(format!("{} holds another view once settled", node.id));
+            }
+        }
+        if reference.is_changing() {
+            self.diverged.push(format!("a change is still under way once settled: {:?}", reference.view()));
+        }
+    }
+
     /// Every violation found; `undecided` counts key histories too hard for
     /// the small checker (never counted as a pass or a failure).
     fn problems(&self, undecided: &mut usize) -> Vec<String> {
@@ -551,10 +583,15 @@ async fn client(process: u64, sim: Arc<Sim>, seed: u64, outcomes: Arc<Mutex<Outc
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(process));
     let mut session: BTreeMap<String, u64> = BTreeMap::new();
     let mix = Profile::for_seed(seed).mix;
-    for op in 0..OPS_PER_CLIENT {
-        let key = KEYS[rng.random_range(0..KEYS.len())];
+    let mut op = 0;
+    while op < OPS_PER_CLIENT || sim.busy.load(Ordering::SeqCst) {
+        op += 1;
+        let key = sim.keys[rng.random_range(0..sim.keys.len())];
         let node = &sim.nodes[rng.random_range(0..sim.nodes.len())];
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
+        if node.membership.load().members().is_empty() {
+            continue; // a node that has not joined yet knows no owners
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..sim.think_ms))).await;
         if sim.net.crashed(&node.id) {
             continue; // a crashed coordinator takes no requests
         }
@@ -578,15 +615,21 @@ async fn client(process: u64, sim: Arc<Sim>, seed: u64, outcomes: Arc<Mutex<Outc
 
 /// Crashes and restarts nodes (at most two down at once), isolates one
 /// node at a time and heals it, shifts clocks.
-async fn nemesis(sim: Arc<Sim>, seed: u64, stop: Arc<AtomicBool>) {
+async fn nemesis(sim: Arc<Sim>, seed: u64, stop: Arc<AtomicBool>, pace: Pace) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xfa17);
     while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..300))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(pace.every_ms.clone()))).await;
         let node = &sim.nodes[rng.random_range(0..sim.nodes.len())];
         let mut state = sim.net.state.lock().unwrap();
         match rng.random_range(0..5) {
             0 if state.crashed.len() < 2 => {
                 state.crashed.insert(node.id.clone());
+            }
+            1 if pace.restart_a_crashed_node => {
+                let crashed: Vec<String> = state.crashed.iter().cloned().collect();
+                if !crashed.is_empty() {
+                    state.crashed.remove(&crashed[rng.random_range(0..crashed.len())]);
+                }
             }
             1 => {
                 state.crashed.remove(&node.id);
@@ -599,6 +642,13 @@ async fn nemesis(sim: Arc<Sim>, seed: u64, stop: Arc<AtomicBool>) {
             _ => {}
         }
     }
+}
+
+/// How often the nemesis acts, and whether a restart picks a crashed node
+/// (in a large cluster a random pick would leave crashes for ever).
+struct Pace {
+    every_ms: std::ops::Range<u64>,
+    restart_a_crashed_node: bool,
 }
 
 /// A record as the owners' agreement sees it: live records by version,
@@ -618,8 +668,9 @@ async fn heal_and_settle(sim: &Arc<Sim>, background: Vec<JoinHandle<()>>, outcom
         state.isolated.clear();
     }
     tokio::time::sleep(SETTLE).await;
-    for (at, key) in KEYS.iter().enumerate() {
-        let node = &sim.nodes[at % sim.nodes.len()];
+    let members: Vec<&Arc<SimNode>> = sim.nodes.iter().filter(|node| node.status() == Some(Status::Normal)).collect();
+    for (at, key) in sim.keys.iter().enumerate() {
+        let node = members[at % members.len()];
         let invoke = sim.tick();
         match tokio::time::timeout(REQUEST_TIMEOUT, node.coordinator.get_strong(key)).await {
             Ok(Ok(outcome)) => {
@@ -634,8 +685,14 @@ async fn heal_and_settle(sim: &Arc<Sim>, background: Vec<JoinHandle<()>>, outcom
     }
     let mut outcomes = outcomes.lock().unwrap();
     let now_ms = START_MS + 1_000_000_000; // past every expiry, the same for every owner
-    for key in KEYS {
-        let owners = sim.nodes[0].membership.load().placement(key.as_bytes()).now;
+    let topology = members[0].membership.load();
+    outcomes.membership_problems(sim, &topology);
+    for key in sim.keys {
+        let owners = topology.placement(key.as_bytes()).now;
+        let expected = 3.min(members.len());
+        if owners.len() != expected {
+            outcomes.diverged.push(format!("{key} has owners {owners:?}, not {expected}"));
+        }
         let held: BTreeMap<&String, _> = owners
             .iter()
             .map(|owner| {
@@ -658,7 +715,12 @@ async fn simulate(seed: u64, bugs: TestBugs) -> Outcomes {
     let background = spawn_background(&sim);
     let outcomes = Arc::new(Mutex::new(Outcomes::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let chaos = tokio::spawn(nemesis(sim.clone(), seed, stop.clone()));
+    let chaos = tokio::spawn(nemesis(
+        sim.clone(),
+        seed,
+        stop.clone(),
+        Pace { every_ms: 50..300, restart_a_crashed_node: false },
+    ));
     let clients: Vec<_> =
         (0..CLIENTS).map(|process| tokio::spawn(client(process, sim.clone(), seed, outcomes.clone()))).collect();
     for client in clients {
@@ -670,6 +732,133 @@ async fn simulate(seed: u64, bugs: TestBugs) -> Outcomes {
     // Bound first: the lock guard must drop before `outcomes` does.
     let taken = std::mem::take(&mut *outcomes.lock().unwrap());
     taken
+}
+
+/// How a membership run's moves are paced: short steps, so that a move
+/// that meets a crashed member is undone within the run.
+fn move_config(addr: &str) -> MoveConfig {
+    MoveConfig {
+        addr: addr.to_owned(),
+        vnodes: VNODES,
+        rpc_timeout: RPC_TIMEOUT,
+        page_pause: Duration::from_millis(5),
+        step_deadline: Duration::from_secs(2),
+        max_attempts: 3,
+    }
+}
+
+/// One join (of a node outside the cluster, which first learns the view
+/// from a member) or leave, to its end; what happened goes to `outcomes`.
+async fn one_move(sim: Arc<Sim>, at: usize, kind: Move, members: Vec<String>, outcomes: Arc<Mutex<Outcomes>>) {
+    let node = &sim.nodes[at];
+    if kind == Move::Join {
+        for attempt in 0..20 {
+            let member = &members[attempt % members.len()];
+            let learned = cluster::gossip::exchange(&*node.transport, &node.membership, member, RPC_TIMEOUT);
+            if learned.await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(RPC_TIMEOUT).await;
+        }
+    }
+    let config = move_config(&node.id);
+    let outcome = handoff::run(&*node.transport, &node.membership, kind, &config, &node.progress).await;
+    let pushed = node.progress.lock().unwrap().records_pushed;
+    let line = format!("{kind:?} of {}: {outcome:?} ({pushed} records pushed)", node.id);
+    outcomes.lock().unwrap().moves.push(line);
+}
+
+/// Adds and decommissions members while the other faults go on: a join
+/// or a leave every so often, sometimes two at once (they must not
+/// overlap: one of them is undone), keeping at least 18 members; then
+/// lets the clients stop.
+async fn membership_nemesis(sim: Arc<Sim>, seed: u64, outcomes: Arc<Mutex<Outcomes>>) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x3e3b);
+    let mut moves = Vec::new();
+    for _ in 0..CHANGES_PER_RUN {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..900))).await;
+        let at_once = if rng.random_bool(0.25) { 2 } else { 1 };
+        for _ in 0..at_once {
+            let spares: Vec<usize> = (0..sim.nodes.len()).filter(|&i| sim.nodes[i].status().is_none()).collect();
+            let normal: Vec<usize> =
+                (0..sim.nodes.len()).filter(|&i| sim.nodes[i].status() == Some(Status::Normal)).collect();
+            let mut members: Vec<String> = normal.iter().map(|&i| sim.nodes[i].id.clone()).collect();
+            let turn = rng.random_range(0..members.len());
+            members.rotate_left(turn);
+            let (at, kind) = match rng.random_bool(0.5) && !spares.is_empty() || normal.len() <= 18 {
+                true if !spares.is_empty() => (spares[rng.random_range(0..spares.len())], Move::Join),
+                true => continue,
+                false => (normal[rng.random_range(0..normal.len())], Move::Leave),
+            };
+            moves.push(tokio::spawn(one_move(sim.clone(), at, kind, members, outcomes.clone())));
+        }
+        // Wait for this change (or pair) before the next, as an operator would.
+        for pending in moves.drain(..) {
+            pending.await.unwrap();
+        }
+    }
+    sim.busy.store(false, Ordering::SeqCst);
+}
+
+/// Rounds of changes (one, or two at once) in a membership run.
+const CHANGES_PER_RUN: usize = 4;
+
+/// A membership run: 20 members and 4 nodes outside, joins and leaves
+/// under the usual faults and traffic over more keys.
+async fn simulate_membership(seed: u64, bugs: TestBugs) -> Outcomes {
+    let drop_probability = [0.01, 0.03, 0.05][seed as usize % 3];
+    let mut sim = build_cluster_with_spares(20, 4, seed, (drop_probability, 20), &bugs);
+    sim.keys = &MANY_KEYS;
+    sim.think_ms = 150;
+    let sim = Arc::new(sim);
+    let background = spawn_background(&sim);
+    let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Gentler than a fixed cluster's: a change needs every member once.
+    let pace = Pace { every_ms: 200..1_000, restart_a_crashed_node: true };
+    let chaos = tokio::spawn(nemesis(sim.clone(), seed, stop.clone(), pace));
+    sim.busy.store(true, Ordering::SeqCst);
+    let changes = tokio::spawn(membership_nemesis(sim.clone(), seed, outcomes.clone()));
+    let clients: Vec<_> = (0..MEMBERSHIP_CLIENTS)
+        .map(|process| tokio::spawn(client(process, sim.clone(), seed, outcomes.clone())))
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    changes.await.unwrap();
+    stop.store(true, Ordering::SeqCst);
+    chaos.await.unwrap();
+    heal_and_settle(&sim, background, &outcomes).await;
+    let taken = std::mem::take(&mut *outcomes.lock().unwrap());
+    taken
+}
+
+/// Log lines stamped with the run's virtual time (tokio's paused clock).
+struct VirtualTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        static START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(tokio::time::Instant::now);
+        write!(w, "{:>9.3}s", (tokio::time::Instant::now() - start).as_secs_f64())
+    }
+}
+
+/// Clients of a membership run: more, over more keys, for longer.
+const MEMBERSHIP_CLIENTS: u64 = 10;
+
+fn run_membership_seed(seed: u64, bugs: &TestBugs) -> Outcomes {
+    // SIM_TRACE=trace (an EnvFilter) prints what the nodes did, for one seed.
+    if let Ok(filter) = std::env::var("SIM_TRACE") {
+        let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_timer(VirtualTime).with_ansi(false);
+        let _ = subscriber.with_writer(std::io::stderr).try_init();
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime for the run");
+    runtime.block_on(simulate_membership(seed, bugs.clone()))
 }
 
 /// One run, on a runtime of its own: nothing from another run (tasks,
@@ -721,6 +910,47 @@ fn strong_reads_stay_linearizable_under_drops_delays_crashes_and_skew() {
     assert!(undecided * 10 <= keys, "{undecided} of {keys} key histories were too hard for the small checker");
     eprintln!("checked {ok} acknowledged and {unknown} unknown operations");
 }
+
+/// Joins and leaves of members under load and faults (docs/MEMBERSHIP.md):
+/// strong reads linearizable, no acknowledged write lost (the final reads
+/// are in each key's history), and once settled one view everywhere, no
+/// change half done, every key on N owners that agree.
+#[test]
+fn joins_and_leaves_keep_every_key_linearizable_and_on_n_owners() {
+    self_check();
+    watchdog(Duration::from_secs(900));
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
+        Err(_) => (0..MEMBERSHIP_SEEDS).collect(),
+    };
+    let (mut ok, mut unknown, mut undecided, mut keys) = (0, 0, 0, 0);
+    let (mut completed, mut undone) = (0, 0);
+    for seed in seeds {
+        eprintln!("membership simulation seed {seed}");
+        let outcomes = run_membership_seed(seed, &TestBugs::none());
+        let problems = outcomes.problems(&mut undecided);
+        assert!(
+            problems.is_empty(),
+            "seed {seed} (rerun with SIM_SEED={seed}): {problems:#?}\nmoves: {:#?}",
+            outcomes.moves
+        );
+        for line in &outcomes.moves {
+            eprintln!("  {line}");
+        }
+        completed += outcomes.moves.iter().filter(|line| line.contains(": Ok(())")).count();
+        undone += outcomes.moves.iter().filter(|line| !line.contains(": Ok(())")).count();
+        keys += outcomes.history.len();
+        ok += outcomes.ok;
+        unknown += outcomes.unknown;
+    }
+    assert!(completed > 0, "no join or leave completed: the test proves nothing");
+    assert!(ok > unknown, "only {ok} operations succeeded against {unknown} unknown");
+    assert!(undecided * 10 <= keys, "{undecided} of {keys} key histories were too hard for the small checker");
+    eprintln!("{completed} moves completed, {undone} undone; {ok} acknowledged and {unknown} unknown operations");
+}
+
+/// Membership runs in `make test`.
+const MEMBERSHIP_SEEDS: u64 = 10;
 
 /// The small checker's shortcut (unknown puts nobody read are left out)
 /// against its plain search, on many small random histories with both

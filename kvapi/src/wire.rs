@@ -139,13 +139,14 @@ pub struct MemberStatus {
 /// Admin: a join's or leave's progress on the moving node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveProgress {
-    /// `idle`, `waiting`, `announcing`, `streaming`, `switching`, `done`,
+    /// `idle`, `waiting`, `purging`, `announcing`, `streaming`, `switching`, `done`,
     /// `undone` or `failed`.
     pub phase: String,
     /// Members whose handoff finished, of `members`.
     pub members_done: usize,
     pub members: usize,
     pub records_pushed: u64,
+    pub records_purged: u64,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

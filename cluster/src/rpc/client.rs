@@ -214,10 +214,10 @@ impl HttpTransport {
 
     /// Records pushed by anti-entropy, up to an exchange's cap: bounded by
     /// the exchange's timeout.
-    pub async fn write_batch(&self, to: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
+    pub async fn write_batch(&self, to: &str, from: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
         let link = self.link(to)?;
         let uri = uri(&link.base_url, WRITE_BATCH_PATH);
-        let body = codec::encode_entries(&entries);
+        let body = codec::encode_write_batch(from, &entries);
         link.post_within(&uri, body, self.sync_timeout).await.map(|_| ())
     }
 

@@ -91,6 +91,22 @@ pub fn decode_entries(bytes: &[u8]) -> Result<Vec<Entry>, DecodeError> {
     Ok(entries)
 }
 
+/// A write batch: `[from][entries]`.
+pub fn encode_write_batch(from: &str, entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_prefixed(&mut out, from.as_bytes());
+    out.extend_from_slice(&encode_entries(entries));
+    out
+}
+
+pub fn decode_write_batch(bytes: &[u8]) -> Result<(String, Vec<Entry>), DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let from = read_string(&mut reader, "sender id")?;
+    let entries = read_entries(&mut reader)?;
+    reader.finish()?;
+    Ok((from, entries))
+}
+
 fn put_digests(out: &mut Vec<u8>, digests: &Digests) {
     for leaf in &digests.0 {
         out.extend_from_slice(&leaf.to_le_bytes());
@@ -327,12 +343,13 @@ pub fn decode_gossip(bytes: &[u8]) -> Result<Gossip, DecodeError> {
     Ok(Gossip { digest, entries })
 }
 
-/// `[mover][mover_version u64][after: optional key]`.
+/// `[mover][mover_version u64][after: optional key][purge u8]`.
 pub fn encode_handoff_request(request: &HandoffRequest) -> Vec<u8> {
     let mut out = Vec::new();
     put_prefixed(&mut out, request.mover.as_bytes());
     out.extend_from_slice(&request.mover_version.to_le_bytes());
     put_optional(&mut out, request.after.as_deref());
+    out.push(u8::from(request.purge));
     out
 }
 
@@ -341,8 +358,13 @@ pub fn decode_handoff_request(bytes: &[u8]) -> Result<HandoffRequest, DecodeErro
     let mover = read_string(&mut reader, "mover id")?;
     let mover_version = reader.u64()?;
     let after = read_optional(&mut reader)?;
+    let purge = match reader.u8()? {
+        0 => false,
+        1 => true,
+        other => return Err(DecodeError(format!("purge flag {other} is neither 0 nor 1"))),
+    };
     reader.finish()?;
-    Ok(HandoffRequest { mover, mover_version, after })
+    Ok(HandoffRequest { mover, mover_version, after, purge })
 }
 
 /// `[pushed u64][next: optional key]`.
@@ -373,6 +395,10 @@ mod tests {
             (vec![], Record::tombstone(Version::new(3, 4))),
         ];
         assert_eq!(decode_entries(&encode_entries(&entries)).unwrap(), entries);
+        assert_eq!(
+            decode_write_batch(&encode_write_batch("n2", &entries)).unwrap(),
+            ("n2".to_owned(), entries.clone())
+        );
         let (key, record) = entries[0].clone();
         let calls =
             vec![Call::Read { key: key.clone(), fence: 0 }, Call::Write { key, record: record.clone(), fence: 7 }];
@@ -399,7 +425,7 @@ mod tests {
         let gossip = Gossip { digest: crate::gossip::digest(&view), entries: view };
         assert_eq!(decode_gossip(&encode_gossip(&gossip)).unwrap(), gossip);
         assert!(decode_gossip(&encode_gossip(&gossip)[..20]).is_err());
-        let handoff = HandoffRequest { mover: "n9".into(), mover_version: 2, after: Some(b"k".to_vec()) };
+        let handoff = HandoffRequest { mover: "n9".into(), mover_version: 2, after: Some(b"k".to_vec()), purge: true };
         assert_eq!(decode_handoff_request(&encode_handoff_request(&handoff)).unwrap(), handoff);
         let reply = HandoffReply { pushed: 5, next: None };
         assert_eq!(decode_handoff_reply(&encode_handoff_reply(&reply)).unwrap(), reply);

@@ -75,11 +75,11 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
 }
 
 pub async fn write_batch(replica: &Arc<Replica>, body: Bytes) -> Response {
-    let entries = match codec::decode_entries(&body) {
-        Ok(entries) => entries,
+    let (from, entries) = match codec::decode_write_batch(&body) {
+        Ok(batch) => batch,
         Err(error) => return malformed(error),
     };
-    match replica.write_batch(entries).await {
+    match replica.write_batch(entries, &from).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => failed(error),
     }
