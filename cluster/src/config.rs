@@ -209,7 +209,8 @@ pub struct Config {
     /// TEST ONLY: run with a known bug, for the harness to find; repeatable
     /// (see `cluster::test_bug` for the catalogue and each bug's real-world
     /// original): lww, no-write-back, strong-read-one, sloppy-quorum,
-    /// ack-before-fsync, ignore-min-timestamp, early-tombstone-gc, no-repair.
+    /// ack-before-fsync, ignore-min-timestamp, early-tombstone-gc, no-repair,
+    /// release-before-held.
     #[arg(long = "test-bug", env = "KV_TEST_BUG", value_enum, value_delimiter = ',')]
     pub test_bugs: Vec<TestBug>,
 

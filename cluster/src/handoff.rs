@@ -27,6 +27,7 @@
 
 use crate::ring::allocate_tokens;
 use crate::storage::{Store, StoreError};
+use crate::test_bug::{TestBug, TestBugs};
 use crate::topology::Membership;
 use crate::transport::{HandoffReply, HandoffRequest, RpcError, Transport};
 use crate::view::{Entry, Status};
@@ -43,6 +44,9 @@ pub enum HandoffError {
     /// The receiver does not know the mover's announcement yet.
     #[error("this member does not know {0}'s change yet")]
     Unannounced(String),
+    /// A purge asked while this member sees a change under way.
+    #[error("this member sees a change under way: no purge now")]
+    Changing,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("pushing to {0} failed: {1}")]
@@ -115,7 +119,7 @@ async fn purge_page(
     let topology = membership.load();
     if topology.is_changing() {
         // A change announced meanwhile: keep everything, the driver retries.
-        return Err(HandoffError::Unannounced("another change is under way; no purge".into()));
+        return Err(HandoffError::Changing);
     }
     let foreign: Vec<_> = page
         .iter()
@@ -171,6 +175,8 @@ pub struct MoveConfig {
     /// Tries of the whole move (each after undoing one that met another
     /// change).
     pub max_attempts: u32,
+    /// Empty in every real deployment (see [`crate::test_bug`]).
+    pub bugs: TestBugs,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -271,8 +277,14 @@ async fn carry_out<T: Transport>(
     }
     // In-flight writes admitted under the old view land before pushes read.
     tokio::time::sleep(config.rpc_timeout).await;
-    report(progress, |p| p.phase = "streaming".into());
-    stream(transport, membership, config, progress, version).await?;
+    match config.bugs.has(TestBug::ReleaseBeforeHeld) {
+        // THE BUG: the ranges change owners with nothing handed over.
+        true => tracing::warn!("TEST BUG release-before-held: switching without the handoff"),
+        false => {
+            report(progress, |p| p.phase = "streaming".into());
+            stream(transport, membership, config, progress, version).await?;
+        }
+    }
     // No switch while another change is (or was just) announced anywhere:
     // a round that ends with none seen leaves every member knowing that.
     let deadline = tokio::time::Instant::now() + config.step_deadline;

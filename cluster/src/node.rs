@@ -382,6 +382,7 @@ impl Node {
             page_pause: Duration::from_millis(self.config.stream_page_pause_ms),
             step_deadline: Duration::from_millis(self.config.move_step_timeout_ms),
             max_attempts: MOVE_ATTEMPTS,
+            bugs: self.config.bugs(),
         }
     }
 

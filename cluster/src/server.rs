@@ -9,6 +9,7 @@ use crate::api::request::{parse_delete, parse_get, parse_put};
 use crate::api::wire::{DeleteResponse, GetResponse, HealthResponse, NotFoundResponse, KEY_NOT_FOUND};
 use crate::api::{ApiError, Limits};
 use crate::coordinator::ReadOutcome;
+use crate::handoff::HandoffError;
 use crate::node::{Node, NodeError};
 use crate::{rpc, test_hooks};
 use axum::body::{Body, Bytes};
@@ -350,8 +351,8 @@ async fn handoff_call(node: &Arc<Node>, body: Bytes) -> Response {
     };
     match node.push_for_move(&request).await {
         Ok(reply) => (StatusCode::OK, rpc::codec::encode_handoff_reply(&reply)).into_response(),
-        Err(crate::handoff::HandoffError::Unannounced(mover)) => {
-            (StatusCode::CONFLICT, format!("this member does not know {mover}'s change yet")).into_response()
+        Err(error @ (HandoffError::Unannounced(_) | HandoffError::Changing)) => {
+            (StatusCode::CONFLICT, error.to_string()).into_response()
         }
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }

@@ -35,10 +35,14 @@ pub enum TestBug {
     /// No hinted handoff and no anti-entropy: replicas that missed a write
     /// only catch up through read repair, if ever.
     NoRepair,
+    /// A joining or leaving node switches as soon as every member knows of
+    /// the change, without the handoff: ranges change owners before the
+    /// new owners hold them.
+    ReleaseBeforeHeld,
 }
 
 impl TestBug {
-    pub const ALL: [TestBug; 8] = [
+    pub const ALL: [TestBug; 9] = [
         TestBug::Lww,
         TestBug::NoWriteBack,
         TestBug::StrongReadOne,
@@ -47,6 +51,7 @@ impl TestBug {
         TestBug::IgnoreMinTimestamp,
         TestBug::EarlyTombstoneGc,
         TestBug::NoRepair,
+        TestBug::ReleaseBeforeHeld,
     ];
 
     /// The flag value (`--test-bug NAME`).
@@ -60,6 +65,7 @@ impl TestBug {
             TestBug::IgnoreMinTimestamp => "ignore-min-timestamp",
             TestBug::EarlyTombstoneGc => "early-tombstone-gc",
             TestBug::NoRepair => "no-repair",
+            TestBug::ReleaseBeforeHeld => "release-before-held",
         }
     }
 
@@ -98,6 +104,11 @@ impl TestBug {
             TestBug::NoRepair => {
                 "Replicas that missed writes never caught up. Cassandra with hinted handoff off and no `nodetool \
                  repair` leaves replicas diverged for good; only reads that happen to repair fix a key."
+            }
+            TestBug::ReleaseBeforeHeld => {
+                "Ownership moves before the data does. A Cassandra node started with auto_bootstrap: false takes its \
+                 token ranges without streaming them, and quorum reads that reach it miss acknowledged writes \
+                 (CASSANDRA-2434 is the consistent-range-movement fix for the same class)."
             }
         }
     }

@@ -83,6 +83,8 @@ const MANY_KEYS: [&str; 48] = [
 ];
 const CLIENTS: u64 = 6;
 const OPS_PER_CLIENT: usize = 50;
+/// A membership run's clients stop here even while changes go on.
+const MAX_OPS_PER_CLIENT: usize = 320;
 
 struct NetState {
     rng: StdRng,
@@ -440,6 +442,12 @@ struct Outcomes {
     /// Per key, the operations the linearizability check sees.
     history: BTreeMap<String, Vec<Entry>>,
     stale_session_reads: Vec<String>,
+    /// Per key, the newest acknowledged write's version, and whether it was
+    /// a delete.
+    acked: BTreeMap<String, (cluster::version::Version, bool)>,
+    /// Acknowledged writes held by fewer than W owners right after a
+    /// change completed (see `held_after_move`).
+    underheld: Vec<String>,
     /// Strong reads after healing that failed (a healed cluster answers).
     failed_final_reads: Vec<String>,
     /// Keys whose owners disagree once healed and quiet.
@@ -474,6 +482,7 @@ impl Outcomes {
     /// the small checker (never counted as a pass or a failure).
     fn problems(&self, undecided: &mut usize) -> Vec<String> {
         let mut problems = self.stale_session_reads.clone();
+        problems.extend(self.underheld.iter().cloned());
         problems.extend(self.failed_final_reads.iter().cloned());
         problems.extend(self.diverged.iter().cloned());
         for (key, history) in &self.history {
@@ -523,6 +532,14 @@ impl Profile {
     }
 }
 
+fn note_acked(outcomes: &Mutex<Outcomes>, key: &str, version: cluster::version::Version, delete: bool) {
+    let mut outcomes = outcomes.lock().unwrap();
+    let newest = outcomes.acked.entry(key.to_owned()).or_insert((version, delete));
+    if version > newest.0 {
+        *newest = (version, delete);
+    }
+}
+
 /// What a client's next operation is: its number, key and dice.
 struct Planned {
     process: u64,
@@ -548,12 +565,18 @@ async fn one_op(
         let value = process << 32 | op as u64;
         let put = node.coordinator.put(key, value.to_be_bytes().to_vec(), None);
         match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
-            Ok(Ok(version)) => (done(Op::Write(Some(value))), Some(version.timestamp_ms)),
+            Ok(Ok(version)) => {
+                note_acked(outcomes, key, version, false);
+                (done(Op::Write(Some(value))), Some(version.timestamp_ms))
+            }
             _ => (unknown(Op::Write(Some(value))), None),
         }
     } else if roll < mix.put + mix.delete {
         match tokio::time::timeout(REQUEST_TIMEOUT, node.coordinator.delete(key)).await {
-            Ok(Ok(version)) => (done(Op::Write(None)), Some(version.timestamp_ms)),
+            Ok(Ok(version)) => {
+                note_acked(outcomes, key, version, true);
+                (done(Op::Write(None)), Some(version.timestamp_ms))
+            }
             _ => (unknown(Op::Write(None)), None),
         }
     } else if roll < mix.put + mix.delete + mix.strong_read {
@@ -584,7 +607,9 @@ async fn client(process: u64, sim: Arc<Sim>, seed: u64, outcomes: Arc<Mutex<Outc
     let mut session: BTreeMap<String, u64> = BTreeMap::new();
     let mix = Profile::for_seed(seed).mix;
     let mut op = 0;
-    while op < OPS_PER_CLIENT || sim.busy.load(Ordering::SeqCst) {
+    // Past its count while changes go on, but never so far that a key's
+    // history outgrows the small checker.
+    while op < OPS_PER_CLIENT || (sim.busy.load(Ordering::SeqCst) && op < MAX_OPS_PER_CLIENT) {
         op += 1;
         let key = sim.keys[rng.random_range(0..sim.keys.len())];
         let node = &sim.nodes[rng.random_range(0..sim.nodes.len())];
@@ -736,14 +761,15 @@ async fn simulate(seed: u64, bugs: TestBugs) -> Outcomes {
 
 /// How a membership run's moves are paced: short steps, so that a move
 /// that meets a crashed member is undone within the run.
-fn move_config(addr: &str) -> MoveConfig {
+fn move_config(addr: &str, bugs: &TestBugs) -> MoveConfig {
     MoveConfig {
         addr: addr.to_owned(),
         vnodes: VNODES,
         rpc_timeout: RPC_TIMEOUT,
         page_pause: Duration::from_millis(5),
-        step_deadline: Duration::from_secs(2),
+        step_deadline: Duration::from_secs(3),
         max_attempts: 3,
+        bugs: bugs.clone(),
     }
 }
 
@@ -761,11 +787,37 @@ async fn one_move(sim: Arc<Sim>, at: usize, kind: Move, members: Vec<String>, ou
             tokio::time::sleep(RPC_TIMEOUT).await;
         }
     }
-    let config = move_config(&node.id);
+    let config = move_config(&node.id, &node.bugs);
     let outcome = handoff::run(&*node.transport, &node.membership, kind, &config, &node.progress).await;
     let pushed = node.progress.lock().unwrap().records_pushed;
     let line = format!("{kind:?} of {}: {outcome:?} ({pushed} records pushed)", node.id);
-    outcomes.lock().unwrap().moves.push(line);
+    let mut outcomes = outcomes.lock().unwrap();
+    if outcome.is_ok() {
+        held_after_move(&sim, &node.membership.load(), &line, &mut outcomes);
+    }
+    outcomes.moves.push(line);
+}
+
+/// The invariant a move must keep (docs/MEMBERSHIP.md): the moment it
+/// completes, every acknowledged write is held (at its version or a newer
+/// one) by W owners of its key in the view after the move. Reads from any
+/// R of them then see it. A delete's holders may hold nothing (compacted).
+fn held_after_move(sim: &Sim, topology: &Topology, change: &str, outcomes: &mut Outcomes) {
+    for (key, (version, delete)) in &outcomes.acked {
+        let owners = topology.placement(key.as_bytes()).now;
+        let holders: Vec<&String> = owners
+            .iter()
+            .filter(|owner| match sim.net.replicas[*owner].store.get(key.as_bytes()).unwrap() {
+                Some(record) => record.version >= *version,
+                None => *delete,
+            })
+            .collect();
+        if holders.len() < 2.min(owners.len()) {
+            let problem =
+                format!("after {change}: {key}'s acknowledged {version:?} is held by {holders:?} of {owners:?}");
+            outcomes.underheld.push(problem);
+        }
+    }
 }
 
 /// Adds and decommissions members while the other faults go on: a join
@@ -1043,6 +1095,24 @@ fn planted_early_tombstone_gc_is_caught() {
 #[test]
 fn planted_no_repair_is_caught() {
     assert_caught(TestBug::NoRepair);
+}
+
+/// Membership runs the planted `release-before-held` is given.
+const MOVE_BUG_SEEDS: std::ops::Range<u64> = 0..8;
+
+#[test]
+fn planted_release_before_held_is_caught() {
+    watchdog(Duration::from_secs(900));
+    let bugs = TestBugs::of(&[TestBug::ReleaseBeforeHeld]);
+    for seed in MOVE_BUG_SEEDS {
+        let mut undecided = 0;
+        let problems = run_membership_seed(seed, &bugs).problems(&mut undecided);
+        if let Some(first) = problems.first() {
+            eprintln!("release-before-held caught at seed {seed} ({} problems), first: {first:.400}", problems.len());
+            return;
+        }
+    }
+    panic!("the planted bug release-before-held went unnoticed over membership seeds {MOVE_BUG_SEEDS:?}");
 }
 
 /// Cassandra-style last-write-wins loses this write: the second put comes
