@@ -35,9 +35,9 @@ pub enum TestBug {
     /// No hinted handoff and no anti-entropy: replicas that missed a write
     /// only catch up through read repair, if ever.
     NoRepair,
-    /// A joining or leaving node switches as soon as every member knows of
-    /// the change, without the handoff: ranges change owners before the
-    /// new owners hold them.
+    /// A joining or leaving node switches as soon as it announces, without
+    /// waiting for the members to learn of it and without the handoff:
+    /// ranges change owners before the new owners hold them.
     ReleaseBeforeHeld,
 }
 
