@@ -338,7 +338,7 @@ fn a_node_with_peers_and_no_secret_exits_2_with_the_way_out() {
 #[tokio::test]
 async fn versions_far_ahead_are_refused_on_every_path_and_never_panic() {
     use cluster::record::Record;
-    use cluster::rpc::codec::{decode_answers, encode_calls, encode_entries, Answer, Call};
+    use cluster::rpc::codec::{decode_answers, encode_calls, encode_write_batch, Answer, Call};
     use cluster::version::Version;
     let cluster = LocalCluster::start("ahead", 1, &[]);
     let url = cluster.url(0);
@@ -352,7 +352,7 @@ async fn versions_far_ahead_are_refused_on_every_path_and_never_panic() {
         let answers = decode_answers(&response.unwrap().bytes().await.unwrap()).unwrap();
         assert!(matches!(&answers[0], Answer::Failed(reason) if reason.contains("ahead")), "{answers:?}");
         let entries = [(key.clone().into_bytes(), record)];
-        let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_entries(&entries)).send();
+        let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_write_batch("n1", &entries)).send();
         assert!(response.await.unwrap().status().is_success(), "the rest of a write-batch is still taken");
         let (status, _) = get(&client, &url, &key, "strong").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{key}: a refused record was stored");
@@ -380,7 +380,7 @@ async fn versions_far_ahead_are_refused_on_every_path_and_never_panic() {
 #[tokio::test]
 async fn records_over_the_client_limits_are_refused_from_peers_too() {
     use cluster::record::Record;
-    use cluster::rpc::codec::{decode_answers, encode_calls, encode_entries, Answer, Call};
+    use cluster::rpc::codec::{decode_answers, encode_calls, encode_write_batch, Answer, Call};
     use cluster::version::Version;
     let cluster = LocalCluster::start("limits", 1, &["--max-key-bytes", "16", "--max-value-bytes", "64"]);
     let url = cluster.url(0);
@@ -395,7 +395,7 @@ async fn records_over_the_client_limits_are_refused_from_peers_too() {
         let answers = decode_answers(&response.unwrap().bytes().await.unwrap()).unwrap();
         assert!(matches!(&answers[0], Answer::Failed(reason) if reason.contains(flag)), "{answers:?}");
         let entries = [(key.clone(), record)];
-        let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_entries(&entries)).send();
+        let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_write_batch("n1", &entries)).send();
         assert!(response.await.unwrap().status().is_success());
         if !key.is_empty() {
             let key = String::from_utf8(key).unwrap();
@@ -405,7 +405,7 @@ async fn records_over_the_client_limits_are_refused_from_peers_too() {
         }
     }
     let fits = [(b"fits".to_vec(), record(64))];
-    let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_entries(&fits)).send();
+    let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_write_batch("n1", &fits)).send();
     assert!(response.await.unwrap().status().is_success());
     assert_eq!(get(&client, &url, "fits", "strong").await.0, StatusCode::OK, "exactly the limits are accepted");
 }
