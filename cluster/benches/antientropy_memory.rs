@@ -12,8 +12,8 @@
 
 use cluster::antientropy::{View, BUCKETS};
 use cluster::record::Record;
-use cluster::ring::Ring;
 use cluster::storage::{SledStorage, Store};
+use cluster::topology::Membership;
 use cluster::transport::{Digests, SyncRequest};
 use cluster::version::Version;
 use std::sync::Arc;
@@ -41,10 +41,9 @@ async fn measure(keys: usize) {
     let storage = Arc::new(SledStorage::open(&dir.join("sled"), 16 << 20).expect("open sled"));
     let store = Store::open(storage, &dir.join("wal")).expect("open the store");
     fill(&store, keys).await;
-    let ring = Ring::new(&["a".to_owned(), "b".to_owned()], 64);
+    let membership = Membership::from_seed_ids("a", &["a".to_owned(), "b".to_owned()], 64, 2);
     let view = View {
-        ring: &ring,
-        n: 2,
+        topology: membership.load(),
         me: "a",
         now_ms: 1_000_000,
         grace_ms: 3_600_000,

@@ -16,6 +16,8 @@
 //! in tests.
 
 use cluster::ring::{allocate_tokens, hashed_tokens, Ring, DEFAULT_DEPTH};
+use cluster::topology::Topology;
+use cluster::view::{Entry, Status, View};
 use std::time::{Duration, Instant};
 
 const MEMBERS: usize = 1_200;
@@ -54,6 +56,36 @@ fn grow(members: usize) -> (Vec<(String, Vec<u64>)>, Ring, Duration) {
         ring = Ring::from_tokens(&list, DEFAULT_DEPTH);
     }
     (list, ring, started.elapsed())
+}
+
+/// What a node pays when its view changes while a member joins (both
+/// rings and the digest gossip sends), and a key's placement then.
+fn topology_costs(list: &[(String, Vec<u64>)], ring: &Ring) -> (f64, f64) {
+    let mut view = View::default();
+    for (id, tokens) in list {
+        view.offer(id, Entry { version: 0, status: Status::Normal, addr: String::new(), tokens: tokens.clone() });
+    }
+    let joining =
+        Entry { version: 1, status: Status::Joining, addr: String::new(), tokens: allocate_tokens(ring, VNODES) };
+    view.offer("joining", joining);
+    let mut builds = Vec::new();
+    let mut topology = None;
+    for _ in 0..5 {
+        let started = Instant::now();
+        topology = Some(Topology::new(view.clone(), 3));
+        builds.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let topology = topology.expect("built five times");
+    let keys: Vec<Vec<u8>> = (0..200_000).map(|i| format!("key-{i}").into_bytes()).collect();
+    let mut lookups = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        for key in &keys {
+            std::hint::black_box(topology.placement(key));
+        }
+        lookups.push(started.elapsed().as_nanos() as f64 / keys.len() as f64);
+    }
+    (median(builds), median(lookups))
 }
 
 fn main() {
@@ -114,6 +146,14 @@ fn main() {
         change.as_secs_f64() * 1e3,
         VIEW_CHANGE_TARGET.as_millis(),
         verdict(change < VIEW_CHANGE_TARGET)
+    );
+    let (topology_ms, placement_ns) = topology_costs(&list, &ring);
+    println!(
+        "view change at a node while one member joins (both rings and the gossip digest rebuilt): {topology_ms:.1} ms \
+         median"
+    );
+    println!(
+        "placement of a key (current and next owners, names copied) while a member joins: {placement_ns:.0} ns median"
     );
     let bytes = MEMBERS * VNODES * (8 + 4 + 4 * DEFAULT_DEPTH);
     println!(

@@ -9,35 +9,31 @@
 //! something, sends it in a second message. In a quiet cluster a round
 //! carries digests only (about 20 bytes a member), not tokens.
 
-use crate::ring::hash64;
 use crate::topology::Membership;
 use crate::transport::{Gossip, RpcError, Transport, ViewDigest};
-use crate::view::{Entry, View};
+use crate::view::View;
 use std::time::Duration;
 
 /// Each member's entry version and hash.
 pub fn digest(view: &View) -> ViewDigest {
-    view.entries().map(|(id, entry)| (id.to_owned(), (entry.version, entry_hash(entry)))).collect()
-}
-
-fn entry_hash(entry: &Entry) -> u64 {
-    let mut text = format!("{}|{:?}|{}|", entry.version, entry.status, entry.addr);
-    for token in &entry.tokens {
-        text.push_str(&token.to_string());
-        text.push(',');
-    }
-    hash64(text.as_bytes())
+    view.digest()
 }
 
 /// The entries of `view` that a holder of `digest` lacks or holds older
 /// (or, at an equal version, holds otherwise: the merge picks one).
 pub fn missing_from(view: &View, digest: &ViewDigest) -> View {
+    missing_given(view, &view.digest(), digest)
+}
+
+/// [`missing_from`] with `view`'s own digest already at hand (a topology
+/// keeps it), so that a quiet exchange hashes no tokens.
+fn missing_given(view: &View, own: &ViewDigest, digest: &ViewDigest) -> View {
     let mut missing = View::default();
     for (id, entry) in view.entries() {
-        let lacks = match digest.get(id) {
-            None => true,
-            Some(&(version, hash)) => {
-                entry.version > version || (entry.version == version && entry_hash(entry) != hash)
+        let lacks = match (digest.get(id), own.get(id)) {
+            (None, _) | (_, None) => true,
+            (Some(&(version, hash)), Some(&(_, own_hash))) => {
+                entry.version > version || (entry.version == version && own_hash != hash)
             }
         };
         if lacks {
@@ -52,7 +48,8 @@ pub fn missing_from(view: &View, digest: &ViewDigest) -> View {
 pub fn answer(membership: &Membership, message: &Gossip) -> Gossip {
     membership.merge(&message.entries);
     let topology = membership.load();
-    Gossip { digest: digest(topology.view()), entries: missing_from(topology.view(), &message.digest) }
+    let entries = missing_given(topology.view(), topology.digest(), &message.digest);
+    Gossip { digest: topology.digest().clone(), entries }
 }
 
 /// One exchange with `peer`, each message bounded by `timeout`. Returns
@@ -64,12 +61,13 @@ pub async fn exchange<T: Transport>(
     timeout: Duration,
 ) -> Result<bool, RpcError> {
     let held = membership.load();
-    let opening = Gossip { digest: digest(held.view()), entries: View::default() };
+    let opening = Gossip { digest: held.digest().clone(), entries: View::default() };
     let reply = tokio::time::timeout(timeout, transport.gossip(peer, opening))
         .await
         .map_err(|_| RpcError::Timeout(peer.to_owned()))??;
     let changed = membership.merge(&reply.entries);
-    let lacking = missing_from(membership.load().view(), &reply.digest);
+    let now = membership.load();
+    let lacking = missing_given(now.view(), now.digest(), &reply.digest);
     if lacking.entries().next().is_some() {
         let push = Gossip { digest: ViewDigest::new(), entries: lacking };
         // The answer to a push is ignored: everything it could hold was
@@ -84,7 +82,7 @@ pub async fn exchange<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::Status;
+    use crate::view::{Entry, Status};
 
     fn entry(version: u64, status: Status) -> Entry {
         Entry { version, status, addr: "h:1".into(), tokens: vec![version, 7] }

@@ -18,7 +18,7 @@
 //! made in the view before the announcement is refused everywhere.
 
 use crate::ring::{hash64, Ring, DEFAULT_DEPTH};
-use crate::view::{Entry, Status, View};
+use crate::view::{Entry, Status, View, ViewDigest};
 use std::sync::{Arc, RwLock};
 
 /// A key's owners now, and once the changes under way are done; the same
@@ -70,6 +70,8 @@ fn same_members(a: &[String], b: &[String]) -> bool {
 #[derive(Debug)]
 pub struct Topology {
     view: View,
+    /// The view's digest, for gossip: computed once per change.
+    digest: ViewDigest,
     current: Option<Ring>,
     next: Option<Ring>,
     n: usize,
@@ -80,7 +82,12 @@ impl Topology {
         assert!(n > 0, "N is at least 1");
         let current = view.current_ring(DEFAULT_DEPTH.max(n));
         let next = view.next_ring(DEFAULT_DEPTH.max(n));
-        Topology { view, current, next, n }
+        let digest = view.digest();
+        Topology { view, digest, current, next, n }
+    }
+
+    pub fn digest(&self) -> &ViewDigest {
+        &self.digest
     }
 
     pub fn view(&self) -> &View {

@@ -65,8 +65,7 @@ pub struct Gossip {
     pub entries: View,
 }
 
-/// Per member id, its entry's version and hash.
-pub type ViewDigest = std::collections::BTreeMap<String, (u64, u64)>;
+pub use crate::view::ViewDigest;
 
 /// Asks a member to push, for one page of its store, its copies of the
 /// keys that move to new owners in `mover`'s change.

@@ -9,8 +9,11 @@
 //! any number of times, through any node, end the same, and a stale view
 //! loses wherever it is stale.
 
-use crate::ring::{hashed_tokens, Ring};
+use crate::ring::{hash64, hashed_tokens, Ring};
 use std::collections::BTreeMap;
+
+/// Per member id, its entry's version and hash: what gossip sends first.
+pub type ViewDigest = BTreeMap<String, (u64, u64)>;
 
 /// Where a member is in its life; ordered as it moves on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +58,13 @@ impl View {
 
     pub fn entry(&self, id: &str) -> Option<&Entry> {
         self.entries.get(id)
+    }
+
+    /// Each member's entry version and hash (see `crate::gossip`). A
+    /// topology computes it once per view change: at 1,200 members of 256
+    /// tokens it is 2.5 MB of hashing.
+    pub fn digest(&self) -> ViewDigest {
+        self.entries.iter().map(|(id, entry)| (id.clone(), (entry.version, entry.hash()))).collect()
     }
 
     /// Every entry, by member id.
@@ -103,6 +113,21 @@ impl View {
             .map(|(id, entry)| (id.clone(), entry.tokens.clone()))
             .collect();
         (!members.is_empty()).then(|| Ring::from_tokens(&members, depth))
+    }
+}
+
+impl Entry {
+    /// A hash of everything in the entry.
+    pub fn hash(&self) -> u64 {
+        let mut bytes = Vec::with_capacity(self.addr.len() + 16 + self.tokens.len() * 8);
+        bytes.extend_from_slice(&self.version.to_le_bytes());
+        bytes.push(self.status as u8);
+        bytes.extend_from_slice(&(self.addr.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(self.addr.as_bytes());
+        for token in &self.tokens {
+            bytes.extend_from_slice(&token.to_le_bytes());
+        }
+        hash64(&bytes)
     }
 }
 

@@ -352,7 +352,8 @@ async fn versions_far_ahead_are_refused_on_every_path_and_never_panic() {
         let answers = decode_answers(&response.unwrap().bytes().await.unwrap()).unwrap();
         assert!(matches!(&answers[0], Answer::Failed(reason) if reason.contains("ahead")), "{answers:?}");
         let entries = [(key.clone().into_bytes(), record)];
-        let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_write_batch("n1", &entries)).send();
+        let response =
+            client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_write_batch("n1", &entries)).send();
         assert!(response.await.unwrap().status().is_success(), "the rest of a write-batch is still taken");
         let (status, _) = get(&client, &url, &key, "strong").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{key}: a refused record was stored");
@@ -395,7 +396,8 @@ async fn records_over_the_client_limits_are_refused_from_peers_too() {
         let answers = decode_answers(&response.unwrap().bytes().await.unwrap()).unwrap();
         assert!(matches!(&answers[0], Answer::Failed(reason) if reason.contains(flag)), "{answers:?}");
         let entries = [(key.clone(), record)];
-        let response = client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_write_batch("n1", &entries)).send();
+        let response =
+            client.post(format!("{url}{}", rpc::WRITE_BATCH_PATH)).body(encode_write_batch("n1", &entries)).send();
         assert!(response.await.unwrap().status().is_success());
         if !key.is_empty() {
             let key = String::from_utf8(key).unwrap();
