@@ -1,7 +1,7 @@
 # The commands a user needs. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench soak cluster-up cluster-down cluster-status test-partition clean fuzz fuzz-smoke
+.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench soak cluster-up cluster-down cluster-status cluster-join cluster-leave cluster-members test-partition clean fuzz fuzz-smoke
 
 help:
 	@echo "make test            run every test (what CI runs)"
@@ -14,6 +14,9 @@ help:
 	@echo "make cluster-up      start a local 3-node cluster on 127.0.0.1:7001-7003"
 	@echo "make cluster-down    stop it"
 	@echo "make cluster-status  show which local nodes run"
+	@echo "make cluster-join    start one more local node that joins the running cluster"
+	@echo "make cluster-leave NODE=n2   decommission a local node: it hands its ranges over and stops"
+	@echo "make cluster-members the membership view of the local cluster"
 	@echo "make test-partition  register + session workloads under partitions on 5 containers"
 	@echo "make test-local      the same workloads on local processes (no Docker; kills, pauses, skew)"
 	@echo "make test-faults     every fault kind on every workload, 5 containers, fast compaction/hints/repair (~8 min)"
@@ -90,6 +93,16 @@ cluster-down:
 
 cluster-status:
 	@cluster/scripts/local-cluster.sh status
+
+# Grow and shrink the local cluster while it serves (docs/MEMBERSHIP.md).
+cluster-join: release
+	@cluster/scripts/local-cluster.sh join
+
+cluster-leave:
+	@cluster/scripts/local-cluster.sh leave $(NODE)
+
+cluster-members:
+	@cluster/scripts/local-cluster.sh members
 
 # The main job: register and session workloads under partitions on five
 # containers. Prints the verdicts; exits non-zero unless all are valid.

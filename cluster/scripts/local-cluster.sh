@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # A local cluster of kvnode processes on loopback, for trying the store by hand.
 #
-#   local-cluster.sh up      start KV_NODES nodes (default 3) on ports from KV_BASE_PORT (7001)
-#   local-cluster.sh down    stop them (SIGTERM, then SIGKILL after 10 s)
-#   local-cluster.sh status  which are running
+#   local-cluster.sh up         start KV_NODES nodes (default 3) on ports from KV_BASE_PORT (7001)
+#   local-cluster.sh down       stop every node of the folder (SIGTERM, then SIGKILL after 10 s)
+#   local-cluster.sh status     which are running
+#   local-cluster.sh join       start one more node that joins the running cluster (the next id and port)
+#   local-cluster.sh leave NODE decommission NODE (e.g. n2): it hands its ranges over and stops
+#   local-cluster.sh members    the membership as the first running node sees it
 #
 # Data, logs and pid files live under KV_CLUSTER_DIR (default .cluster/ at the
 # project root): .cluster/n1/ is node n1's data, .cluster/n1.log its log.
@@ -18,6 +21,11 @@ bin=${KVNODE_BIN:-$root/target/release/kvnode}
 port_of() { echo $((base_port + $1 - 1)); }
 pid_of() { cat "$dir/n$1.pid" 2>/dev/null || true; }
 alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+# Every node this folder has seen: the seed nodes and those that joined.
+known() { { seq 1 "$nodes"; ls "$dir" 2>/dev/null | sed -n 's/^n\([0-9][0-9]*\)\.pid$/\1/p'; } | sort -n | uniq; }
+secret() { if [ -n "${KV_CLUSTER_SECRET:-}" ]; then echo "$KV_CLUSTER_SECRET"; else cat "$dir/secret"; fi; }
+admin() { curl -sf -H "x-kv-cluster-secret: $(secret)" "$@"; }
+first_running() { for i in $(known); do if alive "$i"; then echo "$i"; return; fi; done; echo "no node is running" >&2; exit 1; }
 
 up() {
   [ -x "$bin" ] || { echo "kvnode binary not found at $bin (run: cargo build --release -p cluster)" >&2; exit 1; }
@@ -55,7 +63,7 @@ up() {
 }
 
 down() {
-  for i in $(seq 1 "$nodes"); do
+  for i in $(known); do
     if alive "$i"; then
       local pid; pid=$(pid_of "$i")
       kill -TERM "$pid"
@@ -68,14 +76,55 @@ down() {
 }
 
 status() {
-  for i in $(seq 1 "$nodes"); do
+  for i in $(known); do
     if alive "$i"; then echo "n$i running (pid $(pid_of "$i")) at http://127.0.0.1:$(port_of "$i")"; else echo "n$i stopped"; fi
   done
+}
+
+join() {
+  [ -x "$bin" ] || { echo "kvnode binary not found at $bin (run: cargo build --release -p cluster)" >&2; exit 1; }
+  local seed; seed=$(first_running)
+  local i=$(( $(known | tail -n 1) + 1 ))
+  KV_CLUSTER_SECRET=$(secret); export KV_CLUSTER_SECRET
+  mkdir -p "$dir/n$i"
+  setsid "$bin" --node-id "n$i" --listen "127.0.0.1:$(port_of "$i")" --data-dir "$dir/n$i" \
+    --join "n$seed=127.0.0.1:$(port_of "$seed")" >"$dir/n$i.out" 2>"$dir/n$i.log" </dev/null &
+  echo $! >"$dir/n$i.pid"
+  local url="http://127.0.0.1:$(port_of "$i")"
+  echo "n$i joins through n$seed; its progress: curl -H 'x-kv-cluster-secret: ...' $url/admin/v1/membership" >&2
+  for _ in $(seq 1 1200); do
+    if admin "$url/admin/v1/membership" 2>/dev/null | grep -q '"status":"normal"'; then echo "$url"; return; fi
+    if ! alive "$i"; then echo "node n$i exited; its log ($dir/n$i.log) ends with:" >&2; tail -n 20 "$dir/n$i.log" >&2; exit 1; fi
+    sleep 0.1
+  done
+  echo "n$i has not finished joining within 2 minutes; see $dir/n$i.log" >&2; exit 1
+}
+
+leave() {
+  local node=${1:?usage: $0 leave NODE (e.g. n2)}
+  local i=${node#n}
+  alive "$i" || { echo "$node is not running" >&2; exit 1; }
+  admin -X POST "http://127.0.0.1:$(port_of "$i")/admin/v1/leave" >/dev/null \
+    || { echo "$node refused to leave; its log: $dir/$node.log" >&2; exit 1; }
+  echo "$node is handing its ranges over" >&2
+  for _ in $(seq 1 1200); do
+    if ! alive "$i"; then rm -f "$dir/$node.pid"; echo "$node left the cluster and stopped"; return; fi
+    sleep 0.1
+  done
+  echo "$node is still leaving after 2 minutes; see $dir/$node.log" >&2; exit 1
+}
+
+members() {
+  local i; i=$(first_running)
+  admin "http://127.0.0.1:$(port_of "$i")/admin/v1/membership"; echo
 }
 
 case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  join) join ;;
+  leave) leave "${2:-}" ;;
+  members) members ;;
+  *) echo "usage: $0 up|down|status|join|leave NODE|members" >&2; exit 2 ;;
 esac

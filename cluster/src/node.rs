@@ -390,6 +390,7 @@ impl Node {
     /// one of them, then runs [`handoff::run`]. Nothing to do for a node
     /// already a normal member (a restart).
     pub fn start_join(self: &Arc<Node>) -> Option<JoinHandle<()>> {
+        self.undo_an_interrupted_leave();
         let seeds: Vec<String> = parse_peers(&self.config.join).ok()?.into_iter().map(|m| m.id).collect();
         if seeds.is_empty() || self.own_status() == Some(Status::Normal) || self.moving.swap(true, Ordering::AcqRel) {
             return None;
@@ -423,6 +424,19 @@ impl Node {
             node.save_view();
             node.moving.store(false, Ordering::Release);
         }))
+    }
+
+    /// A node that stopped while leaving finds its entry `leaving` in its
+    /// saved view: nothing drives that leave any more, and it would keep
+    /// every other change waiting. It is undone (the node is `normal`
+    /// again); the operator asks again.
+    fn undo_an_interrupted_leave(&self) {
+        let topology = self.membership.load();
+        let Some(own) = topology.view().entry(&self.config.node_id).cloned() else { return };
+        if own.status == Status::Leaving && !self.moving.load(Ordering::Acquire) {
+            tracing::warn!("this node stopped while leaving: the leave is undone; ask again to leave");
+            self.membership.set_own(crate::view::Entry { version: own.version + 1, status: Status::Normal, ..own });
+        }
     }
 
     /// Starts this node's decommission: it hands its ranges over, becomes
