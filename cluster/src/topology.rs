@@ -167,10 +167,27 @@ impl Membership {
     /// Takes what `other` knows that this node does not; returns whether
     /// the view changed. The rings are rebuilt outside the lock's reach of
     /// readers: they keep the old topology until the new one is swapped in.
+    ///
+    /// An entry at version 0 (a seed list's) of a member this view does
+    /// not know is ignored, unless this view is empty (a joiner learning
+    /// the cluster): every member's seed list names the same seeds, so
+    /// such a member was started with `--peers` naming itself instead of
+    /// joining with `--join`. Taken, it would own ranges it never
+    /// received, with nothing handed over.
     pub fn merge(&self, other: &View) -> bool {
         let mut held = self.topology.write().expect("topology lock");
         let mut view = held.view.clone();
-        if !view.merge(other) {
+        let mut offered = View::default();
+        let knows_the_cluster = view.entries().next().is_some();
+        for (id, entry) in other.entries() {
+            if knows_the_cluster && entry.version == 0 && view.entry(id).is_none() {
+                tracing::warn!(member = %id, "ignored a member that is in no seed list here and never joined: start \
+                    new members with --join");
+                continue;
+            }
+            offered.offer(id, entry.clone());
+        }
+        if !view.merge(&offered) {
             return false;
         }
         tracing::trace!(me = %self.me, view = ?view.entries().map(|(id, e)| (id, e.version, e.status)).collect::<Vec<_>>(),
@@ -256,6 +273,18 @@ mod tests {
         let after = membership.load();
         assert!(!after.is_changing());
         assert!((0..500).all(|i| !after.placement(format!("k{i}").as_bytes()).is_moving()));
+    }
+
+    /// A node started with a seed list naming itself, beside a running
+    /// cluster, is not taken in: it never joined.
+    #[test]
+    fn a_member_that_never_joined_is_ignored() {
+        let membership = Membership::from_seed_ids("n1", &ids(3), 16, 3);
+        let stranger = Membership::from_seed_ids("n9", &[ids(3), vec!["n9".to_owned()]].concat(), 16, 3);
+        assert!(!membership.merge(stranger.load().view()), "nothing new but the stranger, which is ignored");
+        assert!(membership.load().view().entry("n9").is_none());
+        let joined = Entry { version: 1, status: Status::Joining, addr: "h:1".into(), tokens: hashed_tokens("n9", 16) };
+        assert!(membership.set_other("n9", joined), "a member that announced a join is taken");
     }
 
     #[test]
