@@ -1,7 +1,7 @@
 //! The test-hook calls the harness makes to a node (`/test/v1/*`), typed
 //! with the cluster's own wire types.
 
-use kvapi::wire::{ClockState, HealthResponse, ProbeRequest, ProbeResponse, SetClock};
+use kvapi::wire::{ClockState, HealthResponse, MembershipResponse, ProbeRequest, ProbeResponse, SetClock};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -79,6 +79,34 @@ impl NodeApi {
     /// internal RPC, right now.
     pub async fn probe(&self, base_url: &str, peer: &str) -> Result<ProbeResponse, NodeApiError> {
         self.post(format!("{base_url}/test/v1/probe"), &ProbeRequest { peer: peer.to_owned() }).await
+    }
+
+    /// The node's view of the membership and its own move's progress
+    /// (kvnode's admin API, `GET /admin/v1/membership`).
+    pub async fn membership(&self, base_url: &str) -> Result<MembershipResponse, NodeApiError> {
+        let url = format!("{base_url}/admin/v1/membership");
+        let http = |error: reqwest::Error| NodeApiError::Http { url: url.clone(), error: error.to_string() };
+        let response = self.client.get(&url).send().await.map_err(http)?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = response.text().await.unwrap_or_default();
+            return Err(NodeApiError::Status { url, status, body });
+        }
+        response.json().await.map_err(http)
+    }
+
+    /// Asks the node to leave the cluster (`POST /admin/v1/leave`): it
+    /// hands its ranges over and stops by itself.
+    pub async fn leave(&self, base_url: &str) -> Result<(), NodeApiError> {
+        let url = format!("{base_url}/admin/v1/leave");
+        let http = |error: reqwest::Error| NodeApiError::Http { url: url.clone(), error: error.to_string() };
+        let response = self.client.post(&url).send().await.map_err(http)?;
+        let status = response.status().as_u16();
+        if status != 202 {
+            let body = response.text().await.unwrap_or_default();
+            return Err(NodeApiError::Status { url, status, body });
+        }
+        Ok(())
     }
 
     /// Whether `GET /health` answers 200 in time.

@@ -10,7 +10,7 @@
 //! process ever has two operations in flight.
 
 use crate::client::{Client, Consistency, Op, Outcome};
-use crate::db::Db;
+use crate::db::{Db, DbError};
 use crate::generator::{Context, Generator, Next};
 use crate::history::{Event, EventType, HistoryError, HistoryWriter, Process, Value};
 use crate::nemesis::{schedule, Nemesis, NemesisError};
@@ -169,7 +169,6 @@ struct Shared<'a, D, C, G> {
 async fn worker<D: Db, C: Client, G: Generator>(shared: &Shared<'_, D, C, G>, first: u64) -> Result<(), RunError> {
     let Shared { db, client, generator, recorder, progress, concurrency, seed } = *shared;
     let mut rng = StdRng::seed_from_u64(seed ^ first.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let nodes = db.nodes();
     let mut process = first;
     loop {
         let next = generator.lock().expect("generator lock").next(&Context { elapsed: recorder.elapsed(), process });
@@ -178,8 +177,8 @@ async fn worker<D: Db, C: Client, G: Generator>(shared: &Shared<'_, D, C, G>, fi
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        let node = client.route(&nodes[rng.random_range(0..nodes.len())], &op, &nodes);
-        let url = db.base_url(node)?;
+        let (node, url) = pick_node(db, client, &op, &mut rng)?;
+        let node = node.as_str();
         recorder.record(invocation(process, &op, node))?;
         let outcome = client.invoke(&url, &op).await;
         recorder.record(completion(process, &op, node, &outcome))?;
@@ -190,6 +189,26 @@ async fn worker<D: Db, C: Client, G: Generator>(shared: &Shared<'_, D, C, G>, fi
         }
     }
 }
+
+/// A node for `op`, from the nodes as they are now (the membership fault
+/// adds and retires them), and its URL. One retired between the two calls
+/// is drawn again, a few times at most.
+fn pick_node<D: Db, C: Client>(db: &D, client: &C, op: &Op, rng: &mut StdRng) -> Result<(String, String), RunError> {
+    let mut last = None;
+    for _ in 0..PICKS {
+        let nodes = db.nodes();
+        let node = client.route(&nodes[rng.random_range(0..nodes.len())], op, &nodes).to_owned();
+        match db.base_url(&node) {
+            Ok(url) => return Ok((node, url)),
+            Err(error @ DbError::UnknownNode(_)) => last = Some(error),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(last.expect("PICKS > 0").into())
+}
+
+/// Draws of a node before a worker gives up.
+const PICKS: usize = 8;
 
 /// Plays `generator` through `client` (and `nemesis`, if any) against
 /// `db`, writing the history to `history_path`; then heals, waits for

@@ -105,6 +105,10 @@ pub struct Capabilities {
     pub power_loss_disks: bool,
     /// Takes extra launch flags from a scenario (`node_flags`, planted bugs).
     pub node_flags: bool,
+    /// Nodes join a running cluster (`launch.join_args`) and leave it
+    /// through kvnode's admin API: the `membership` fault.
+    #[serde(default)]
+    pub membership: bool,
 }
 
 /// One node's command line.
@@ -123,6 +127,10 @@ pub struct Launch {
     /// One node's entry in `{peers}` (joined with commas).
     #[serde(default)]
     pub peer: String,
+    /// The arguments of a node added to a running cluster, where `{peers}`
+    /// is the current members' entries; empty where the store cannot grow.
+    #[serde(default)]
+    pub join_args: Vec<String>,
     /// How to get `binary` where it is missing, for the message.
     #[serde(default)]
     pub install: String,
@@ -238,7 +246,8 @@ impl SystemDescription {
                 "primary_client_port",
                 "cluster_secret",
             ];
-            for template in launch.args.iter().chain(&launch.replica_args).chain(std::iter::once(&launch.peer)) {
+            let templates = launch.args.iter().chain(&launch.replica_args).chain(&launch.join_args);
+            for template in templates.chain(std::iter::once(&launch.peer)) {
                 for name in placeholders(template) {
                     if !known.contains(&name) {
                         return Err(format!("launch: unknown placeholder {{{name}}} in {template:?}"));
@@ -272,6 +281,24 @@ impl SystemDescription {
             args.extend(launch.replica_args.iter().map(|arg| render(arg, node, primary, &peers, secret)));
         }
         override_flags(&args, extra)
+    }
+
+    /// The command line of `node`, added to a running cluster whose
+    /// members are `members`; `None` where the description has no
+    /// `join_args`.
+    pub fn join_args(
+        &self,
+        node: &NodeAddress,
+        members: &[NodeAddress],
+        extra: &[String],
+        secret: &str,
+    ) -> Option<Vec<String>> {
+        let launch = self.launch.as_ref().filter(|launch| !launch.join_args.is_empty())?;
+        let primary = members.first().unwrap_or(node);
+        let peers: Vec<String> = members.iter().map(|n| render(&launch.peer, n, primary, "", secret)).collect();
+        let peers = peers.join(",");
+        let args: Vec<String> = launch.join_args.iter().map(|arg| render(arg, node, primary, &peers, secret)).collect();
+        Some(override_flags(&args, extra))
     }
 
     pub fn offers_read(&self, consistency: &str) -> bool {

@@ -49,10 +49,14 @@ pub fn kvnode_binary() -> Result<PathBuf, DbError> {
 
 struct LocalNode {
     port: u16,
+    address: NodeAddress,
     args: Vec<String>,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
+    /// Left the cluster (its process exited by itself): no longer one of
+    /// [`Db::nodes`], its log still collected.
+    retired: bool,
 }
 
 pub struct LocalDb {
@@ -60,6 +64,9 @@ pub struct LocalDb {
     cluster_secret: String,
     root: PathBuf,
     system: SystemDescription,
+    /// For nodes added later: the scenario's flags and disks.
+    extra_flags: Vec<String>,
+    disk_kind: Disks,
     nodes: Mutex<HashMap<String, LocalNode>>,
     /// Declared after `nodes`: dropped (unmounted) after the processes.
     disks: NodeDisks,
@@ -97,10 +104,12 @@ impl LocalDb {
             std::fs::create_dir_all(&address.data_dir)?;
             let node = LocalNode {
                 port: address.client_port,
+                address: address.clone(),
                 args: system.args(index, &addresses, &spec.extra_flags, &spec.cluster_secret),
                 data_dir: PathBuf::from(&address.data_dir),
                 log_path: root.join(format!("{}.process.log", address.node)),
                 child: None,
+                retired: false,
             };
             nodes.insert(address.node.clone(), node);
         }
@@ -109,10 +118,12 @@ impl LocalDb {
         }
         let disks = NodeDisks::default();
         let cluster_secret = spec.cluster_secret.clone();
-        let db = LocalDb { binary, cluster_secret, root: root.to_path_buf(), system, nodes: Mutex::new(nodes), disks };
+        let (extra_flags, disk_kind) = (spec.extra_flags.clone(), spec.disks);
+        let root = root.to_path_buf();
+        let db = LocalDb { binary, cluster_secret, root, system, extra_flags, disk_kind, nodes: Mutex::new(nodes), disks };
         if spec.disks == Disks::PowerLoss {
             for id in &ids {
-                db.disks.mount(id, &root.join(id))?;
+                db.disks.mount(id, &db.root.join(id))?;
             }
         }
         for id in &ids {
@@ -151,6 +162,35 @@ impl LocalDb {
         kill(self.pid(node)?, signal).map_err(|errno| DbError::Process(format!("{signal} to {node}: {errno}")))
     }
 
+    /// Registers the next node (`n<K+1>`), with its ports, folder and the
+    /// command line that joins it to the current members; returns its id.
+    fn prepare_joiner(&self) -> Result<String, DbError> {
+        let mut nodes = self.nodes.lock().expect("nodes lock");
+        let highest = nodes.keys().filter_map(|id| id.trim_start_matches('n').parse::<u32>().ok()).max().unwrap_or(0);
+        let id = format!("n{}", highest + 1);
+        let members: Vec<NodeAddress> =
+            nodes.values().filter(|node| !node.retired).map(|node| node.address.clone()).collect();
+        let client_port = free_port()?;
+        let peer_port = if self.system.peer_port == self.system.client_port { client_port } else { free_port()? };
+        let data_dir = self.root.join(&id);
+        std::fs::create_dir_all(&data_dir)?;
+        let address = NodeAddress {
+            node: id.clone(),
+            listen_host: "127.0.0.1".into(),
+            advertise: "127.0.0.1".into(),
+            client_port,
+            peer_port,
+            data_dir: data_dir.display().to_string(),
+        };
+        let args = self.system.join_args(&address, &members, &self.extra_flags, &self.cluster_secret).ok_or(
+            DbError::Unsupported { backend: "local", what: "add nodes", why: "the description has no join_args" },
+        )?;
+        let log_path = self.root.join(format!("{id}.process.log"));
+        let node = LocalNode { port: client_port, address, args, data_dir, log_path, child: None, retired: false };
+        nodes.insert(id.clone(), node);
+        Ok(id)
+    }
+
     fn spawn(&self, node: &str) -> Result<(), DbError> {
         let mut nodes = self.nodes.lock().expect("nodes lock");
         let local = nodes.get_mut(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))?;
@@ -172,7 +212,9 @@ impl Db for LocalDb {
     }
 
     fn nodes(&self) -> Vec<String> {
-        let mut nodes: Vec<String> = self.nodes.lock().expect("nodes lock").keys().cloned().collect();
+        let nodes = self.nodes.lock().expect("nodes lock");
+        let mut nodes: Vec<String> =
+            nodes.iter().filter(|(_, node)| !node.retired).map(|(id, _)| id.clone()).collect();
         nodes.sort_by_key(|n| n.trim_start_matches('n').parse::<u32>().unwrap_or(u32::MAX));
         nodes
     }
@@ -232,6 +274,41 @@ impl Db for LocalDb {
 
     fn cluster_secret(&self) -> Option<String> {
         Some(self.cluster_secret.clone())
+    }
+
+    async fn add_node(&self) -> Result<String, DbError> {
+        let id = self.prepare_joiner()?;
+        if self.disk_kind == Disks::PowerLoss {
+            self.disks.mount(&id, &self.root.join(&id))?;
+        }
+        self.spawn(&id)?;
+        self.wait_up(&id).await?;
+        Ok(id)
+    }
+
+    async fn retire_node(&self, node: &str, limit: Duration) -> Result<(), DbError> {
+        let started = std::time::Instant::now();
+        loop {
+            let running = {
+                let mut nodes = self.nodes.lock().expect("nodes lock");
+                let local = nodes.get_mut(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))?;
+                match local.child.as_mut().map(Child::try_wait).transpose()? {
+                    Some(None) => true,
+                    _ => {
+                        local.child = None;
+                        local.retired = true;
+                        false
+                    }
+                }
+            };
+            if !running {
+                return Ok(());
+            }
+            if started.elapsed() >= limit {
+                return Err(DbError::Process(format!("{node} did not stop within {limit:?} of leaving")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {

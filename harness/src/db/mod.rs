@@ -140,6 +140,23 @@ pub trait Db: Send + Sync {
         None
     }
 
+    /// Starts one more node (`n<K+1>`) that joins the running cluster
+    /// through its current members (the description's `join_args`), and
+    /// waits until its client API answers; its join may still be under
+    /// way. Returns its id.
+    fn add_node(&self) -> impl Future<Output = Result<String, DbError>> + Send {
+        let backend = self.backend();
+        async move { Err(DbError::Unsupported { backend, what: "add nodes", why: "not built for this backend yet" }) }
+    }
+
+    /// Waits, at most `limit`, until `node`'s process has exited by itself
+    /// (it left the cluster), then drops it from [`Db::nodes`] (its log is
+    /// still collected).
+    fn retire_node(&self, node: &str, limit: Duration) -> impl Future<Output = Result<(), DbError>> + Send {
+        let (backend, _, _) = (self.backend(), node, limit);
+        async move { Err(DbError::Unsupported { backend, what: "retire nodes", why: "not built for this backend yet" }) }
+    }
+
     /// Writes each node's log (stdout and stderr) to `dir/NODE.log`.
     fn collect_logs(&self, dir: &Path) -> impl Future<Output = Result<(), DbError>> + Send;
 

@@ -36,6 +36,8 @@ pub enum NemesisError {
     Unsupported { fault: &'static str, why: String },
     #[error("corrupting {node}'s files: {error}")]
     Corrupt { node: String, error: std::io::Error },
+    #[error("membership change: {0}")]
+    Membership(String),
 }
 
 /// The families of faults a nemesis can draw from.
@@ -68,10 +70,15 @@ pub enum FaultKind {
     /// A minority's disks made slow: every fsync takes 0.5 to 2 s longer,
     /// so their writes time out while their reads stay fast.
     SlowDisk,
+    /// A membership change: a node added (it joins through the running
+    /// members and takes its ranges) or one decommissioned (it hands its
+    /// ranges over and stops), following the nemesis's plan. Not healed:
+    /// the cluster keeps its new shape.
+    Membership,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Partition,
         FaultKind::Kill,
         FaultKind::Pause,
@@ -83,6 +90,7 @@ impl FaultKind {
         FaultKind::PowerLossAll,
         FaultKind::Corrupt,
         FaultKind::SlowDisk,
+        FaultKind::Membership,
     ];
 
     /// The name in scenario files and on the command line.
@@ -99,6 +107,7 @@ impl FaultKind {
             FaultKind::PowerLossAll => "power-loss-all",
             FaultKind::Corrupt => "corrupt",
             FaultKind::SlowDisk => "slow-disk",
+            FaultKind::Membership => "membership",
         }
     }
 
@@ -128,6 +137,9 @@ pub enum Fault {
     PowerLoss { nodes: Vec<String> },
     Corrupt { node: String, mode: corruption::Mode, seed: u64 },
     SlowDisk { nodes: Vec<String>, delay_ms: u64 },
+    /// A node added; its id is known once it started.
+    Join,
+    Leave { node: String },
 }
 
 impl Fault {
@@ -144,6 +156,8 @@ impl Fault {
             Fault::PowerLoss { .. } => "power-loss",
             Fault::Corrupt { .. } => "corrupt",
             Fault::SlowDisk { .. } => "slow-disk",
+            Fault::Join => "join",
+            Fault::Leave { .. } => "leave",
         }
     }
 
@@ -183,6 +197,25 @@ pub trait Nemesis: Send {
 /// A partition shape: nodes and randomness in, grudge out.
 type Shape = fn(&[String], &mut StdRng) -> Grudge;
 
+/// One step of a membership plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MembershipStep {
+    Add,
+    Leave,
+}
+
+/// Grows the cluster by two, then shrinks it by one (3 -> 5 -> 4), again
+/// and again.
+pub const DEFAULT_MEMBERSHIP_PLAN: [MembershipStep; 3] =
+    [MembershipStep::Add, MembershipStep::Add, MembershipStep::Leave];
+
+/// A cluster never shrinks below this (N).
+const MIN_MEMBERS: usize = 3;
+
+/// How long a join or a leave may take before the fault fails.
+const MOVE_LIMIT: Duration = Duration::from_secs(90);
+
 /// The nemesis of this harness: every fault kind, drawn with one seed.
 pub struct ClusterNemesis {
     kinds: Vec<FaultKind>,
@@ -190,15 +223,28 @@ pub struct ClusterNemesis {
     /// Faults applied and not yet healed.
     active: Vec<Fault>,
     strobes: Vec<tokio::task::JoinHandle<()>>,
+    /// The membership fault's steps, taken in turn, cyclically.
+    plan: Vec<MembershipStep>,
+    steps_taken: usize,
 }
 
 impl ClusterNemesis {
     pub fn new(kinds: Vec<FaultKind>, rng: StdRng) -> ClusterNemesis {
         assert!(!kinds.is_empty(), "a nemesis needs at least one kind of fault");
-        ClusterNemesis { kinds, rng, active: Vec::new(), strobes: Vec::new() }
+        let plan = DEFAULT_MEMBERSHIP_PLAN.to_vec();
+        ClusterNemesis { kinds, rng, active: Vec::new(), strobes: Vec::new(), plan, steps_taken: 0 }
     }
 
-    /// Draws a concrete fault of `kind` for `nodes`. Pure but for the rng.
+    /// The membership fault's plan (never empty: an empty one is ignored).
+    pub fn with_membership_plan(mut self, plan: Vec<MembershipStep>) -> ClusterNemesis {
+        if !plan.is_empty() {
+            self.plan = plan;
+        }
+        self
+    }
+
+    /// Draws a concrete fault of `kind` for `nodes`. Pure but for the rng
+    /// and the membership plan's position.
     pub fn draw(&mut self, kind: FaultKind, nodes: &[String]) -> Fault {
         let rng = &mut self.rng;
         let minority = |rng: &mut StdRng| {
@@ -250,6 +296,16 @@ impl ClusterNemesis {
                 Fault::Corrupt { node: nodes.choose(rng).expect("nodes").clone(), mode, seed: rng.random() }
             }
             FaultKind::SlowDisk => Fault::SlowDisk { nodes: minority(rng), delay_ms: rng.random_range(500..=2_000) },
+            FaultKind::Membership => {
+                let step = self.plan[self.steps_taken % self.plan.len()];
+                self.steps_taken += 1;
+                match step {
+                    MembershipStep::Leave if nodes.len() > MIN_MEMBERS => {
+                        Fault::Leave { node: nodes.choose(rng).expect("nodes").clone() }
+                    }
+                    _ => Fault::Join,
+                }
+            }
         }
     }
 
@@ -317,6 +373,18 @@ impl ClusterNemesis {
                     db.set_fsync_delay(node, Duration::from_millis(*delay_ms))?;
                 }
             }
+            Fault::Join => {
+                let node = db.add_node().await?;
+                value["node"] = serde_json::Value::String(node.clone());
+                if self.kinds.iter().any(|k| matches!(k, FaultKind::Partition | FaultKind::Loss)) {
+                    packet_filter::install(&db.net_namespace(&node).await?)?;
+                }
+                value["move"] = wait_until_normal(db, &node).await?;
+            }
+            Fault::Leave { node } => {
+                hooks(db).leave(&db.base_url(node)?).await?;
+                db.retire_node(node, MOVE_LIMIT).await?;
+            }
             Fault::Corrupt { node, mode, seed } => {
                 db.kill(node).await?;
                 let dir = db.data_dir(node)?;
@@ -330,12 +398,34 @@ impl ClusterNemesis {
     }
 }
 
-/// Flips the nodes' clocks between +offset and -offset every period.
+/// Waits until a node that joins serves as a normal member; returns its
+/// move's progress as it finished (for the history).
+async fn wait_until_normal<D: Db>(db: &D, node: &str) -> Result<serde_json::Value, NemesisError> {
+    let api = hooks(db);
+    let url = db.base_url(node)?;
+    let started = std::time::Instant::now();
+    loop {
+        match api.membership(&url).await {
+            Ok(view) if view.status.as_deref() == Some("normal") => {
+                return Ok(serde_json::to_value(&view.r#move).expect("progress serializes"))
+            }
+            Ok(view) if view.r#move.phase == "failed" => {
+                return Err(NemesisError::Membership(format!("{node} could not join: {:?}", view.r#move.last_error)))
+            }
+            _ if started.elapsed() > MOVE_LIMIT => {
+                return Err(NemesisError::Membership(format!("{node} had not joined after {MOVE_LIMIT:?}")))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
 /// The test hooks of `db`'s nodes, with the secret they ask for.
 fn hooks<D: Db>(db: &D) -> NodeApi {
     NodeApi::with_secret(Duration::from_secs(3), db.cluster_secret().as_deref())
 }
 
+/// Flips the nodes' clocks between +offset and -offset every period.
 async fn strobe(api: NodeApi, urls: Vec<String>, offset_ms: i64, period_ms: u64) {
     let mut sign = 1;
     loop {
