@@ -64,12 +64,17 @@ pub fn missing(
     }
     if nemesis.contains(&FaultKind::Membership) {
         if !can.membership {
-            missing.push(format!("the membership fault needs nodes that join and leave a running cluster, which \
-                {name}'s description does not offer (capabilities.membership, launch.join_args)"));
+            missing.push(format!(
+                "the membership fault needs nodes that join and leave a running cluster, which \
+                {name}'s description does not offer (capabilities.membership, launch.join_args)"
+            ));
         }
         if backend == Backend::Docker {
-            missing.push("the membership fault runs on the local backend so far: the docker backend does not \
-                start nodes on demand yet".into());
+            missing.push(
+                "the membership fault runs on the local backend so far: the docker backend does not \
+                start nodes on demand yet"
+                    .into(),
+            );
         }
     }
     if flags && !can.node_flags {

@@ -120,7 +120,8 @@ impl LocalDb {
         let cluster_secret = spec.cluster_secret.clone();
         let (extra_flags, disk_kind) = (spec.extra_flags.clone(), spec.disks);
         let root = root.to_path_buf();
-        let db = LocalDb { binary, cluster_secret, root, system, extra_flags, disk_kind, nodes: Mutex::new(nodes), disks };
+        let db =
+            LocalDb { binary, cluster_secret, root, system, extra_flags, disk_kind, nodes: Mutex::new(nodes), disks };
         if spec.disks == Disks::PowerLoss {
             for id in &ids {
                 db.disks.mount(id, &db.root.join(id))?;
@@ -213,8 +214,7 @@ impl Db for LocalDb {
 
     fn nodes(&self) -> Vec<String> {
         let nodes = self.nodes.lock().expect("nodes lock");
-        let mut nodes: Vec<String> =
-            nodes.iter().filter(|(_, node)| !node.retired).map(|(id, _)| id.clone()).collect();
+        let mut nodes: Vec<String> = nodes.iter().filter(|(_, node)| !node.retired).map(|(id, _)| id.clone()).collect();
         nodes.sort_by_key(|n| n.trim_start_matches('n').parse::<u32>().unwrap_or(u32::MAX));
         nodes
     }

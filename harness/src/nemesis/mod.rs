@@ -127,19 +127,50 @@ impl FaultKind {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "fault", rename_all = "kebab-case")]
 pub enum Fault {
-    Partition { shape: &'static str, grudge: Grudge },
-    Kill { nodes: Vec<String> },
-    Pause { nodes: Vec<String> },
-    ClockBump { node: String, offset_ms: i64 },
-    ClockStrobe { nodes: Vec<String>, offset_ms: i64, period_ms: u64 },
-    Loss { nodes: Vec<String>, probability: f64 },
-    Delay { nodes: Vec<String>, delay_ms: u64 },
-    PowerLoss { nodes: Vec<String> },
-    Corrupt { node: String, mode: corruption::Mode, seed: u64 },
-    SlowDisk { nodes: Vec<String>, delay_ms: u64 },
+    Partition {
+        shape: &'static str,
+        grudge: Grudge,
+    },
+    Kill {
+        nodes: Vec<String>,
+    },
+    Pause {
+        nodes: Vec<String>,
+    },
+    ClockBump {
+        node: String,
+        offset_ms: i64,
+    },
+    ClockStrobe {
+        nodes: Vec<String>,
+        offset_ms: i64,
+        period_ms: u64,
+    },
+    Loss {
+        nodes: Vec<String>,
+        probability: f64,
+    },
+    Delay {
+        nodes: Vec<String>,
+        delay_ms: u64,
+    },
+    PowerLoss {
+        nodes: Vec<String>,
+    },
+    Corrupt {
+        node: String,
+        mode: corruption::Mode,
+        seed: u64,
+    },
+    SlowDisk {
+        nodes: Vec<String>,
+        delay_ms: u64,
+    },
     /// A node added; its id is known once it started.
     Join,
-    Leave { node: String },
+    Leave {
+        node: String,
+    },
 }
 
 impl Fault {

@@ -45,7 +45,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "register")]
         workload: WorkloadKind,
         /// Fault kinds, comma-separated (partition, kill, pause, clock, loss, delay, kill-all, power-loss,
-        /// power-loss-all, corrupt); none by default.
+        /// power-loss-all, corrupt, slow-disk, membership); none by default.
         #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
         nemesis: Vec<FaultKind>,
         #[arg(long, default_value_t = 5)]
