@@ -1,7 +1,7 @@
 # The commands a user needs. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench soak cluster-up cluster-down cluster-status cluster-join cluster-leave cluster-members test-partition clean fuzz fuzz-smoke
+.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench soak cluster-up cluster-down cluster-status cluster-join cluster-leave cluster-members test-membership test-partition clean fuzz fuzz-smoke
 
 help:
 	@echo "make test            run every test (what CI runs)"
@@ -19,6 +19,7 @@ help:
 	@echo "make cluster-members the membership view of the local cluster"
 	@echo "make test-partition  register + session workloads under partitions on 5 containers"
 	@echo "make test-local      the same workloads on local processes (no Docker; kills, pauses, skew)"
+	@echo "make test-membership register + durability while the cluster grows 3 -> 5 -> 4 under partitions, kills, pauses (~4 min)"
 	@echo "make test-faults     every fault kind on every workload, 5 containers, fast compaction/hints/repair (~8 min)"
 	@echo "make test-etcd       register + session on 3 etcd containers under partitions, kills, pauses (docs/findings/etcd.md)"
 	@echo "make test-redis      the same on a Redis primary + 2 replicas (docs/findings/redis.md)"
@@ -125,6 +126,10 @@ test-faults: image
 # with and without the bug, three seeds each. Exits non-zero unless every
 # bug is caught in at least two of three seeds and the correct cluster is
 # valid in every run.
+# Nodes join and leave under load (docs/MEMBERSHIP.md).
+test-membership: image release
+	$(CARGO) run --quiet --release -p workloads --bin harness -- suite workloads/scenarios/membership.toml
+
 test-bugs: image release
 	$(CARGO) run --quiet --release -p workloads --bin harness -- bugs workloads/scenarios/bugs.toml
 

@@ -62,20 +62,11 @@ pub fn missing(
     if system.launch.is_some() && backend == Backend::Docker && system.image.is_none() {
         missing.push(format!("the docker backend needs an image of {name} ([image] in its description)"));
     }
-    if nemesis.contains(&FaultKind::Membership) {
-        if !can.membership {
-            missing.push(format!(
-                "the membership fault needs nodes that join and leave a running cluster, which \
-                {name}'s description does not offer (capabilities.membership, launch.join_args)"
-            ));
-        }
-        if backend == Backend::Docker {
-            missing.push(
-                "the membership fault runs on the local backend so far: the docker backend does not \
-                start nodes on demand yet"
-                    .into(),
-            );
-        }
+    if nemesis.contains(&FaultKind::Membership) && !can.membership {
+        missing.push(format!(
+            "the membership fault needs nodes that join and leave a running cluster, which {name}'s description \
+             does not offer (capabilities.membership, launch.join_args)"
+        ));
     }
     if flags && !can.node_flags {
         missing.push(format!("node_flags: {name}'s description does not take extra launch flags"));
@@ -94,14 +85,10 @@ mod tests {
     #[test]
     fn what_etcd_and_redis_lack_is_named_and_kvnode_lacks_nothing() {
         let everything = FaultKind::ALL.to_vec();
-        let on_docker: Vec<FaultKind> = everything.iter().copied().filter(|k| *k != FaultKind::Membership).collect();
         let kvnode = builtin("kvnode");
         for workload in [WorkloadKind::Register, WorkloadKind::Session, WorkloadKind::Durability, WorkloadKind::Ttl] {
-            assert!(missing(&kvnode, workload, &on_docker, Backend::Docker, true).is_empty());
-            assert!(missing(&kvnode, workload, &everything, Backend::Local, true).is_empty());
+            assert!(missing(&kvnode, workload, &everything, Backend::Docker, true).is_empty());
         }
-        let docker = missing(&kvnode, WorkloadKind::Register, &[FaultKind::Membership], Backend::Docker, false);
-        assert!(docker.len() == 1 && docker[0].contains("local backend"), "{docker:?}");
         let etcd = missing(&builtin("etcd"), WorkloadKind::Register, &[FaultKind::Membership], Backend::Local, false);
         assert!(etcd.iter().any(|m| m.contains("capabilities.membership")), "{etcd:?}");
         let faults = [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition];

@@ -109,6 +109,22 @@ async fn the_cluster_grows_and_shrinks_under_load_locally() {
     assert!(served_by_joiner, "the joined node n4 served no operation");
 }
 
+/// The container scenario: the register workload while the nemesis grows
+/// 3 containers to 5 and shrinks them to 4, with partitions between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_cluster_grows_and_shrinks_under_partitions() {
+    let reports = reports_dir("membership-docker");
+    let kinds = vec![FaultKind::Membership, FaultKind::Partition];
+    let mut membership = scenario("membership-docker", WorkloadKind::Register, kinds, Backend::Docker);
+    membership.time_limit_secs = 36;
+    membership.nemesis_interval_secs = 3;
+    let report = run(&membership, &reports).await;
+    assert_complete_run(&report, true);
+    let events = history::read(&report.folder.join("history.jsonl")).unwrap();
+    let nemesis: Vec<&str> = events.iter().filter(|e| e.process == Process::NEMESIS).map(|e| e.f.as_str()).collect();
+    assert!(nemesis.contains(&"join") && nemesis.contains(&"start-partition"), "{nemesis:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_partition_run_against_containers() {
     let reports = reports_dir("docker");

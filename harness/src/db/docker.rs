@@ -13,10 +13,10 @@
 use super::disks::NodeDisks;
 use super::{log_tail, wait_up, ClusterSpec, Db, DbError, Disks, NetNamespace};
 use crate::system::{NodeAddress, SystemDescription};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testcontainers::bollard::query_parameters::{
     InspectContainerOptions, KillContainerOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
@@ -74,11 +74,21 @@ pub struct DockerDb {
     run_id: String,
     network: String,
     docker: Docker,
-    containers: HashMap<String, ContainerAsync<GenericImage>>,
+    /// Every node's container, those that left included (their logs are
+    /// still collected); grows as the membership fault adds nodes.
+    containers: Mutex<HashMap<String, Arc<ContainerAsync<GenericImage>>>>,
+    /// Nodes that left the cluster: no longer among [`Db::nodes`].
+    retired: Mutex<BTreeSet<String>>,
+    /// Each node's address, for a joiner's `{peers}`.
+    addresses: Mutex<Vec<NodeAddress>>,
+    /// What a node added later is started from.
+    image: (String, String),
+    extra_flags: Vec<String>,
+    disk_kind: Disks,
     urls: Mutex<HashMap<String, String>>,
     /// With [`Disks::PowerLoss`]: each node's data folder on the host, a
     /// power-loss file system bind-mounted at `/data` in its container.
-    host_dirs: HashMap<String, PathBuf>,
+    host_dirs: Mutex<HashMap<String, PathBuf>>,
     /// Declared after `containers`: unmounted after they are gone.
     disks: NodeDisks,
 }
@@ -114,17 +124,7 @@ impl DockerDb {
         let run_id = new_run_id();
         let network = format!("{run_id}-net");
         let nodes = spec.node_ids();
-        let addresses: Vec<NodeAddress> = nodes
-            .iter()
-            .map(|node| NodeAddress {
-                node: node.clone(),
-                listen_host: "0.0.0.0".into(),
-                advertise: format!("{run_id}-{node}"),
-                client_port: system.client_port,
-                peer_port: system.peer_port,
-                data_dir: DATA_DIR.into(),
-            })
-            .collect();
+        let addresses: Vec<NodeAddress> = nodes.iter().map(|node| address(&system, &run_id, node)).collect();
         let disks = NodeDisks::default();
         let mut host_dirs = HashMap::new();
         if spec.disks == Disks::PowerLoss {
@@ -134,20 +134,11 @@ impl DockerDb {
                 host_dirs.insert(node.clone(), dir);
             }
         }
+        let image = (image_name, image_tag);
         let starts = nodes.iter().enumerate().map(|(index, node)| {
-            let mut image = GenericImage::new(image_name.clone(), image_tag.clone())
-                .with_exposed_port(system.client_port.tcp())
-                .with_wait_for(WaitFor::Nothing)
-                .with_network(network.clone())
-                .with_container_name(format!("{run_id}-{node}"))
-                .with_label(OWNER_LABEL, std::process::id().to_string())
-                .with_label(RUN_LABEL, run_id.clone())
-                .with_startup_timeout(READY_TIMEOUT)
-                .with_cmd(system.args(index, &addresses, &spec.extra_flags, &spec.cluster_secret));
-            if let Some(dir) = host_dirs.get(node) {
-                image = image.with_mount(Mount::bind_mount(dir.display().to_string(), DATA_DIR));
-            }
-            image.start()
+            let args = system.args(index, &addresses, &spec.extra_flags, &spec.cluster_secret);
+            let place = Placement { image: &image, network: &network, run_id: &run_id };
+            start_container(place, &system, node, args, host_dirs.get(node))
         });
         let started = futures::future::join_all(starts).await;
         let mut containers = HashMap::new();
@@ -155,14 +146,27 @@ impl DockerDb {
         for (node, result) in nodes.iter().zip(started) {
             match result {
                 Ok(container) => {
-                    containers.insert(node.clone(), container);
+                    containers.insert(node.clone(), Arc::new(container));
                 }
                 Err(error) => first_error = first_error.or(Some(DbError::Docker(format!("starting {node}: {error}")))),
             }
         }
-        let urls = Mutex::new(HashMap::new());
-        let cluster_secret = spec.cluster_secret.clone();
-        let db = DockerDb { system, cluster_secret, run_id, network, docker, containers, urls, host_dirs, disks };
+        let db = DockerDb {
+            system,
+            cluster_secret: spec.cluster_secret.clone(),
+            run_id,
+            network,
+            docker,
+            containers: Mutex::new(containers),
+            retired: Mutex::new(BTreeSet::new()),
+            addresses: Mutex::new(addresses),
+            image,
+            extra_flags: spec.extra_flags.clone(),
+            disk_kind: spec.disks,
+            urls: Mutex::new(HashMap::new()),
+            host_dirs: Mutex::new(host_dirs),
+            disks,
+        };
         if let Some(error) = first_error {
             let _ = db.teardown().await;
             return Err(error);
@@ -191,8 +195,9 @@ impl DockerDb {
         &self.run_id
     }
 
-    fn container(&self, node: &str) -> Result<&ContainerAsync<GenericImage>, DbError> {
-        self.containers.get(node).ok_or_else(|| DbError::UnknownNode(node.to_owned()))
+    fn container(&self, node: &str) -> Result<Arc<ContainerAsync<GenericImage>>, DbError> {
+        let containers = self.containers.lock().expect("containers lock");
+        containers.get(node).cloned().ok_or_else(|| DbError::UnknownNode(node.to_owned()))
     }
 
     /// The host port of a container changes when it restarts.
@@ -211,12 +216,17 @@ impl Db for DockerDb {
     }
 
     fn nodes(&self) -> Vec<String> {
-        let mut nodes: Vec<String> = self.containers.keys().cloned().collect();
+        let retired = self.retired.lock().expect("retired lock").clone();
+        let containers = self.containers.lock().expect("containers lock");
+        let mut nodes: Vec<String> = containers.keys().filter(|id| !retired.contains(*id)).cloned().collect();
         nodes.sort_by_key(|n| n.trim_start_matches('n').parse::<u32>().unwrap_or(u32::MAX));
         nodes
     }
 
     fn base_url(&self, node: &str) -> Result<String, DbError> {
+        if self.retired.lock().expect("retired lock").contains(node) {
+            return Err(DbError::UnknownNode(node.to_owned()));
+        }
         self.urls.lock().expect("urls lock").get(node).cloned().ok_or_else(|| DbError::UnknownNode(node.to_owned()))
     }
 
@@ -260,7 +270,7 @@ impl Db for DockerDb {
 
     fn data_dir(&self, node: &str) -> Result<PathBuf, DbError> {
         self.container(node)?;
-        self.host_dirs.get(node).cloned().ok_or(DbError::Unsupported {
+        self.host_dirs.lock().expect("host dirs lock").get(node).cloned().ok_or(DbError::Unsupported {
             backend: "docker",
             what: "reach a node's data folder",
             why: "it lives in the container; disk faults need the power-loss file system (Disks::PowerLoss)",
@@ -279,9 +289,41 @@ impl Db for DockerDb {
         Some(self.cluster_secret.clone())
     }
 
+    async fn add_node(&self) -> Result<String, DbError> {
+        let (node, args) = self.prepare_joiner()?;
+        let mut host_dir = None;
+        if self.disk_kind == Disks::PowerLoss {
+            let dir = disks_root(&self.run_id).join(&node);
+            self.disks.mount(&node, &dir)?;
+            self.host_dirs.lock().expect("host dirs lock").insert(node.clone(), dir.clone());
+            host_dir = Some(dir);
+        }
+        let place = Placement { image: &self.image, network: &self.network, run_id: &self.run_id };
+        let container = start_container(place, &self.system, &node, args, host_dir.as_ref())
+            .await
+            .map_err(|error| DbError::Docker(format!("starting {node}: {error}")))?;
+        self.containers.lock().expect("containers lock").insert(node.clone(), Arc::new(container));
+        self.wait_up(&node).await?;
+        Ok(node)
+    }
+
+    async fn retire_node(&self, node: &str, limit: Duration) -> Result<(), DbError> {
+        let started = std::time::Instant::now();
+        while self.exit_detail(node).await.is_none() {
+            if started.elapsed() >= limit {
+                return Err(DbError::Docker(format!("{node} did not stop within {limit:?} of leaving")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.retired.lock().expect("retired lock").insert(node.to_owned());
+        Ok(())
+    }
+
     async fn collect_logs(&self, dir: &Path) -> Result<(), DbError> {
         std::fs::create_dir_all(dir)?;
-        for (node, container) in &self.containers {
+        let containers: Vec<(String, Arc<ContainerAsync<GenericImage>>)> =
+            self.containers.lock().expect("containers lock").iter().map(|(n, c)| (n.clone(), c.clone())).collect();
+        for (node, container) in containers {
             let mut log = container.stdout_to_vec().await.map_err(docker_error)?;
             log.extend(container.stderr_to_vec().await.map_err(docker_error)?);
             std::fs::write(dir.join(format!("{node}.log")), log)?;
@@ -291,7 +333,10 @@ impl Db for DockerDb {
 
     async fn teardown(self) -> Result<(), DbError> {
         let mut first_error = None;
-        for (node, container) in self.containers {
+        let containers = std::mem::take(&mut *self.containers.lock().expect("containers lock"));
+        for (node, container) in containers {
+            // The only holder by now; were it not, dropping it removes it too.
+            let Ok(container) = Arc::try_unwrap(container) else { continue };
             if let Err(error) = container.rm().await {
                 first_error = first_error.or(Some(DbError::Docker(format!("removing {node}: {error}"))));
             }
@@ -299,14 +344,75 @@ impl Db for DockerDb {
         // testcontainers drops the network with its last container; make sure.
         let _ = self.docker.remove_network(&self.network).await;
         self.disks.unmount_all();
-        if !self.host_dirs.is_empty() {
+        if !self.host_dirs.lock().expect("host dirs lock").is_empty() {
             let _ = std::fs::remove_dir_all(disks_root(&self.run_id));
         }
         first_error.map_or(Ok(()), Err)
     }
 }
 
+/// Where a run's containers go: its image, network and name prefix.
+#[derive(Clone, Copy)]
+struct Placement<'a> {
+    image: &'a (String, String),
+    network: &'a str,
+    run_id: &'a str,
+}
+
+/// `node`'s address inside the run's network.
+fn address(system: &SystemDescription, run_id: &str, node: &str) -> NodeAddress {
+    NodeAddress {
+        node: node.to_owned(),
+        listen_host: "0.0.0.0".into(),
+        advertise: format!("{run_id}-{node}"),
+        client_port: system.client_port,
+        peer_port: system.peer_port,
+        data_dir: DATA_DIR.into(),
+    }
+}
+
+/// Starts one node's container with `args` (its data folder a host
+/// folder, when given).
+async fn start_container(
+    place: Placement<'_>,
+    system: &SystemDescription,
+    node: &str,
+    args: Vec<String>,
+    host_dir: Option<&PathBuf>,
+) -> testcontainers::core::error::Result<ContainerAsync<GenericImage>> {
+    let (name, tag) = place.image;
+    let mut image = GenericImage::new(name.clone(), tag.clone())
+        .with_exposed_port(system.client_port.tcp())
+        .with_wait_for(WaitFor::Nothing)
+        .with_network(place.network)
+        .with_container_name(format!("{}-{node}", place.run_id))
+        .with_label(OWNER_LABEL, std::process::id().to_string())
+        .with_label(RUN_LABEL, place.run_id)
+        .with_startup_timeout(READY_TIMEOUT)
+        .with_cmd(args);
+    if let Some(dir) = host_dir {
+        image = image.with_mount(Mount::bind_mount(dir.display().to_string(), DATA_DIR));
+    }
+    image.start().await
+}
+
 impl DockerDb {
+    /// Registers the next node (`n<K+1>`) and the command line that joins
+    /// it to the current members; returns its id and arguments.
+    fn prepare_joiner(&self) -> Result<(String, Vec<String>), DbError> {
+        let mut addresses = self.addresses.lock().expect("addresses lock");
+        let highest = addresses.iter().filter_map(|a| a.node.trim_start_matches('n').parse::<u32>().ok()).max();
+        let node = format!("n{}", highest.unwrap_or(0) + 1);
+        let retired = self.retired.lock().expect("retired lock").clone();
+        let members: Vec<NodeAddress> = addresses.iter().filter(|a| !retired.contains(&a.node)).cloned().collect();
+        let joiner = address(&self.system, &self.run_id, &node);
+        let args = self.system.join_args(&joiner, &members, &self.extra_flags, &self.cluster_secret).ok_or(
+            DbError::Unsupported { backend: "docker", what: "add nodes", why: "the description has no join_args" },
+        )?;
+        addresses.push(joiner);
+        Ok((node, args))
+    }
+
     /// Why `node`'s container is not running, if it is not: its exit code
     /// and the end of its log.
     async fn exit_detail(&self, node: &str) -> Option<String> {

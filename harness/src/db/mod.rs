@@ -143,7 +143,7 @@ pub trait Db: Send + Sync {
     /// Starts one more node (`n<K+1>`) that joins the running cluster
     /// through its current members (the description's `join_args`), and
     /// waits until its client API answers; its join may still be under
-    /// way. Returns its id.
+    /// way. Returns its id. (Both backends here; external nodes cannot.)
     fn add_node(&self) -> impl Future<Output = Result<String, DbError>> + Send {
         let backend = self.backend();
         async move { Err(DbError::Unsupported { backend, what: "add nodes", why: "not built for this backend yet" }) }
