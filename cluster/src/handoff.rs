@@ -138,10 +138,32 @@ async fn purge_page(
 }
 
 /// Which change the driver makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Move {
     Join,
     Leave,
+    /// An operator's removal of a member that is gone for good (a dead
+    /// machine): a leave driven by this node on its behalf, the rest of
+    /// its owner sets pushing its ranges to the new owners.
+    Remove(String),
+}
+
+impl Move {
+    /// The member whose entry changes.
+    fn mover(&self, membership: &Membership) -> String {
+        match self {
+            Move::Join | Move::Leave => membership.me().to_owned(),
+            Move::Remove(gone) => gone.clone(),
+        }
+    }
+
+    /// A member no step waits for or asks (the one being removed).
+    fn absent(&self) -> Option<&str> {
+        match self {
+            Move::Remove(gone) => Some(gone),
+            _ => None,
+        }
+    }
 }
 
 /// Where a move is, for the node's status.
@@ -198,7 +220,7 @@ pub async fn run<T: Transport>(
     let mut last_reason = String::new();
     for attempt in 1..=config.max_attempts {
         report(progress, |p| p.attempts = attempt);
-        match attempt_move(transport, membership, kind, config, progress).await {
+        match attempt_move(transport, membership, &kind, config, progress).await {
             Ok(()) => {
                 report(progress, |p| p.phase = "done".into());
                 return Ok(());
@@ -232,64 +254,86 @@ fn report(progress: &Mutex<Progress>, change: impl FnOnce(&mut Progress)) {
     change(&mut progress.lock().expect("progress lock"));
 }
 
+/// What every step of one move needs: the transport, the node's view,
+/// the settings, and who moves.
+struct Steps<'a, T> {
+    transport: &'a T,
+    membership: &'a Membership,
+    config: &'a MoveConfig,
+    kind: &'a Move,
+    /// The member whose entry changes (this node, or the one removed).
+    mover: String,
+}
+
 async fn attempt_move<T: Transport>(
     transport: &T,
     membership: &Membership,
-    kind: Move,
+    kind: &Move,
     config: &MoveConfig,
     progress: &Mutex<Progress>,
 ) -> Result<(), Attempt> {
+    let steps = Steps { transport, membership, config, kind, mover: kind.mover(membership) };
     report(progress, |p| p.phase = "waiting".into());
-    wait_until_alone(transport, membership, config).await.map_err(Attempt::Undone)?;
+    wait_until_alone(&steps).await.map_err(Attempt::Undone)?;
+    if let Some(left) = remove_a_dead_joiner(&steps).await {
+        return left;
+    }
     report(progress, |p| p.phase = "purging".into());
-    purge_everywhere(transport, membership, config, progress).await.map_err(Attempt::Undone)?;
+    purge_everywhere(&steps, progress).await.map_err(Attempt::Undone)?;
     report(progress, |p| p.phase = "announcing".into());
-    let announced = announce(membership, kind, config)?;
-    let result = carry_out(transport, membership, config, progress, announced).await;
+    let announced = announce(&steps)?;
+    let result = carry_out(&steps, progress, announced).await;
     if let Err(reason) = result {
-        undo(transport, membership, kind, config).await;
+        undo(&steps).await;
         return Err(Attempt::Undone(reason));
     }
     report(progress, |p| p.phase = "switching".into());
-    let own = own_entry(membership).ok_or_else(|| Attempt::Refused("this member's entry vanished".into()))?;
+    let entry = mover_entry(&steps).ok_or_else(|| Attempt::Refused("the mover's entry vanished".into()))?;
     let status = match kind {
         Move::Join => Status::Normal,
-        Move::Leave => Status::Left,
+        Move::Leave | Move::Remove(_) => Status::Left,
     };
-    membership.set_own(Entry { version: own.version + 1, status, ..own });
+    membership.set_other(&steps.mover, Entry { version: entry.version + 1, status, ..entry });
     // Spreading the switch is gossip's job; one round now makes it quick.
-    let _ = round(transport, membership, config, config.step_deadline).await;
+    let _ = round(&steps, config.step_deadline).await;
     Ok(())
 }
 
+/// A member removed while `joining` never took its ranges (writes went to
+/// W of the current owners too): it is set `left`, with nothing to hand
+/// over. `None` for any other move.
+async fn remove_a_dead_joiner<T: Transport>(steps: &Steps<'_, T>) -> Option<Result<(), Attempt>> {
+    let entry = mover_entry(steps).filter(|entry| entry.status == Status::Joining)?;
+    if !matches!(steps.kind, Move::Remove(_)) {
+        return None;
+    }
+    steps.membership.set_other(&steps.mover, Entry { version: entry.version + 1, status: Status::Left, ..entry });
+    Some(round(steps, steps.config.step_deadline).await.map_err(Attempt::Undone))
+}
+
 /// Steps 2 to 6 once announced at `version`.
-async fn carry_out<T: Transport>(
-    transport: &T,
-    membership: &Membership,
-    config: &MoveConfig,
-    progress: &Mutex<Progress>,
-    version: u64,
-) -> Result<(), String> {
+async fn carry_out<T: Transport>(steps: &Steps<'_, T>, progress: &Mutex<Progress>, version: u64) -> Result<(), String> {
+    let config = steps.config;
     if config.bugs.has(TestBug::ReleaseBeforeHeld) {
         // THE BUG: the ranges change owners at once, nothing handed over.
         tracing::warn!("TEST BUG release-before-held: switching without confirmation or handoff");
         return Ok(());
     }
-    round(transport, membership, config, config.step_deadline).await?;
-    round(transport, membership, config, config.step_deadline).await?;
-    if let Some(other) = other_mover(membership) {
+    round(steps, config.step_deadline).await?;
+    round(steps, config.step_deadline).await?;
+    if let Some(other) = other_mover(steps) {
         return Err(format!("{other} is changing too"));
     }
     // In-flight writes admitted under the old view land before pushes read.
     tokio::time::sleep(config.rpc_timeout).await;
     report(progress, |p| p.phase = "streaming".into());
-    stream(transport, membership, config, progress, version).await?;
+    stream(steps, progress, version).await?;
     // No switch while another change is (or was just) announced anywhere:
     // a round that ends with none seen leaves every member knowing that.
     let deadline = tokio::time::Instant::now() + config.step_deadline;
     loop {
-        round(transport, membership, config, config.step_deadline).await?;
-        match other_mover(membership) {
+        round(steps, config.step_deadline).await?;
+        match other_mover(steps) {
             None => return Ok(()),
             Some(other) if tokio::time::Instant::now() >= deadline => return Err(format!("{other} kept changing too")),
             Some(_) => tokio::time::sleep(config.rpc_timeout).await,
@@ -297,31 +341,27 @@ async fn carry_out<T: Transport>(
     }
 }
 
-fn own_entry(membership: &Membership) -> Option<Entry> {
-    membership.load().view().entry(membership.me()).cloned()
+fn mover_entry<T>(steps: &Steps<'_, T>) -> Option<Entry> {
+    steps.membership.load().view().entry(&steps.mover).cloned()
 }
 
 /// Another member joining or leaving, if any.
-fn other_mover(membership: &Membership) -> Option<String> {
-    let topology = membership.load();
-    let me = membership.me();
+fn other_mover<T>(steps: &Steps<'_, T>) -> Option<String> {
+    let topology = steps.membership.load();
     let other = topology
         .view()
         .entries()
-        .find(|(id, entry)| *id != me && matches!(entry.status, Status::Joining | Status::Leaving))
+        .find(|(id, entry)| *id != steps.mover && matches!(entry.status, Status::Joining | Status::Leaving))
         .map(|(id, _)| id.to_owned());
     other
 }
 
-async fn wait_until_alone<T: Transport>(
-    transport: &T,
-    membership: &Membership,
-    config: &MoveConfig,
-) -> Result<(), String> {
+async fn wait_until_alone<T: Transport>(steps: &Steps<'_, T>) -> Result<(), String> {
+    let config = steps.config;
     let deadline = tokio::time::Instant::now() + config.step_deadline;
     loop {
-        let _ = round(transport, membership, config, config.rpc_timeout * 4).await;
-        match other_mover(membership) {
+        let _ = round(steps, config.rpc_timeout * 4).await;
+        match other_mover(steps) {
             None => return Ok(()),
             Some(other) if tokio::time::Instant::now() >= deadline => {
                 return Err(format!("{other} was still changing"))
@@ -331,11 +371,12 @@ async fn wait_until_alone<T: Transport>(
     }
 }
 
-/// Writes this member's announcement; returns its entry version.
-fn announce(membership: &Membership, kind: Move, config: &MoveConfig) -> Result<u64, Attempt> {
+/// Writes the mover's announcement; returns its entry version.
+fn announce<T>(steps: &Steps<'_, T>) -> Result<u64, Attempt> {
+    let (membership, config) = (steps.membership, steps.config);
     let topology = membership.load();
-    let own = topology.view().entry(membership.me()).cloned();
-    let entry = match (kind, own) {
+    let own = topology.view().entry(&steps.mover).cloned();
+    let entry = match (steps.kind, own) {
         (Move::Join, Some(own)) if own.status == Status::Normal => {
             return Err(Attempt::Refused("already a normal member".into()))
         }
@@ -348,7 +389,7 @@ fn announce(membership: &Membership, kind: Move, config: &MoveConfig) -> Result<
             let version = own.map_or(1, |own| own.version + 1);
             Entry { version, status: Status::Joining, addr: config.addr.clone(), tokens }
         }
-        (Move::Leave, Some(own)) if own.status == Status::Normal => {
+        (Move::Leave | Move::Remove(_), Some(own)) if matches!(own.status, Status::Normal | Status::Leaving) => {
             let normal = topology.members().iter().filter(|(_, e)| e.status == Status::Normal).count();
             if normal <= 1 {
                 return Err(Attempt::Refused("the last normal member cannot leave".into()));
@@ -356,31 +397,28 @@ fn announce(membership: &Membership, kind: Move, config: &MoveConfig) -> Result<
             Entry { version: own.version + 1, status: Status::Leaving, ..own }
         }
         (Move::Leave, _) => return Err(Attempt::Refused("only a normal member can leave".into())),
+        (Move::Remove(gone), _) => return Err(Attempt::Refused(format!("{gone} is not a member to remove"))),
     };
     let version = entry.version;
-    membership.set_own(entry);
+    membership.set_other(&steps.mover, entry);
     Ok(version)
 }
 
-async fn undo<T: Transport>(transport: &T, membership: &Membership, kind: Move, config: &MoveConfig) {
-    let Some(own) = own_entry(membership) else { return };
-    let status = match kind {
+async fn undo<T: Transport>(steps: &Steps<'_, T>) {
+    let Some(entry) = mover_entry(steps) else { return };
+    let status = match steps.kind {
         Move::Join => Status::Left,
-        Move::Leave => Status::Normal,
+        Move::Leave | Move::Remove(_) => Status::Normal,
     };
-    membership.set_own(Entry { version: own.version + 1, status, ..own });
-    let _ = round(transport, membership, config, config.step_deadline).await;
+    steps.membership.set_other(&steps.mover, Entry { version: entry.version + 1, status, ..entry });
+    let _ = round(steps, steps.config.step_deadline).await;
 }
 
-/// Exchanges views with every other member (not left) until each exchange
-/// has succeeded once, members that appear meanwhile included, or until
-/// `limit` passes.
-async fn round<T: Transport>(
-    transport: &T,
-    membership: &Membership,
-    config: &MoveConfig,
-    limit: Duration,
-) -> Result<(), String> {
+/// Exchanges views with every other member (not left, not the one being
+/// removed) until each exchange has succeeded once, members that appear
+/// meanwhile included, or until `limit` passes.
+async fn round<T: Transport>(steps: &Steps<'_, T>, limit: Duration) -> Result<(), String> {
+    let (transport, membership, config) = (steps.transport, steps.membership, steps.config);
     let deadline = tokio::time::Instant::now() + limit;
     let mut done: Vec<String> = Vec::new();
     loop {
@@ -389,7 +427,7 @@ async fn round<T: Transport>(
             .members()
             .into_iter()
             .map(|(id, _)| id.to_owned())
-            .filter(|id| id != membership.me() && !done.contains(id))
+            .filter(|id| id != membership.me() && Some(id.as_str()) != steps.kind.absent() && !done.contains(id))
             .collect();
         if pending.is_empty() {
             return Ok(());
@@ -413,49 +451,51 @@ async fn round<T: Transport>(
     }
 }
 
-/// Step 5: every member of the current ring pushes its moving keys.
-async fn stream<T: Transport>(
-    transport: &T,
-    membership: &Membership,
-    config: &MoveConfig,
-    progress: &Mutex<Progress>,
-    version: u64,
-) -> Result<(), String> {
-    let topology = membership.load();
-    let pushers: Vec<String> = topology.current_ring().map(|ring| ring.nodes().to_vec()).unwrap_or_default();
-    page_through(transport, membership, config, progress, (&pushers, version, false)).await
+/// Step 5: every member of the current ring pushes its moving keys (but a
+/// member being removed: an acknowledged write is on W of a key's current
+/// owners, so on at least one of the others, which push it).
+async fn stream<T: Transport>(steps: &Steps<'_, T>, progress: &Mutex<Progress>, version: u64) -> Result<(), String> {
+    let topology = steps.membership.load();
+    let pushers: Vec<String> = topology
+        .current_ring()
+        .map(|ring| ring.nodes().to_vec())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|id| Some(id.as_str()) != steps.kind.absent())
+        .collect();
+    page_through(steps, progress, (&pushers, version, false)).await
 }
 
 /// Step 1b: every member (this one included) drops what it does not own.
-async fn purge_everywhere<T: Transport>(
-    transport: &T,
-    membership: &Membership,
-    config: &MoveConfig,
-    progress: &Mutex<Progress>,
-) -> Result<(), String> {
+async fn purge_everywhere<T: Transport>(steps: &Steps<'_, T>, progress: &Mutex<Progress>) -> Result<(), String> {
+    let membership = steps.membership;
     let topology = membership.load();
-    let mut members: Vec<String> = topology.members().into_iter().map(|(id, _)| id.to_owned()).collect();
+    let mut members: Vec<String> = topology
+        .members()
+        .into_iter()
+        .map(|(id, _)| id.to_owned())
+        .filter(|id| Some(id.as_str()) != steps.kind.absent())
+        .collect();
     if !members.iter().any(|id| id == membership.me()) {
         members.push(membership.me().to_owned());
     }
-    page_through(transport, membership, config, progress, (&members, 0, true)).await
+    page_through(steps, progress, (&members, 0, true)).await
 }
 
 /// Asks each of `members`, page by page, to push (or purge), paced; a
 /// member that makes no progress for the step deadline fails the step.
 async fn page_through<T: Transport>(
-    transport: &T,
-    membership: &Membership,
-    config: &MoveConfig,
+    steps: &Steps<'_, T>,
     progress: &Mutex<Progress>,
     (members, version, purge): (&[String], u64, bool),
 ) -> Result<(), String> {
+    let (transport, membership, config) = (steps.transport, steps.membership, steps.config);
     report(progress, |p| (p.members, p.members_done) = (members.len(), 0));
     for pusher in members {
         let mut after = None;
         let mut deadline = tokio::time::Instant::now() + config.step_deadline;
         loop {
-            let request = HandoffRequest { mover: membership.me().to_owned(), mover_version: version, after, purge };
+            let request = HandoffRequest { mover: steps.mover.clone(), mover_version: version, after, purge };
             let answer = tokio::time::timeout(config.rpc_timeout * 8, transport.handoff(pusher, request.clone())).await;
             match answer {
                 Ok(Ok(reply)) => {

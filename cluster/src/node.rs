@@ -464,6 +464,39 @@ impl Node {
         Ok(())
     }
 
+    /// Starts the removal of `gone`, a member lost for good (an operator's
+    /// `removenode`): this node drives a leave on its behalf, the rest of
+    /// its owner sets handing its ranges over. Refused for this node, for
+    /// a non-member, and for a member that answers a ping (decommission
+    /// that one instead: it still holds data, and could still serve).
+    pub async fn start_remove(self: &Arc<Node>, gone: &str) -> Result<(), String> {
+        if gone == self.config.node_id {
+            return Err("a node cannot remove itself; decommission it with /admin/v1/leave".into());
+        }
+        let status = self.membership.load().view().entry(gone).map(|entry| entry.status);
+        if !matches!(status, Some(Status::Normal | Status::Leaving | Status::Joining)) {
+            return Err(format!("{gone} is not a member ({status:?})"));
+        }
+        if self.transport.remote.ping(gone).await.is_ok() {
+            return Err(format!("{gone} answers: decommission it with /admin/v1/leave on it instead"));
+        }
+        if self.moving.swap(true, Ordering::AcqRel) {
+            return Err("a change driven by this node is already under way".into());
+        }
+        let (node, gone) = (self.clone(), gone.to_owned());
+        tokio::spawn(async move {
+            let config = node.move_config();
+            let kind = Move::Remove(gone.clone());
+            match handoff::run(&*node.transport, &node.membership, kind, &config, &node.move_progress).await {
+                Ok(()) => tracing::info!(%gone, "removed a lost member: its ranges are held by their new owners"),
+                Err(error) => tracing::error!(%gone, %error, "removing a lost member failed"),
+            }
+            node.save_view();
+            node.moving.store(false, Ordering::Release);
+        });
+        Ok(())
+    }
+
     /// Resolves once this node has left the cluster.
     pub async fn has_left(&self) {
         let mut left = self.left.subscribe();

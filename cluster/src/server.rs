@@ -30,6 +30,8 @@ pub const ITEM_PATH: &str = "/api/v1/item";
 /// Admin routes: like the internal ones, only for callers with the secret.
 pub const MEMBERSHIP_PATH: &str = "/admin/v1/membership";
 pub const LEAVE_PATH: &str = "/admin/v1/leave";
+/// `POST /admin/v1/remove?node=ID`: remove a member lost for good.
+pub const REMOVE_PATH: &str = "/admin/v1/remove";
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -88,7 +90,8 @@ fn with_client_routes(router: Router<AppState>, state: &AppState) -> Router<AppS
         .route(ITEM_PATH, get(get_item).post(put_item).delete(delete_item))
         .route("/health", get(health))
         .route(MEMBERSHIP_PATH, get(admin_membership).fallback(unknown_path))
-        .route(LEAVE_PATH, post(admin_leave).fallback(unknown_path));
+        .route(LEAVE_PATH, post(admin_leave).fallback(unknown_path))
+        .route(REMOVE_PATH, post(admin_remove).fallback(unknown_path));
     match state.node.config.test_hooks {
         false => router,
         true => router
@@ -417,6 +420,22 @@ async fn admin_leave(State(state): State<AppState>, headers: HeaderMap) -> Respo
     }
     match state.node.start_leave() {
         Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({"leaving": true}))).into_response(),
+        Err(message) => ApiError::new(StatusCode::CONFLICT, message).into_response(),
+    }
+}
+
+/// Starts the removal of a member lost for good, driven by this node: 202
+/// once started (follow it at `MEMBERSHIP_PATH` on this node).
+async fn admin_remove(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if let Err(error) = authorized(&state, &headers, REMOVE_PATH) {
+        return error.into_response();
+    }
+    let gone = query.as_deref().and_then(|q| q.strip_prefix("node=")).filter(|id| !id.is_empty() && !id.contains('&'));
+    let Some(gone) = gone else {
+        return ApiError::new(StatusCode::BAD_REQUEST, "name the member to remove: ?node=ID").into_response();
+    };
+    match state.node.start_remove(gone).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({"removing": gone}))).into_response(),
         Err(message) => ApiError::new(StatusCode::CONFLICT, message).into_response(),
     }
 }

@@ -237,6 +237,8 @@ struct Sim {
     busy: AtomicBool,
     /// A client's pause before each operation, at most.
     think_ms: u64,
+    /// Members crashed for good (removed, or to be): never restarted.
+    gone: Mutex<BTreeSet<String>>,
     /// Whether nodes compact dead records (off in half the membership
     /// runs: there an owner holding nothing has lost the write).
     compaction: bool,
@@ -306,6 +308,7 @@ fn build_cluster_with_spares(
         busy: AtomicBool::new(false),
         think_ms: 40,
         compaction: true,
+        gone: Mutex::new(BTreeSet::new()),
     }
 }
 
@@ -475,10 +478,11 @@ impl Outcomes {
     /// Once settled, every member holds the same view, and no change is
     /// left half done.
     fn membership_problems(&mut self, sim: &Sim, reference: &Topology) {
+        let gone = sim.gone.lock().unwrap().clone();
         for node in &sim.nodes {
             let status = node.status();
-            if status.is_none() || status == Some(Status::Left) {
-                continue; // never joined, or gone: its view no longer matters
+            if status.is_none() || status == Some(Status::Left) || gone.contains(&node.id) {
+                continue; // never joined, left, or lost: its view no longer matters
             }
             if node.membership.load().view() != reference.view() {
                 self.diverged.push(format!("{} holds another view once settled", node.id));
@@ -662,7 +666,8 @@ async fn nemesis(sim: Arc<Sim>, seed: u64, stop: Arc<AtomicBool>, pace: Pace) {
                 state.crashed.insert(node.id.clone());
             }
             1 if pace.restart_a_crashed_node => {
-                let crashed: Vec<String> = state.crashed.iter().cloned().collect();
+                let gone = sim.gone.lock().unwrap().clone();
+                let crashed: Vec<String> = state.crashed.iter().filter(|id| !gone.contains(*id)).cloned().collect();
                 if !crashed.is_empty() {
                     state.crashed.remove(&crashed[rng.random_range(0..crashed.len())]);
                 }
@@ -700,11 +705,13 @@ async fn heal_and_settle(sim: &Arc<Sim>, background: Vec<JoinHandle<()>>, outcom
     {
         let mut state = sim.net.state.lock().unwrap();
         state.drop_probability = 0.0;
-        state.crashed.clear();
+        state.crashed = sim.gone.lock().unwrap().clone();
         state.isolated.clear();
     }
     tokio::time::sleep(SETTLE).await;
-    let members: Vec<&Arc<SimNode>> = sim.nodes.iter().filter(|node| node.status() == Some(Status::Normal)).collect();
+    let gone = sim.gone.lock().unwrap().clone();
+    let members: Vec<&Arc<SimNode>> =
+        sim.nodes.iter().filter(|node| node.status() == Some(Status::Normal) && !gone.contains(&node.id)).collect();
     for (at, key) in sim.keys.iter().enumerate() {
         let node = members[at % members.len()];
         let invoke = sim.tick();
@@ -729,8 +736,11 @@ async fn heal_and_settle(sim: &Arc<Sim>, background: Vec<JoinHandle<()>>, outcom
         if owners.len() != expected {
             outcomes.diverged.push(format!("{key} has owners {owners:?}, not {expected}"));
         }
+        // A lost member whose removal was undone still owns: it holds what
+        // it held when it died, which is no divergence of the live owners.
         let held: BTreeMap<&String, _> = owners
             .iter()
+            .filter(|owner| !gone.contains(*owner))
             .map(|owner| {
                 let held = sim.net.replicas[owner].read(key.as_bytes(), cluster::replica::UNFENCED).unwrap();
                 (owner, live_version(held, now_ms))
@@ -799,9 +809,10 @@ async fn one_move(sim: Arc<Sim>, at: usize, kind: Move, members: Vec<String>, ou
         }
     }
     let config = move_config(&node.id, &node.bugs);
+    let name = format!("{kind:?}");
     let outcome = handoff::run(&*node.transport, &node.membership, kind, &config, &node.progress).await;
     let pushed = node.progress.lock().unwrap().records_pushed;
-    let line = format!("{kind:?} of {}: {outcome:?} ({pushed} records pushed)", node.id);
+    let line = format!("{name} of {}: {outcome:?} ({pushed} records pushed)", node.id);
     let mut outcomes = outcomes.lock().unwrap();
     if outcome.is_ok() {
         held_after_move(&sim, &node.membership.load(), &line, &mut outcomes);
@@ -869,7 +880,32 @@ async fn membership_nemesis(sim: Arc<Sim>, seed: u64, outcomes: Arc<Mutex<Outcom
             pending.await.unwrap();
         }
     }
+    if rng.random_bool(0.5) {
+        replace_a_lost_member(&sim, &mut rng, &outcomes).await;
+    }
     sim.busy.store(false, Ordering::SeqCst);
+}
+
+/// A member lost for good (crashed, never back) is removed by another
+/// member, as an operator's `removenode`, and a node outside joins in its
+/// place.
+async fn replace_a_lost_member(sim: &Arc<Sim>, rng: &mut StdRng, outcomes: &Arc<Mutex<Outcomes>>) {
+    let normal: Vec<usize> = (0..sim.nodes.len()).filter(|&i| sim.nodes[i].status() == Some(Status::Normal)).collect();
+    let (lost, driver) = (normal[rng.random_range(0..normal.len())], normal[rng.random_range(0..normal.len())]);
+    if lost == driver || sim.net.crashed(&sim.nodes[driver].id) {
+        return;
+    }
+    let lost_id = sim.nodes[lost].id.clone();
+    sim.gone.lock().unwrap().insert(lost_id.clone());
+    sim.net.state.lock().unwrap().crashed.insert(lost_id.clone());
+    // It is believed down before anyone removes it, as an operator would see.
+    tokio::time::sleep(FAILURE_TIMEOUT * 2).await;
+    let members: Vec<String> = normal.iter().map(|&i| sim.nodes[i].id.clone()).filter(|id| *id != lost_id).collect();
+    one_move(sim.clone(), driver, Move::Remove(lost_id), members.clone(), outcomes.clone()).await;
+    let spares: Vec<usize> = (0..sim.nodes.len()).filter(|&i| sim.nodes[i].status().is_none()).collect();
+    if let Some(&spare) = spares.first() {
+        one_move(sim.clone(), spare, Move::Join, members, outcomes.clone()).await;
+    }
 }
 
 /// Rounds of changes (one, or two at once) in a membership run.
