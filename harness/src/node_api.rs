@@ -109,6 +109,20 @@ impl NodeApi {
         Ok(())
     }
 
+    /// Asks the node to remove `gone`, a member lost for good
+    /// (`POST /admin/v1/remove?node=ID`): it drives the handoff for it.
+    pub async fn remove(&self, base_url: &str, gone: &str) -> Result<(), NodeApiError> {
+        let url = format!("{base_url}/admin/v1/remove?node={gone}");
+        let http = |error: reqwest::Error| NodeApiError::Http { url: url.clone(), error: error.to_string() };
+        let response = self.client.post(&url).send().await.map_err(http)?;
+        let status = response.status().as_u16();
+        if status != 202 {
+            let body = response.text().await.unwrap_or_default();
+            return Err(NodeApiError::Status { url, status, body });
+        }
+        Ok(())
+    }
+
     /// Whether `GET /health` answers 200 in time.
     pub async fn healthy(&self, base_url: &str) -> bool {
         let response = self.client.get(format!("{base_url}/health")).send().await;

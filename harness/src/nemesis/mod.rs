@@ -171,6 +171,11 @@ pub enum Fault {
     Leave {
         node: String,
     },
+    /// `node` killed for good, removed by `by`, a new node added.
+    Replace {
+        node: String,
+        by: String,
+    },
 }
 
 impl Fault {
@@ -189,6 +194,7 @@ impl Fault {
             Fault::SlowDisk { .. } => "slow-disk",
             Fault::Join => "join",
             Fault::Leave { .. } => "leave",
+            Fault::Replace { .. } => "replace",
         }
     }
 
@@ -234,12 +240,15 @@ type Shape = fn(&[String], &mut StdRng) -> Grudge;
 pub enum MembershipStep {
     Add,
     Leave,
+    /// A node killed for good, removed by another (`removenode`), and a
+    /// new one added in its place.
+    Replace,
 }
 
-/// Grows the cluster by two, then shrinks it by one (3 -> 5 -> 4), again
-/// and again.
-pub const DEFAULT_MEMBERSHIP_PLAN: [MembershipStep; 3] =
-    [MembershipStep::Add, MembershipStep::Add, MembershipStep::Leave];
+/// Grows the cluster by two, shrinks it by one (3 -> 5 -> 4), replaces a
+/// dead node, again and again.
+pub const DEFAULT_MEMBERSHIP_PLAN: [MembershipStep; 4] =
+    [MembershipStep::Add, MembershipStep::Add, MembershipStep::Leave, MembershipStep::Replace];
 
 /// A cluster never shrinks below this (N).
 const MIN_MEMBERS: usize = 3;
@@ -334,6 +343,10 @@ impl ClusterNemesis {
                     MembershipStep::Leave if nodes.len() > MIN_MEMBERS => {
                         Fault::Leave { node: nodes.choose(rng).expect("nodes").clone() }
                     }
+                    MembershipStep::Replace if nodes.len() > MIN_MEMBERS => {
+                        let pair: Vec<&String> = nodes.choose_multiple(rng, 2).collect();
+                        Fault::Replace { node: pair[0].clone(), by: pair[1].clone() }
+                    }
                     _ => Fault::Join,
                 }
             }
@@ -416,6 +429,22 @@ impl ClusterNemesis {
                 hooks(db).leave(&db.base_url(node)?).await?;
                 db.retire_node(node, MOVE_LIMIT).await?;
             }
+            Fault::Replace { node, by } => {
+                db.kill(node).await?;
+                db.retire_node(node, MOVE_LIMIT).await?;
+                // Believed down by the remover before it is asked (it
+                // refuses to remove a member that answers).
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let by_url = db.base_url(by)?;
+                hooks(db).remove(&by_url, node).await?;
+                value["removal"] = wait_until_left(db, &by_url, node).await?;
+                let added = db.add_node().await?;
+                if self.kinds.iter().any(|k| matches!(k, FaultKind::Partition | FaultKind::Loss)) {
+                    packet_filter::install(&db.net_namespace(&added).await?)?;
+                }
+                value["added"] = serde_json::Value::String(added.clone());
+                value["move"] = wait_until_normal(db, &added).await?;
+            }
             Fault::Corrupt { node, mode, seed } => {
                 db.kill(node).await?;
                 let dir = db.data_dir(node)?;
@@ -445,6 +474,27 @@ async fn wait_until_normal<D: Db>(db: &D, node: &str) -> Result<serde_json::Valu
             }
             _ if started.elapsed() > MOVE_LIMIT => {
                 return Err(NemesisError::Membership(format!("{node} had not joined after {MOVE_LIMIT:?}")))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Waits until the node at `url`, which drives the removal of `gone`, sees
+/// it `left`; returns the removal's progress as it finished.
+async fn wait_until_left<D: Db>(db: &D, url: &str, gone: &str) -> Result<serde_json::Value, NemesisError> {
+    let api = hooks(db);
+    let started = std::time::Instant::now();
+    loop {
+        match api.membership(url).await {
+            Ok(view) if view.members.iter().any(|m| m.id == gone && m.status == "left") => {
+                return Ok(serde_json::to_value(&view.r#move).expect("progress serializes"))
+            }
+            Ok(view) if view.r#move.phase == "failed" => {
+                return Err(NemesisError::Membership(format!("{gone} could not be removed: {:?}", view.r#move)))
+            }
+            _ if started.elapsed() > MOVE_LIMIT => {
+                return Err(NemesisError::Membership(format!("{gone} was not removed after {MOVE_LIMIT:?}")))
             }
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
