@@ -119,6 +119,12 @@ fn fault_kind(f: &str) -> Option<&'static str> {
         "bump-clock" | "strobe-clock" => "clock",
         "start-loss" => "loss",
         "start-delay" => "delay",
+        "power-loss" => "power-loss",
+        "corrupt" => "corrupt",
+        "slow-disk" => "slow-disk",
+        // A membership change's band runs from the moment it is done (the
+        // new node serves, the leaver stopped) to the next heal.
+        "join" | "leave" | "replace" => "membership",
         _ => return None,
     })
 }
@@ -151,6 +157,15 @@ fn fault_detail(value: Option<&serde_json::Value>) -> String {
     parts.join(", ")
 }
 
+/// "join n4", "leave n2", "replace n3 by n6 (removed by n1)".
+fn membership_detail(f: &str, value: Option<&serde_json::Value>) -> String {
+    let field = |name: &str| value.and_then(|v| v.get(name)).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+    match f {
+        "replace" => format!("replace {} by {} (removed by {})", field("node"), field("added"), field("by")),
+        _ => format!("{f} {}", field("node")),
+    }
+}
+
 /// The fault windows: each start event to the next heal (or to `end_s`
 /// when the history stops before one).
 pub fn fault_windows(events: &[Event], end_s: f64) -> Vec<FaultWindow> {
@@ -161,7 +176,10 @@ pub fn fault_windows(events: &[Event], end_s: f64) -> Vec<FaultWindow> {
         match fault_kind(&event.f) {
             Some(kind) => open.push(FaultWindow {
                 kind: kind.to_owned(),
-                detail: fault_detail(event.value.json()),
+                detail: match kind {
+                    "membership" => membership_detail(&event.f, event.value.json()),
+                    _ => fault_detail(event.value.json()),
+                },
                 start_s: at_s,
                 end_s: at_s,
             }),
@@ -404,6 +422,28 @@ mod tests {
         assert_eq!(phase(&windows, 3.0), "partition");
         assert_eq!(phase(&windows, 5.0), "healthy");
         assert_eq!(phase(&windows, 8.9), "kill");
+    }
+
+    #[test]
+    fn membership_changes_are_bands_that_say_what_changed() {
+        let events = [
+            nemesis(1.0, "join", serde_json::json!({"fault": "join", "node": "n4"})),
+            nemesis(2.0, "heal", serde_json::json!({})),
+            nemesis(3.0, "replace", serde_json::json!({"node": "n2", "by": "n1", "added": "n5"})),
+            nemesis(5.0, "heal", serde_json::json!({})),
+            nemesis(6.0, "slow-disk", serde_json::json!({"nodes": ["n1"], "delay_ms": 900})),
+        ];
+        let windows = fault_windows(&events, 7.0);
+        let seen: Vec<(&str, &str)> = windows.iter().map(|w| (w.kind.as_str(), w.detail.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("membership", "join n4"),
+                ("membership", "replace n2 by n5 (removed by n1)"),
+                ("slow-disk", "n1, +900 ms")
+            ]
+        );
+        assert_eq!(phase(&windows, 4.0), "membership");
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub fn fault_colour(kind: &str) -> RGBColor {
         "pause" => RGBColor(188, 189, 34),
         "clock" => RGBColor(31, 119, 180),
         "loss" => RGBColor(148, 103, 189),
+        "membership" => RGBColor(44, 160, 44),
         _ => RGBColor(255, 127, 14),
     }
 }
