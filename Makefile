@@ -19,7 +19,7 @@ help:
 	@echo "make cluster-members the membership view of the local cluster"
 	@echo "make test-partition  register + session workloads under partitions on 5 containers"
 	@echo "make test-local      the same workloads on local processes (no Docker; kills, pauses, skew)"
-	@echo "make test-membership register + durability while the cluster grows 3 -> 5 -> 4 under partitions, kills, pauses (~4 min)"
+	@echo "make test-membership register + durability while the cluster grows 3 -> 5 -> 4 and replaces a node, under partitions, kills, pauses (~7 min)"
 	@echo "make test-faults     every fault kind on every workload, 5 containers, fast compaction/hints/repair (~8 min)"
 	@echo "make test-etcd       register + session on 3 etcd containers under partitions, kills, pauses (docs/findings/etcd.md)"
 	@echo "make test-redis      the same on a Redis primary + 2 replicas (docs/findings/redis.md)"
