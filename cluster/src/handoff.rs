@@ -107,9 +107,12 @@ pub async fn push_page<T: Transport>(
 /// change made it an owner again, that copy would answer reads as if it
 /// were the newest: a deleted value back from the dead. Writes of keys a
 /// replica does not own are refused, so after a purge no non-owner holds
-/// a copy until the next change ends. The ownership test and the removal
-/// are one step (no wait between them), and a removal takes only the
-/// version scanned: a newer copy that arrived meanwhile stays.
+/// a copy until the next change ends. A removal takes only the version
+/// scanned, so a newer copy that arrived meanwhile stays. On a disk store
+/// the removal runs later, on the writer thread: a push of the same
+/// version in between (a change announced in that instant, which makes
+/// this member an owner) would be removed with it. The window is that of
+/// one page, and a purge refuses to start while a change is under way.
 async fn purge_page(
     store: &Arc<Store>,
     membership: &Membership,
