@@ -169,22 +169,9 @@ impl Move {
     }
 }
 
-/// Where a move is, for the node's status.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Progress {
-    /// `idle`, `waiting` (another change is under way), `purging`, `announcing`,
-    /// `streaming`, `switching`, `done`, `undone`, `failed`.
-    pub phase: String,
-    /// Members whose push finished, of those that must push.
-    pub members_done: usize,
-    pub members: usize,
-    /// Records pushed to new owners so far.
-    pub records_pushed: u64,
-    /// Records of keys their holder did not own, dropped before the change.
-    pub records_purged: u64,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-}
+/// Where a move is, for the node's status: the admin API's own shape
+/// (`GET /admin/v1/membership`), kept as the move goes.
+pub type Progress = kvapi::wire::MoveProgress;
 
 #[derive(Clone, Debug)]
 pub struct MoveConfig {

@@ -399,15 +399,7 @@ async fn admin_membership(State(state): State<AppState>, headers: HeaderMap) -> 
         status: node.own_status().map(|status| format!("{status:?}").to_lowercase()),
         members,
         changing: topology.is_changing(),
-        r#move: crate::api::wire::MoveProgress {
-            phase: progress.phase,
-            members_done: progress.members_done,
-            members: progress.members,
-            records_pushed: progress.records_pushed,
-            records_purged: progress.records_purged,
-            attempts: progress.attempts,
-            last_error: progress.last_error,
-        },
+        r#move: progress,
     };
     Json(body).into_response()
 }

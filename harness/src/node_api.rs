@@ -98,21 +98,17 @@ impl NodeApi {
     /// Asks the node to leave the cluster (`POST /admin/v1/leave`): it
     /// hands its ranges over and stops by itself.
     pub async fn leave(&self, base_url: &str) -> Result<(), NodeApiError> {
-        let url = format!("{base_url}/admin/v1/leave");
-        let http = |error: reqwest::Error| NodeApiError::Http { url: url.clone(), error: error.to_string() };
-        let response = self.client.post(&url).send().await.map_err(http)?;
-        let status = response.status().as_u16();
-        if status != 202 {
-            let body = response.text().await.unwrap_or_default();
-            return Err(NodeApiError::Status { url, status, body });
-        }
-        Ok(())
+        self.post_accepted(format!("{base_url}/admin/v1/leave")).await
     }
 
     /// Asks the node to remove `gone`, a member lost for good
     /// (`POST /admin/v1/remove?node=ID`): it drives the handoff for it.
     pub async fn remove(&self, base_url: &str, gone: &str) -> Result<(), NodeApiError> {
-        let url = format!("{base_url}/admin/v1/remove?node={gone}");
+        self.post_accepted(format!("{base_url}/admin/v1/remove?node={gone}")).await
+    }
+
+    /// A body-less POST that starts something on the node: 202, or an error.
+    async fn post_accepted(&self, url: String) -> Result<(), NodeApiError> {
         let http = |error: reqwest::Error| NodeApiError::Http { url: url.clone(), error: error.to_string() };
         let response = self.client.post(&url).send().await.map_err(http)?;
         let status = response.status().as_u16();

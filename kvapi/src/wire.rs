@@ -137,7 +137,7 @@ pub struct MemberStatus {
 }
 
 /// Admin: a join's or leave's progress on the moving node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveProgress {
     /// `idle`, `waiting`, `purging`, `announcing`, `streaming`, `switching`, `done`,
     /// `undone` or `failed`.
