@@ -50,6 +50,18 @@ fn client(system: &SystemDescription, timeout: Duration) -> AnyClient {
     AnyClient::for_system(system, timeout).expect("the shipped options are valid")
 }
 
+/// Waits (bounded) until `url` answers a strong read.
+async fn serving(client: &AnyClient, url: &str) {
+    let get = Op::Get { key: "k".into(), consistency: Consistency::Strong, min_timestamp: None };
+    for _ in 0..100 {
+        if client.invoke(url, &get).await.kind == EventType::Ok {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{url} does not serve strong reads after 100 tries");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_etcd_adapter_maps_each_operation() {
     let Some(etcd) = installed("etcd", "the_etcd_adapter_maps_each_operation") else { return };
@@ -206,6 +218,9 @@ async fn a_run_against_external_nodes_starts_and_breaks_nothing() {
     let path = root("external-history").join("history.jsonl");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let client = client(&described, Duration::from_secs(2));
+    // "Listening" is not "serving": a fresh etcd answers only once it has a
+    // leader, and a run started before that spends its few seconds failing.
+    serving(&client, &urls[0]).await;
     let no_nemesis: Option<ClusterNemesis> = None;
     let (summary, _) =
         runner::run(&external, &client, workload.generator, no_nemesis, &config, &path, &Progress::default())
