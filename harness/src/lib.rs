@@ -5,6 +5,7 @@
 //! - [`client`]: the `Client` trait and the adapters of kvnode, etcd, Redis.
 //! - [`nemesis`]: faults — partitions, kills, pauses, clock skew, packet
 //!   loss — injected and healed on a schedule.
+//! - [`interop`]: Jepsen's and Porcupine's histories, imported and exported.
 //! - [`node_api`]: the test-hook calls the harness makes to a node.
 //! - [`powerfs`]: a file system that forgets what was not fsynced, for
 //!   power-loss faults.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod db;
 pub mod generator;
 pub mod history;
+pub mod interop;
 pub mod model;
 pub mod nemesis;
 pub mod node_api;
