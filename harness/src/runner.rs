@@ -57,6 +57,7 @@ pub struct Progress {
     pub ok: AtomicU64,
     pub fail: AtomicU64,
     pub info: AtomicU64,
+    /// The current fault in a few words (`nemesis::describe::line`), `""` when healed.
     pub fault: Mutex<String>,
 }
 
@@ -241,8 +242,11 @@ pub async fn run<D: Db, C: Client, G: Generator, N: Nemesis>(
     let faults = async {
         let Some(nemesis) = nemesis.as_mut() else { return Ok(()) };
         let record = |event: crate::nemesis::Event| {
-            *progress.fault.lock().expect("progress lock") =
-                if event.f == "heal" { String::new() } else { event.f.clone() };
+            *progress.fault.lock().expect("progress lock") = if event.f == "heal" {
+                String::new()
+            } else {
+                crate::nemesis::describe::line(&event.f, Some(&event.value))
+            };
             let mut line = Event::new(Process::NEMESIS, EventType::Info, &event.f);
             line.value = Value::Present(event.value);
             if let Err(error) = recorder.record(line) {

@@ -31,10 +31,10 @@ fn a_broken_history_is_refused_with_the_line() {
 {"index":2,"time":2,"process":0,"type":"ok","f":"get","key":"k","value":null,"consistency":"strong"}
 "#;
     let (code, text) = check(two_in_flight);
-    assert_eq!(code, 2, "{text}");
+    assert_eq!(code, 3, "an unreadable history is an error, not a verdict: {text}");
     assert!(text.contains("line 2") && text.contains("in flight"), "{text}");
     let (code, text) = check("{\"index\":0,\"time\":0\n{oops}\n{\"index\":1}\n");
-    assert_eq!(code, 2);
+    assert_eq!(code, 3);
     assert!(text.contains("line 1"), "{text}");
 }
 
@@ -102,20 +102,20 @@ fn several_files_get_a_block_each_a_summary_and_the_worst_exit_code() {
     let (code, text) = check_files(&[valid.as_os_str(), valid.as_os_str()]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(text.matches(&format!("VALID {}", valid.display())).count(), 2, "{text}");
-    assert!(text.contains("2 histories: 2 valid, 0 invalid, 0 unknown; worst VALID"), "{text}");
+    assert!(text.contains("2 histories: 2 valid, 0 invalid, 0 unknown, 0 unreadable; exit code 0"), "{text}");
 
     let (code, text) = check_files(&[valid.as_os_str(), invalid.as_os_str()]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains(&format!("VALID {}", valid.display())), "{text}");
     assert!(text.contains(&format!("INVALID {}", invalid.display())), "{text}");
-    assert!(text.contains("2 histories: 1 valid, 1 invalid, 0 unknown; worst INVALID"), "{text}");
+    assert!(text.contains("2 histories: 1 valid, 1 invalid, 0 unknown, 0 unreadable; exit code 1"), "{text}");
 
     // An unreadable file is reported and the others are still checked.
     let (code, text) = check_files(&[broken.as_os_str(), valid.as_os_str()]);
-    assert_eq!(code, 2, "{text}");
+    assert_eq!(code, 3, "{text}");
     assert!(text.contains(&format!("ERROR   {}", broken.display())) && text.contains("line 1"), "{text}");
     assert!(text.contains(&format!("VALID {}", valid.display())), "{text}");
-    assert!(text.contains("2 histories: 1 valid, 0 invalid, 1 unknown; worst UNKNOWN"), "{text}");
+    assert!(text.contains("2 histories: 1 valid, 0 invalid, 0 unknown, 1 unreadable; exit code 3"), "{text}");
 
     // One file: no summary line.
     let (code, text) = check_files(&[valid.as_os_str()]);
@@ -141,5 +141,67 @@ fn the_first_anomaly_stops_the_check_unless_all_anomalies_are_asked_for() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains(&format!("(and {} more keys)", keys - 1)), "every key searched: {text}");
     assert!(!text.contains("not searched"), "{text}");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn check_json_is_one_document_with_every_verdict_and_the_exit_code() {
+    let (valid, invalid) = (write("json-valid", VALID), write("json-invalid", &stale_reads(2)));
+    let broken = write("json-broken", "{oops}\n{\"index\":1}\n");
+    let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["check", "--json"])
+        .args([&valid, &invalid, &broken])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON only");
+    let verdicts: Vec<&serde_json::Value> =
+        document["histories"].as_array().unwrap().iter().map(|h| &h["verdict"]).collect();
+    assert_eq!(verdicts, [&serde_json::json!("valid"), &serde_json::json!("invalid"), &serde_json::Value::Null]);
+    assert_eq!(document["exit_code"], 1);
+    let linearizable = &document["histories"][1]["results"][1];
+    assert_eq!(
+        (linearizable["checker"].as_str(), linearizable["valid"].as_str()),
+        (Some("linearizable"), Some("invalid"))
+    );
+    assert!(document["histories"][2]["error"].as_str().unwrap().contains("line 1"), "{document}");
+    for path in [valid, invalid, broken] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+#[test]
+fn usage_errors_have_their_own_exit_code_and_help_is_not_an_error() {
+    let code = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_harness")).args(args).output().unwrap().status.code();
+    assert_eq!(code(&["no-such-command"]), Some(64));
+    assert_eq!(code(&["check"]), Some(64), "a missing argument");
+    assert_eq!(code(&["check", "--model", "nope", "x.jsonl"]), Some(64));
+    assert_eq!(code(&["--help"]), Some(0));
+    assert_eq!(code(&["check", "--help"]), Some(0));
+}
+
+/// `harness check … | head -1`: the reader goes away after one line; the
+/// harness stops quietly (no panic message) with 141, as a tool killed
+/// by SIGPIPE would.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read;
+    let path = write("pipe", VALID);
+    // More output than a pipe holds (64 KiB), so the harness is still
+    // writing when the reader goes.
+    let args = vec![path.as_os_str().to_owned(); 600];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("check")
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then dropped: the pipe closes
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
     std::fs::remove_file(path).unwrap();
 }

@@ -87,6 +87,20 @@ fn a_stored_run_with_a_known_anomaly_renders_its_evidence() {
     assert!(index.contains("lww-bug") && index.contains("INVALID"));
 }
 
+/// The browser, or `None` (skip) only when REPORT_BROWSER_CHECK=skip says
+/// so: CI installs chromium, and a test that skips itself silently could
+/// never fail.
+fn required_browser() -> Option<PathBuf> {
+    if let Some(browser) = browser() {
+        return Some(browser);
+    }
+    if std::env::var("REPORT_BROWSER_CHECK").as_deref() == Ok("skip") {
+        eprintln!("no browser; skipped because REPORT_BROWSER_CHECK=skip");
+        return None;
+    }
+    panic!("no chromium on PATH: `apt-get install chromium` (CI's .ci/run does), or set REPORT_BROWSER_CHECK=skip");
+}
+
 /// Debian's chromium (installed by `.ci/run`), or another Chrome.
 fn browser() -> Option<PathBuf> {
     let names = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"];
@@ -96,6 +110,10 @@ fn browser() -> Option<PathBuf> {
 
 /// Loads `page` headless; returns the console lines it logged.
 fn load_in_browser(browser: &Path, page: &Path, screenshot: &Path) -> Vec<String> {
+    load_url_in_browser(browser, &format!("file://{}", page.display()), screenshot)
+}
+
+fn load_url_in_browser(browser: &Path, url: &str, screenshot: &Path) -> Vec<String> {
     // Bounded: a browser that hangs fails the test instead of CI.
     let output = Command::new("timeout")
         .args(["--kill-after=10", "120"])
@@ -106,7 +124,7 @@ fn load_in_browser(browser: &Path, page: &Path, screenshot: &Path) -> Vec<String
         .args(["--enable-logging=stderr", "--v=0"])
         .arg(format!("--screenshot={}", screenshot.display()))
         .arg("--window-size=1280,3000")
-        .arg(format!("file://{}", page.display()))
+        .arg(url)
         .output()
         .expect("the browser starts");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -116,13 +134,7 @@ fn load_in_browser(browser: &Path, page: &Path, screenshot: &Path) -> Vec<String
 
 #[test]
 fn the_report_loads_in_a_headless_browser_without_console_errors() {
-    let Some(browser) = browser() else {
-        if std::env::var("REPORT_BROWSER_CHECK").as_deref() == Ok("skip") {
-            eprintln!("no browser; skipped because REPORT_BROWSER_CHECK=skip");
-            return;
-        }
-        panic!("no chromium on PATH: `apt-get install chromium` (CI's .ci/run does), or set REPORT_BROWSER_CHECK=skip");
-    };
+    let Some(browser) = required_browser() else { return };
     let (reports, folder, _) = stored_run("browser");
     let page = report::render(&folder).expect("the report renders");
     report::index::write(&reports).unwrap();
@@ -136,4 +148,72 @@ fn the_report_loads_in_a_headless_browser_without_console_errors() {
     let console = load_in_browser(&browser, &page, &folder.join("broken.png"));
     assert!(console.iter().any(|l| l.contains("throughput.svg")), "a missing plot is caught: {console:#?}");
     eprintln!("screenshot: {}", screenshot.display());
+}
+
+/// Status, content type and body of a GET.
+async fn fetch(url: String) -> (u16, String, String) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, kind, response.text().await.unwrap())
+}
+
+/// Kills `harness serve` when the test ends, however it ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `harness serve` over a reports folder: the index at `/`, the run's page
+/// and its raw files over HTTP, nothing outside the folder, and the page
+/// loads in a headless browser from the URL with no console error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_serve_shows_the_reports_over_http() {
+    use std::io::BufRead;
+    let (reports, folder, _) = stored_run("serve");
+    report::render(&folder).expect("the report renders");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("--reports")
+        .arg(&reports)
+        .args(["serve", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut first = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut first).unwrap();
+    let base =
+        first.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{first}")).to_owned();
+    let get = |path: String| fetch(format!("{base}{path}"));
+    let run = folder.file_name().unwrap().to_str().unwrap().to_owned();
+    let (status, kind, index) = get(String::new()).await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(index.contains(&run) && index.contains("INVALID"), "the index lists the run: {index}");
+    let (status, _, page) = get(format!("{run}/")).await;
+    assert!(status == 200 && page.contains("INVALID"), "{status}");
+    let (status, kind, history) = get(format!("{run}/history.jsonl")).await;
+    assert_eq!((status, kind.as_str()), (200, "text/plain; charset=utf-8"));
+    assert_eq!(history, std::fs::read_to_string(folder.join("history.jsonl")).unwrap());
+    let (status, _, _) = get(format!("{run}/../../../etc/passwd")).await;
+    assert!(status == 404 || status == 400, "nothing outside the folder: {status}");
+    let (status, _, _) = get("no-such-run/".into()).await;
+    assert_eq!(status, 404);
+
+    let Some(browser) = required_browser() else { return };
+    let url = format!("{base}{run}/index.html");
+    let console = tokio::task::spawn_blocking({
+        let (browser, shot) = (browser.clone(), folder.join("served.png"));
+        move || load_url_in_browser(&browser, &url, &shot)
+    })
+    .await
+    .unwrap();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    assert!(std::fs::metadata(folder.join("served.png")).map(|m| m.len()).unwrap_or(0) > 20_000);
+    drop(server);
 }

@@ -10,8 +10,9 @@ use serde_json::Value as Json;
 /// An EDN vector (or list) of op maps, or op maps one per line (Jepsen's
 /// `history.edn`). `;` comments and blank lines are skipped.
 pub(super) fn parse(text: &str) -> Result<Vec<RawOp>, InteropError> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('[') || trimmed.starts_with('(') {
+    // The first character that is not blank or in a `;` comment.
+    let first = text.lines().map(str::trim_start).find(|l| !l.is_empty() && !l.starts_with(';'));
+    if first.is_some_and(|l| l.starts_with('[') || l.starts_with('(')) {
         let whole = edn_format::parse_str(text).map_err(|e| InteropError::at(e.row, format!("not EDN: {e}")))?;
         let (Edn::Vector(items) | Edn::List(items)) = whole else {
             return Err(InteropError::History("expected a vector of op maps".into()));

@@ -1,10 +1,10 @@
 //! The op lines older Jepsen tests log through `jepsen.util` (and that
-//! Porcupine's etcd test data are made of):
+//! Porcupine's etcd test data are made of; the gaps are tabs or spaces):
 //!
 //! ```text
-//! INFO  jepsen.util - 3	:invoke	:cas	[1 4]
-//! INFO  jepsen.util - 3	:fail	:cas	[1 4]
-//! INFO  jepsen.util - :nemesis	:info	:start	nil
+//! INFO  jepsen.util - 3  :invoke  :cas  [1 4]
+//! INFO  jepsen.util - 3  :fail  :cas  [1 4]
+//! INFO  jepsen.util - :nemesis  :info  :start  nil
 //! ```
 //!
 //! Every other line of such a log is skipped and counted.

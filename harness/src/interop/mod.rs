@@ -57,6 +57,10 @@ pub struct Imported {
     pub model: ModelKind,
     /// Lines that were not operations (other log lines of a Jepsen log).
     pub skipped_lines: usize,
+    /// The input's `:time`s were missing or went back (older Jepsen
+    /// histories), so times were given in input order: the order is what
+    /// real time means to Knossos too.
+    pub times_from_order: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -94,12 +98,9 @@ struct RawOp {
 /// lines.
 pub fn import(text: &str, dialect: Dialect) -> Result<Imported, InteropError> {
     let (raw, skipped_lines) = if log::looks_like_log(text) { log::parse(text)? } else { (edn::parse(text)?, 0) };
-    if raw.iter().all(|op| op.process.is_none()) {
-        return Err(InteropError::History("no client operations in the input".into()));
-    }
-    let (events, model) = vocabulary::translate(raw, dialect)?;
+    let (events, model, times_from_order) = vocabulary::translate(raw, dialect)?;
     crate::history::validate(&events).map_err(|e| InteropError::History(e.to_string()))?;
-    Ok(Imported { events, model, skipped_lines })
+    Ok(Imported { events, model, skipped_lines, times_from_order })
 }
 
 #[cfg(test)]

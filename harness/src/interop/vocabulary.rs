@@ -48,6 +48,10 @@ fn untuple(value: &Json, keys: Keys) -> (Option<String>, Json) {
 /// Which of our models the ops speak to (module comment of `interop`).
 fn model_of(clients: &[&RawOp], keys: Keys) -> Result<ModelKind, InteropError> {
     let fs: BTreeSet<&str> = clients.iter().map(|op| op.f.as_str()).collect();
+    if fs.is_empty() {
+        // Only the nemesis: trivially linearizable in any model.
+        return Ok(ModelKind::CasRegister);
+    }
     if fs.iter().all(|f| matches!(*f, "get" | "put" | "append")) {
         return Ok(ModelKind::AppendKv);
     }
@@ -75,32 +79,25 @@ fn model_of(clients: &[&RawOp], keys: Keys) -> Result<ModelKind, InteropError> {
     }
 }
 
-/// Times as given when every op has one (they must not go back), else
-/// one millisecond per op in input order: the order is all that real
-/// time means to a checker.
-fn times(raw: &[RawOp]) -> Result<Vec<u64>, InteropError> {
-    if raw.iter().any(|op| op.time_ns.is_none()) {
-        return Ok((0..raw.len() as u64).map(|i| i * 1_000_000).collect());
+/// Times as given when every op has one and they never go back; else one
+/// millisecond per op in input order, and `true`. A Jepsen history's order
+/// is its real-time order (Knossos reads it so); the `:time`s of older
+/// histories were taken on different threads and can disagree with it.
+fn times(raw: &[RawOp]) -> (Vec<u64>, bool) {
+    let given: Option<Vec<u64>> = raw.iter().map(|op| op.time_ns).collect();
+    match given {
+        Some(times) if times.windows(2).all(|w| w[0] <= w[1]) => (times, false),
+        _ => ((0..raw.len() as u64).map(|i| i * 1_000_000).collect(), true),
     }
-    let mut last = 0;
-    let mut out = Vec::with_capacity(raw.len());
-    for op in raw {
-        let time = op.time_ns.unwrap_or(last);
-        if time < last {
-            return Err(InteropError::at(op.line, format!(":time {time} goes back from {last}")));
-        }
-        last = time;
-        out.push(time);
-    }
-    Ok(out)
 }
 
-/// The other tool's ops as our events, and the model that judges them.
-pub(super) fn translate(raw: Vec<RawOp>, dialect: Dialect) -> Result<(Vec<Event>, ModelKind), InteropError> {
+/// The other tool's ops as our events, the model that judges them, and
+/// whether their times come from their order ([`times`]).
+pub(super) fn translate(raw: Vec<RawOp>, dialect: Dialect) -> Result<(Vec<Event>, ModelKind, bool), InteropError> {
     let clients: Vec<&RawOp> = raw.iter().filter(|op| op.process.is_some()).collect();
     let keys = keys_of(&clients);
     let model = model_of(&clients, keys)?;
-    let times = times(&raw)?;
+    let (times, times_from_order) = times(&raw);
     // The open invocation of each process: its f, key and value, which a
     // completion that omits them inherits.
     let mut open: HashMap<u64, (String, Option<String>, Json)> = HashMap::new();
@@ -134,7 +131,7 @@ pub(super) fn translate(raw: Vec<RawOp>, dialect: Dialect) -> Result<(Vec<Event>
         event.error = op.error.clone();
         events.push(event);
     }
-    Ok((events, model))
+    Ok((events, model, times_from_order))
 }
 
 fn nemesis_event(op: &RawOp) -> Event {

@@ -8,6 +8,7 @@
 //! [`Event`] the runner records in the history.
 
 pub mod corruption;
+pub mod describe;
 pub mod grudge;
 pub mod packet_filter;
 pub mod schedule;

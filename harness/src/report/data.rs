@@ -5,6 +5,7 @@
 use crate::checker::ops::{completed, Completed};
 use crate::history::{Event, EventType, Process};
 use crate::model::register::shown;
+use crate::nemesis::describe;
 
 /// How an operation ended, as docs/SPEC.md section 3 names it; `Info` also stands
 /// for operations that never completed.
@@ -110,62 +111,6 @@ pub fn samples(events: &[Event]) -> Vec<Sample> {
         .collect()
 }
 
-/// The fault family of a nemesis event's `f`, or `None` for a heal.
-fn fault_kind(f: &str) -> Option<&'static str> {
-    Some(match f {
-        "start-partition" => "partition",
-        "kill" => "kill",
-        "pause" => "pause",
-        "bump-clock" | "strobe-clock" => "clock",
-        "start-loss" => "loss",
-        "start-delay" => "delay",
-        "power-loss" => "power-loss",
-        "corrupt" => "corrupt",
-        "slow-disk" => "slow-disk",
-        // A membership change's band runs from the moment it is done (the
-        // new node serves, the leaver stopped) to the next heal.
-        "join" | "leave" | "replace" => "membership",
-        _ => return None,
-    })
-}
-
-/// "halves: [n1 n2] | [n3 n4 n5]", "n3 +20535 ms": the fault in a few words.
-fn fault_detail(value: Option<&serde_json::Value>) -> String {
-    let Some(value) = value else { return String::new() };
-    let nodes = |v: &serde_json::Value| -> String {
-        v.as_array().map(|a| a.iter().filter_map(|n| n.as_str()).collect::<Vec<_>>().join(" ")).unwrap_or_default()
-    };
-    if let Some(shape) = value.get("shape").and_then(|s| s.as_str()) {
-        return shape.to_owned();
-    }
-    let mut parts = Vec::new();
-    if let Some(node) = value.get("node").and_then(|n| n.as_str()) {
-        parts.push(node.to_owned());
-    }
-    if let Some(list) = value.get("nodes") {
-        parts.push(nodes(list));
-    }
-    if let Some(offset) = value.get("offset_ms").and_then(|o| o.as_i64()) {
-        parts.push(format!("{offset:+} ms"));
-    }
-    if let Some(p) = value.get("probability").and_then(|p| p.as_f64()) {
-        parts.push(format!("{:.0}% loss", p * 100.0));
-    }
-    if let Some(d) = value.get("delay_ms").and_then(|d| d.as_u64()) {
-        parts.push(format!("+{d} ms"));
-    }
-    parts.join(", ")
-}
-
-/// "join n4", "leave n2", "replace n3 by n6 (removed by n1)".
-fn membership_detail(f: &str, value: Option<&serde_json::Value>) -> String {
-    let field = |name: &str| value.and_then(|v| v.get(name)).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
-    match f {
-        "replace" => format!("replace {} by {} (removed by {})", field("node"), field("added"), field("by")),
-        _ => format!("{f} {}", field("node")),
-    }
-}
-
 /// The fault windows: each start event to the next heal (or to `end_s`
 /// when the history stops before one).
 pub fn fault_windows(events: &[Event], end_s: f64) -> Vec<FaultWindow> {
@@ -173,13 +118,10 @@ pub fn fault_windows(events: &[Event], end_s: f64) -> Vec<FaultWindow> {
     let mut closed = Vec::new();
     for event in events.iter().filter(|e| e.process == Process::NEMESIS) {
         let at_s = event.time as f64 / 1e9;
-        match fault_kind(&event.f) {
+        match describe::fault_kind(&event.f) {
             Some(kind) => open.push(FaultWindow {
                 kind: kind.to_owned(),
-                detail: match kind {
-                    "membership" => membership_detail(&event.f, event.value.json()),
-                    _ => fault_detail(event.value.json()),
-                },
+                detail: describe::detail(&event.f, event.value.json()),
                 start_s: at_s,
                 end_s: at_s,
             }),

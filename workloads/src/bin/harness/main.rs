@@ -5,25 +5,32 @@
 //! harness suite workloads/scenarios/partition.toml
 //! harness check reports/<run>/history.jsonl
 //! harness report reports/<run>
+//! harness import --from jepsen history.edn --check
+//! harness export --to jepsen reports/<run>/history.jsonl
+//! harness serve
 //! ```
 //!
-//! Exit codes: 0 valid, 1 anomalies found, 2 unknown or the run failed.
+//! Exit codes (`output`): 0 valid, 1 an anomaly found, 2 unknown, 3 the
+//! command failed (an unreadable input, a run that could not start),
+//! 64 a usage error, 141 stdout closed early.
+
+mod check;
+mod interop;
+mod output;
+mod progress;
+mod serve;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use harness::checker::linearizable::{self, AfterAnomaly, Budget};
-use harness::checker::{durability, session, staleness, ttl};
-use harness::model::append_kv::AppendKv;
-use harness::model::cas_register::CasRegister;
-use harness::model::register::Register;
+use harness::checker::linearizable::{AfterAnomaly, Budget};
 use harness::model::ModelKind;
 use harness::nemesis::FaultKind;
 use harness::runner::Progress;
-use harness::verdict::{exit_code, merge, Validity};
+use harness::verdict::Validity;
+use output::{errln, outln, verdict_code};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use workloads::run::{fresh_seed, run_scenario, RunReport};
 use workloads::scenario::{self, Backend, Scenario};
 use workloads::WorkloadKind;
@@ -97,6 +104,10 @@ enum Command {
         /// With --system external: the client adapter (kvnode, etcd, redis).
         #[arg(long, default_value = "kvnode")]
         adapter: harness::system::Adapter,
+        /// Print the outcome as one JSON document on stdout (progress
+        /// stays on stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Every scenario of a TOML file, one after the other.
     Suite {
@@ -155,6 +166,56 @@ enum Command {
         /// stopping at the first proven anomaly.
         #[arg(long)]
         all_anomalies: bool,
+        /// Print every verdict as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Another tool's histories in our format (FILE.jsonl beside each),
+    /// with the model that judges them: Jepsen's EDN (`history.edn`, a
+    /// vector of op maps, Knossos' data) or jepsen.util log lines, and
+    /// Porcupine's test data.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// jepsen (a failed cas did not happen, as Knossos has it) or
+        /// porcupine (a failed cas returned false, as Porcupine's etcd
+        /// model has it).
+        #[arg(long, value_parser = harness::interop::Dialect::parse)]
+        from: harness::interop::Dialect,
+        /// Where to write the history (one input only).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Check each imported history too; exits with the worst verdict.
+        #[arg(long)]
+        check: bool,
+        /// Seconds the linearizability search may spend per key.
+        #[arg(long, default_value_t = 60)]
+        budget_secs: u64,
+    },
+    /// The reports folder over HTTP (the index of runs at `/`), until
+    /// Ctrl-C.
+    Serve {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on; 0.0.0.0 shows the reports to the network.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
+    /// One of our histories as Jepsen's history.edn, for Knossos or
+    /// Elle: put/delete/get become write/write nil/read on
+    /// jepsen.independent `[key value]` tuples (eventual gets are left
+    /// out).
+    Export {
+        history: PathBuf,
+        /// jepsen: the only target so far.
+        #[arg(long, value_parser = ["jepsen"])]
+        to: String,
+        /// The model the history speaks (as `check --model`).
+        #[arg(long, default_value = "register", value_parser = ModelKind::parse)]
+        model: ModelKind,
+        /// Where to write (HISTORY.edn by default).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -166,15 +227,22 @@ fn parse_fault(text: &str) -> Result<FaultKind, String> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // --help and --version are not errors.
+            std::process::exit(if error.use_stderr() { output::EXIT_USAGE } else { output::EXIT_VALID });
+        }
+    };
     let filter = std::env::var("HARNESS_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("harness: {error:#}");
-            2
+            errln!("harness: {error:#}");
+            output::EXIT_ERROR
         }
     };
     std::process::exit(code);
@@ -201,6 +269,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             system,
             external_nodes,
             adapter,
+            json,
         } => {
             let system_name = Path::new(&system).file_stem().map_or(system.clone(), |s| s.to_string_lossy().into());
             // External nodes are as many as the URLs given.
@@ -229,8 +298,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 op_timeout_ms,
             };
             scenario.validate().map_err(anyhow::Error::msg)?;
-            let report = run_one(&scenario, &cli.reports).await?;
-            Ok(exit_code(report.validity))
+            let report = run_one(&scenario, &cli.reports, json).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&run_json(&scenario, &report))?);
+            }
+            Ok(verdict_code(report.validity))
         }
         Command::Suite { file, only, node_flags, seeds } => {
             let mut scenarios = scenario::load(&file)?;
@@ -255,36 +327,42 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             let mut verdicts = Vec::new();
             for scenario in &scenarios {
-                let report = run_one(scenario, &cli.reports).await?;
+                let report = run_one(scenario, &cli.reports, false).await?;
                 verdicts.push((scenario.name.clone(), report.validity, report.folder));
             }
-            println!("\nsuite {}:", file.display());
+            outln!("\nsuite {}:", file.display());
             for (name, validity, folder) in &verdicts {
-                println!("  {:<8} {name:<28} {}", label(*validity), folder.join("index.html").display());
+                outln!("  {:<8} {name:<28} {}", label(*validity), folder.join("index.html").display());
             }
-            println!("  every run: {}", cli.reports.join("index.html").display());
-            Ok(exit_code(verdicts.iter().map(|(_, v, _)| *v).max().unwrap_or(Validity::Unknown)))
+            outln!("  every run: {}", cli.reports.join("index.html").display());
+            Ok(verdict_code(verdicts.iter().map(|(_, v, _)| *v).max().unwrap_or(Validity::Unknown)))
         }
         Command::Bugs { file, only, seeds, ci, out } => {
             let out = out.unwrap_or_else(|| cli.reports.join("bugs"));
             run_matrix(&file, &only, seeds, ci, &out).await
         }
-        Command::Check { histories, model, budget_secs, all_anomalies } => {
+        Command::Check { histories, model, budget_secs, all_anomalies, json } => {
             let after_anomaly = if all_anomalies { AfterAnomaly::SearchAll } else { AfterAnomaly::Stop };
             let budget = Budget { time: Duration::from_secs(budget_secs), after_anomaly, ..Budget::default() };
-            Ok(check_files(&histories, model, &budget))
+            Ok(check::check_files(&histories, model, &budget, json))
         }
+        Command::Import { files, from, out, check, budget_secs } => {
+            let budget = Budget { time: Duration::from_secs(budget_secs), ..Budget::default() };
+            Ok(interop::import(&files, from, out.as_deref(), check, &budget))
+        }
+        Command::Serve { port, bind } => serve::serve(&cli.reports, bind, port).await,
+        Command::Export { history, to: _, model, out } => interop::export(&history, model, out.as_deref()),
         Command::Report { folders } => {
             let mut parents = std::collections::BTreeSet::new();
             for folder in &folders {
                 let page = harness::report::render(folder)?;
-                println!("report: {}", page.display());
+                outln!("report: {}", page.display());
                 // The page links `../index.html`: the index of its own parent.
                 parents.insert(folder.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf));
             }
             for parent in parents {
                 let parent = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent };
-                println!("index:  {}", harness::report::index::write(&parent)?.display());
+                outln!("index:  {}", harness::report::index::write(&parent)?.display());
             }
             Ok(0)
         }
@@ -332,12 +410,12 @@ async fn run_matrix(file: &Path, only: &[String], seeds: Vec<u64>, ci: bool, out
     let mut rows = Vec::new();
     for case in &cases {
         require_docker(&case.scenario).await?;
-        eprintln!("== bug {}: {} ({} seeds each way)", case.bug, case.why, seeds.len());
+        errln!("== bug {}: {} ({} seeds each way)", case.bug, case.why, seeds.len());
         let origin = catalogue.get(&case.bug).cloned().unwrap_or_default();
         let row = workloads::matrix::run_case(case, &origin, &seeds, out, |scenario, report| {
             let found = report.results.iter().filter(|r| r.valid != Validity::Valid);
             let found: Vec<String> = found.map(|r| format!("{} {}", r.checker, label(r.valid))).collect();
-            eprintln!(
+            errln!(
                 "   {:<44} {:<8} {:>4.0} s  {}",
                 scenario.name,
                 label(report.validity),
@@ -351,11 +429,11 @@ async fn run_matrix(file: &Path, only: &[String], seeds: Vec<u64>, ci: bool, out
         workloads::matrix::write(out, &seeds, &rows)?;
     }
     let page = workloads::matrix::write(out, &seeds, &rows)?;
-    println!("\nseeded-bug matrix ({} seeds):", seeds.len());
+    outln!("\nseeded-bug matrix ({} seeds):", seeds.len());
     for row in &rows {
         let verdicts =
             |cells: &[workloads::matrix::Cell]| cells.iter().map(|c| label(c.verdict)).collect::<Vec<_>>().join(" ");
-        println!(
+        outln!(
             "  {:<8} {:<22} with bug: {:<26} without: {:<26} {}",
             if row.passes() { "CAUGHT" } else { "MISSED" },
             row.bug,
@@ -370,7 +448,7 @@ async fn run_matrix(file: &Path, only: &[String], seeds: Vec<u64>, ci: bool, out
                 .collect::<String>()
         );
     }
-    println!("  matrix: {}", page.display());
+    outln!("  matrix: {}", page.display());
     let all_pass = !rows.is_empty() && rows.iter().all(workloads::matrix::Row::passes);
     Ok(if all_pass { 0 } else { 1 })
 }
@@ -408,11 +486,27 @@ async fn require_docker(scenario: &Scenario) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_one(scenario: &Scenario, reports: &Path) -> anyhow::Result<RunReport> {
+/// A run's outcome as `run --json` prints it.
+fn run_json(scenario: &Scenario, report: &RunReport) -> serde_json::Value {
+    serde_json::json!({
+        "name": scenario.name,
+        "validity": report.validity,
+        "exit_code": verdict_code(report.validity),
+        "seed": report.seed,
+        "elapsed_s": report.elapsed.as_secs_f64(),
+        "results": report.results,
+        "summary": report.summary,
+        "folder": report.folder,
+        "report": report.page,
+        "reproduce": workloads::run::reproduce_command(scenario, report.seed),
+    })
+}
+
+async fn run_one(scenario: &Scenario, reports: &Path, json: bool) -> anyhow::Result<RunReport> {
     require_docker(scenario).await?;
     let seed = scenario.seed.unwrap_or_else(fresh_seed);
     let scenario = Scenario { seed: Some(seed), ..scenario.clone() };
-    eprintln!(
+    errln!(
         "== {}: {} on {}, nemesis [{}], {} nodes ({}), {} processes, {} ops/s for {} s, seed {seed}",
         scenario.name,
         scenario.workload.name(),
@@ -425,32 +519,19 @@ async fn run_one(scenario: &Scenario, reports: &Path) -> anyhow::Result<RunRepor
         scenario.time_limit_secs,
     );
     let progress = Arc::new(Progress::default());
-    let ticker = tokio::spawn(show_progress(progress.clone(), Instant::now()));
+    let ticker = tokio::spawn(progress::show(progress.clone(), scenario.time_limit_secs));
     let report = run_scenario(&scenario, reports, progress).await;
     ticker.abort();
-    eprintln!();
+    let _ = ticker.await; // the bar is left as it was last drawn
     let report = report.with_context(|| format!("scenario {} failed to run", scenario.name))?;
-    print_summary(&scenario, &report);
+    if !json {
+        print_summary(&scenario, &report);
+    }
     Ok(report)
 }
 
-async fn show_progress(progress: Arc<Progress>, started: Instant) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let fault = progress.fault.lock().map(|f| f.clone()).unwrap_or_default();
-        eprint!(
-            "\r[{:>4}s] ok {:>6}  fail {:>5}  info {:>5}  fault: {:<24}",
-            started.elapsed().as_secs(),
-            progress.ok.load(Ordering::Relaxed),
-            progress.fail.load(Ordering::Relaxed),
-            progress.info.load(Ordering::Relaxed),
-            if fault.is_empty() { "none" } else { &fault },
-        );
-    }
-}
-
 fn print_summary(scenario: &Scenario, report: &RunReport) {
-    println!(
+    outln!(
         "{} {} (seed {}, {:.0} s)",
         label(report.validity),
         scenario.name,
@@ -458,9 +539,9 @@ fn print_summary(scenario: &Scenario, report: &RunReport) {
         report.elapsed.as_secs_f64()
     );
     for result in &report.results {
-        println!("  {:<8} {:<14} {}", label(result.valid), result.checker, result.reason);
+        outln!("  {:<8} {:<14} {}", label(result.valid), result.checker, result.reason);
     }
-    println!(
+    outln!(
         "  {} events over {} keys; replicas {} after {} ms",
         report.summary.events,
         report.summary.keys,
@@ -471,109 +552,10 @@ fn print_summary(scenario: &Scenario, report: &RunReport) {
         },
         report.summary.convergence_wait_ms
     );
-    println!("  run folder: {}", report.folder.display());
+    outln!("  run folder: {}", report.folder.display());
     match &report.page {
-        Some(page) => println!("  report:     {}", page.display()),
-        None => println!("  report:     not written (see the error above)"),
+        Some(page) => outln!("  report:     {}", page.display()),
+        None => outln!("  report:     not written (see the error above)"),
     }
-    println!("  reproduce:  {}", workloads::run::reproduce_command(scenario, report.seed));
-}
-
-/// The wall-clock start of the run whose folder holds `history`, from its
-/// `results.json`, if there is one.
-fn run_start(history: &Path) -> Option<u64> {
-    let results = std::fs::read(history.parent()?.join("results.json")).ok()?;
-    serde_json::from_slice::<serde_json::Value>(&results).ok()?["summary"]["start_unix_ms"].as_u64()
-}
-
-/// Checks each history in turn, one verdict block each, and a summary line
-/// when there are several; the exit code is the worst verdict's (a file
-/// that cannot be read counts as unknown).
-fn check_files(paths: &[PathBuf], model: ModelKind, budget: &Budget) -> i32 {
-    let mut verdicts = Vec::new();
-    for path in paths {
-        let validity = match check_file(path, model, budget) {
-            Ok(validity) => validity,
-            Err(error) => {
-                println!("ERROR   {}: {error:#}", path.display());
-                Validity::Unknown
-            }
-        };
-        verdicts.push(validity);
-    }
-    let worst = verdicts.iter().copied().max().unwrap_or(Validity::Unknown);
-    if paths.len() > 1 {
-        let count = |v: Validity| verdicts.iter().filter(|x| **x == v).count();
-        println!(
-            "{} histories: {} valid, {} invalid, {} unknown; worst {}",
-            paths.len(),
-            count(Validity::Valid),
-            count(Validity::Invalid),
-            count(Validity::Unknown),
-            label(worst)
-        );
-    }
-    exit_code(worst)
-}
-
-fn check_file(path: &Path, model: ModelKind, budget: &Budget) -> anyhow::Result<Validity> {
-    let started = Instant::now();
-    let events = harness::history::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let keys: std::collections::BTreeSet<_> = events.iter().filter_map(|e| e.key.clone()).collect();
-    let mut results = vec![harness::verdict::CheckResult::new(
-        "well-formed",
-        Validity::Valid,
-        format!("{} events, every completion matches an invocation", events.len()),
-    )];
-    match model {
-        ModelKind::Register => {
-            // Our API's histories: every checker that needs only the history,
-            // and the TTL check when the run's results.json gives its start.
-            results.push(linearizable::check(&Register, &events, budget));
-            results.push(durability::check(&events));
-            if events.iter().any(|e| e.min_timestamp.is_some()) {
-                results.push(session::check(&events));
-            }
-            if events.iter().any(|e| e.consistency.as_deref() == Some("eventual")) {
-                results.push(staleness::check(&events));
-            }
-            if let Some(start_unix_ms) = run_start(path) {
-                results.push(ttl::check(&events, start_unix_ms, workloads::run::TTL_TOLERANCE_MS));
-            }
-        }
-        ModelKind::CasRegister => results.push(linearizable::check(&CasRegister, &events, budget)),
-        ModelKind::AppendKv => results.push(linearizable::check(&AppendKv, &events, budget)),
-    }
-    println!(
-        "{} {} ({} events, {} keys, model {model:?}, {:.1} ms)",
-        label(merge(&results)),
-        path.display(),
-        events.len(),
-        keys.len(),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
-    for result in &results {
-        print_result(result);
-    }
-    Ok(merge(&results))
-}
-
-/// One checker's line, and the anomalies it found with the operations
-/// around each; says when keys were left unsearched after the first.
-fn print_result(result: &harness::verdict::CheckResult) {
-    println!("  {:<8} {:<14} {}", label(result.valid), result.checker, result.reason);
-    for anomaly in result.evidence["anomalies"].as_array().into_iter().flatten().take(5) {
-        println!("           - {}", anomaly["explanation"].as_str().unwrap_or("?"));
-        for op in anomaly["window"].as_array().into_iter().flatten() {
-            println!(
-                "               {:>9.3} s  process {:<6} {}",
-                op["invoke_s"].as_f64().unwrap_or(0.0),
-                op["process"],
-                op["op"].as_str().unwrap_or("?")
-            );
-        }
-    }
-    if result.evidence["not_searched_keys"].as_array().is_some_and(|keys| !keys.is_empty()) {
-        println!("           (stopped at the first anomaly; --all-anomalies searches every key)");
-    }
+    outln!("  reproduce:  {}", workloads::run::reproduce_command(scenario, report.seed));
 }
