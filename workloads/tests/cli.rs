@@ -205,3 +205,34 @@ fn a_closed_pipe_ends_the_output_quietly() {
     assert_eq!(output.status.code(), Some(141), "{stderr}");
     std::fs::remove_file(path).unwrap();
 }
+
+/// `harness run --json` on local processes: stdout is one JSON document
+/// with the verdict, and stderr carries plain progress lines (not a
+/// terminal) that name the fault.
+#[test]
+fn run_json_prints_one_document_and_progress_stays_on_stderr() {
+    let reports = std::env::temp_dir().join(format!("cli-run-json-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&reports);
+    let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("--reports")
+        .arg(&reports)
+        .args(["run", "--backend", "local", "--nodes", "3", "--concurrency", "3", "--rate", "40"])
+        .args(["--time-limit", "12", "--nemesis", "kill", "--nemesis-interval", "4", "--seed", "5", "--json"])
+        .args(["--convergence-timeout", "30"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let document: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("stdout is JSON only ({e}); stderr: {stderr}"));
+    assert_eq!(document["validity"], "valid", "{document:#}");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(document["exit_code"], 0);
+    assert_eq!(document["seed"], 5);
+    assert!(document["results"].as_array().is_some_and(|r| r.len() >= 3), "{document:#}");
+    assert!(std::path::Path::new(document["folder"].as_str().unwrap()).join("history.jsonl").is_file());
+    assert!(document["reproduce"].as_str().unwrap().contains("--seed 5"), "{document:#}");
+    // Plain lines, one per change of fault at least: the kill is named.
+    assert!(!stderr.contains('\r'), "no bar redraws in a log: {stderr}");
+    assert!(stderr.lines().any(|l| l.contains("fault: kill n")), "{stderr}");
+    let _ = std::fs::remove_dir_all(&reports);
+}
