@@ -1,7 +1,7 @@
 # The commands a user needs. `make help` lists them.
 CARGO ?= cargo
 
-.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench soak cluster-up cluster-down cluster-status cluster-join cluster-leave cluster-members test-membership test-partition clean fuzz fuzz-smoke
+.PHONY: help build release image images test-etcd test-redis test test-local test-faults test-bugs lint fmt bench soak cluster-up cluster-down cluster-status cluster-join cluster-leave cluster-members test-membership test-partition clean fuzz fuzz-smoke openapi serve
 
 help:
 	@echo "make test            run every test (what CI runs)"
@@ -23,6 +23,8 @@ help:
 	@echo "make test-faults     every fault kind on every workload, 5 containers, fast compaction/hints/repair (~8 min)"
 	@echo "make test-etcd       register + session on 3 etcd containers under partitions, kills, pauses (docs/findings/etcd.md)"
 	@echo "make test-redis      the same on a Redis primary + 2 replicas (docs/findings/redis.md)"
+	@echo "make openapi         rewrite docs/openapi.json from the code (a test keeps the two equal)"
+	@echo "make serve           the reports folder over HTTP at http://127.0.0.1:8080/ (harness serve)"
 	@echo "make test-bugs       the seeded-bug matrix: every known bug caught? (reports/bugs/index.html, ~30 min)"
 
 build:
@@ -69,6 +71,12 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 	cd fuzz && $(CARGO) fmt
+
+openapi:
+	$(CARGO) run --quiet -p cluster --bin kvnode -- --print-openapi > docs/openapi.json
+
+serve:
+	$(CARGO) run --quiet --release -p workloads --bin harness -- serve
 
 bench:
 	$(CARGO) bench -p harness --bench checker

@@ -30,6 +30,7 @@
 use crate::clock::Clock;
 use crate::hints::{Hint, HintSink};
 use crate::membership::FailureDetector;
+use crate::metrics::Counter;
 use crate::record::Record;
 use crate::replica::UNFENCED;
 use crate::test_bug::{TestBug, TestBugs};
@@ -116,24 +117,48 @@ impl<'a> Needed<'a> {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CoordinatorError {
-    /// Not enough replicas answered in time; for a write the outcome is
-    /// unknown.
+    /// Too few replicas could answer (they failed, refused, or were
+    /// believed down); for a write the outcome is unknown.
     #[error("{0}")]
     Unavailable(String),
+    /// The phase's deadline passed before enough replicas answered; for a
+    /// write the outcome is unknown. Apart from `Unavailable` only for the
+    /// node's metrics: a client sees 503 either way.
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 /// Why a phase fell short: the replicas that refused for a stale view
-/// (exchanging views with them may let a retry through), and what to say.
+/// (exchanging views with them may let a retry through), whether a
+/// deadline cut it short, and what to say.
 #[derive(Debug)]
 struct Shortfall {
     stale: Vec<String>,
+    timed_out: bool,
     message: String,
+}
+
+impl Shortfall {
+    /// Short of replicas that could answer, not of time.
+    fn unavailable(message: String) -> Shortfall {
+        Shortfall { stale: Vec::new(), timed_out: false, message }
+    }
 }
 
 impl From<Shortfall> for CoordinatorError {
     fn from(shortfall: Shortfall) -> CoordinatorError {
-        CoordinatorError::Unavailable(shortfall.message)
+        match shortfall.timed_out {
+            true => CoordinatorError::TimedOut(shortfall.message),
+            false => CoordinatorError::Unavailable(shortfall.message),
+        }
     }
+}
+
+/// Who holds a record after [`Coordinator::replicate`], and whether its
+/// deadline passed before every target answered.
+struct Acks {
+    holders: Vec<String>,
+    timed_out: bool,
 }
 
 /// Tries of an operation that met replicas with another view: each after
@@ -181,6 +206,10 @@ pub struct CoordinatorConfig {
     pub max_ahead_ms: u64,
     /// Empty in every real deployment (see [`crate::test_bug`]).
     pub bugs: TestBugs,
+    /// Counts each replica a background read repair brought up to date
+    /// (the node's metrics; `Counter::default()` where nothing reads it).
+    /// Repairs run in tasks of their own, which no caller sees end.
+    pub read_repairs: Counter,
 }
 
 pub struct Coordinator<T> {
@@ -279,21 +308,20 @@ impl<T: Transport> Coordinator<T> {
             let learned = self.quorum_read(&placement, &live, key.as_bytes(), fence).await?;
             learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max()
         };
-        let record = build(
-            self.next_version(key, highest)
-                .map_err(|error| Shortfall { stale: Vec::new(), message: error.to_string() })?,
-        );
+        let record = build(self.next_version(key, highest).map_err(|error| Shortfall::unavailable(error.to_string()))?);
         let version = record.version;
         // From here the record may be stored: no refusal is passed on, so
         // the write is not repeated (see `retrying`).
         let stand_ins = self.hint_down_owners(down, key.as_bytes(), &record);
         let needed = Needed::writes(&placement, self.config.quorum);
-        let acked = self.replicate(live, key.as_bytes(), &record, fence, &needed, stand_ins).await;
+        let acks = self.replicate(live, key.as_bytes(), &record, fence, &needed, stand_ins).await;
+        let acked = &acks.holders;
         tracing::trace!(node = %self.config.node_id, key, ?version, ?acked, now = ?placement.now, next = ?placement.next,
             "write replicated");
         if !needed.met_by(acked.iter().map(String::as_str)) {
             return Err(Shortfall {
                 stale: Vec::new(),
+                timed_out: acks.timed_out,
                 message: format!(
                     "write of {key:?} reached {} of the {} replicas it needs in time; its outcome is unknown",
                     acked.len(),
@@ -333,10 +361,11 @@ impl<T: Transport> Coordinator<T> {
             // Write back before answering: once this read returns `highest`,
             // every later quorum read must find it.
             let behind: Vec<String> = live.iter().filter(|owner| !holders.contains(owner)).cloned().collect();
-            let acked = self.replicate(behind, key.as_bytes(), &highest, fence, &needed, holders.clone()).await;
-            if !needed.met_by(acked.iter().map(String::as_str)) {
+            let acks = self.replicate(behind, key.as_bytes(), &highest, fence, &needed, holders.clone()).await;
+            if !needed.met_by(acks.holders.iter().map(String::as_str)) {
                 return Err(Shortfall {
                     stale: Vec::new(),
+                    timed_out: acks.timed_out,
                     message: format!(
                         "strong read of {key:?} could not write the newest version back to {} replicas in time",
                         needed.describe()
@@ -498,7 +527,7 @@ impl<T: Transport> Coordinator<T> {
         let hedge = tokio::time::sleep(self.config.hedge_delay);
         let expiry = tokio::time::sleep(self.config.rpc_timeout);
         tokio::pin!(hedge, expiry);
-        let mut hedged = false;
+        let (mut hedged, mut timed_out) = (false, false);
         let (mut responses, mut stale): (Vec<Response>, Vec<String>) = (Vec::with_capacity(first), Vec::new());
         let met = |responses: &[Response]| needed.met_by(responses.iter().map(|(owner, _)| owner.as_str()));
         // Empty `calls` means every owner was asked and none is left to wait for.
@@ -521,7 +550,10 @@ impl<T: Transport> Coordinator<T> {
                     hedged = true;
                     calls.extend(spare.by_ref().map(call));
                 }
-                () = &mut expiry => break,
+                () = &mut expiry => {
+                    timed_out = true;
+                    break;
+                }
             }
         }
         if !met(&responses) {
@@ -532,29 +564,34 @@ impl<T: Transport> Coordinator<T> {
                 owners.len(),
                 if stale.is_empty() { String::new() } else { format!("; {stale:?} hold another view") }
             );
-            return Err(Shortfall { stale, message });
+            return Err(Shortfall { stale, timed_out, message });
         }
         Ok(responses)
     }
 
     /// The first owner, in preference order, that answers (unfenced).
     async fn read_first(&self, owners: &[String], key: &[u8]) -> Result<Response, Shortfall> {
+        let mut timed_out = false;
         for owner in owners {
             match tokio::time::timeout(self.config.rpc_timeout, self.transport.read(owner, key, UNFENCED)).await {
                 Ok(Ok(record)) => return Ok((owner.clone(), record)),
                 Ok(Err(error)) => tracing::debug!(%owner, %error, "replica read failed"),
-                Err(_) => tracing::debug!(%owner, "replica read timed out"),
+                Err(_) => {
+                    tracing::debug!(%owner, "replica read timed out");
+                    timed_out = true;
+                }
             }
         }
         Err(Shortfall {
             stale: Vec::new(),
+            timed_out,
             message: format!("no replica of the {} tried answered in time", owners.len()),
         })
     }
 
     /// Sends `record` to every target; returns who holds it (`holding`,
     /// then each target that acknowledged) once that meets `needed`, all
-    /// have answered, or the deadline passed. One background task drives
+    /// have answered, or the deadline passed (and whether it did). One background task drives
     /// all the calls, so they finish even if this request is dropped (a
     /// client that hangs up does not cut a write short); targets that failed
     /// or missed the deadline get hints once every call is over.
@@ -566,7 +603,7 @@ impl<T: Transport> Coordinator<T> {
         fence: u64,
         needed: &Needed<'_>,
         holding: Vec<String>,
-    ) -> Vec<String> {
+    ) -> Acks {
         let deadline = tokio::time::Instant::now() + self.config.rpc_timeout;
         let (progress, mut acks_seen) = tokio::sync::watch::channel((holding, false));
         let (transport, hints) = (self.transport.clone(), self.hints.clone());
@@ -614,8 +651,10 @@ impl<T: Transport> Coordinator<T> {
         let enough =
             acks_seen.wait_for(|(acks, all_answered)| *all_answered || needed.met_by(acks.iter().map(String::as_str)));
         let waited = tokio::time::timeout_at(deadline, enough).await.map(|seen| seen.map(|seen| seen.0.clone()));
+        let timed_out = waited.is_err();
         // Past the deadline (or if the task died): what was acknowledged by now.
-        waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().0.clone())
+        let holders = waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().0.clone());
+        Acks { holders, timed_out }
     }
 
     /// Leaves hints for the owners believed down and returns who stands in
@@ -647,7 +686,7 @@ impl<T: Transport> Coordinator<T> {
             return;
         }
         let (transport, live, key) = (self.transport.clone(), live.to_vec(), key.to_owned());
-        let timeout = self.config.rpc_timeout;
+        let (timeout, repairs) = (self.config.rpc_timeout, self.config.read_repairs.clone());
         tokio::spawn(async move {
             let mut responses = Vec::new();
             for owner in &live {
@@ -658,32 +697,199 @@ impl<T: Transport> Coordinator<T> {
                 }
             }
             if let Some(best) = newest(&responses) {
-                push_to_stale(&*transport, key.as_bytes(), &responses, &best, (fence, timeout)).await;
+                let repaired = push_to_stale(&*transport, key.as_bytes(), &responses, &best, (fence, timeout)).await;
+                repairs.inc_by(repaired);
             }
         });
     }
 
     fn repair_in_background(&self, key: Vec<u8>, responses: Vec<Response>, best: Record, fence: u64) {
         let (transport, timeout) = (self.transport.clone(), self.config.rpc_timeout);
-        tokio::spawn(async move { push_to_stale(&*transport, &key, &responses, &best, (fence, timeout)).await });
+        let repairs = self.config.read_repairs.clone();
+        tokio::spawn(async move {
+            repairs.inc_by(push_to_stale(&*transport, &key, &responses, &best, (fence, timeout)).await);
+        });
     }
 }
 
-/// Writes `best` to every responder that holds an older version or none.
+/// Writes `best` to every responder that holds an older version or none;
+/// returns how many took it.
 async fn push_to_stale<T: Transport>(
     transport: &T,
     key: &[u8],
     responses: &[Response],
     best: &Record,
     (fence, timeout): (u64, Duration),
-) {
+) -> u64 {
+    let mut repaired = 0;
     for (owner, held) in responses {
         if held.as_ref().is_none_or(|record| record.version < best.version) {
-            let _ = tokio::time::timeout(timeout, transport.write(owner, key, best, fence)).await;
+            if let Ok(Ok(())) = tokio::time::timeout(timeout, transport.write(owner, key, best, fence)).await {
+                repaired += 1;
+            }
         }
     }
+    repaired
 }
 
 fn newest(responses: &[Response]) -> Option<Record> {
     responses.iter().filter_map(|(_, record)| record.as_ref()).max_by_key(|record| record.version).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{Gossip, HandoffReply, HandoffRequest, SyncReply, SyncRequest};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// How a fake replica behaves.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Behaviour {
+        Answers,
+        /// Refuses at once (connection refused).
+        Fails,
+        /// Never answers.
+        Hangs,
+        /// Answers reads, never answers writes.
+        HangsOnWrites,
+    }
+
+    /// Three replicas of one key, "a" (the coordinator's own), "b" and "c".
+    #[derive(Default)]
+    struct Replicas {
+        held: Mutex<BTreeMap<String, Record>>,
+        behaviour: BTreeMap<String, Behaviour>,
+    }
+
+    impl Replicas {
+        fn behaving(behaviour: &[(&str, Behaviour)]) -> Replicas {
+            let behaviour = behaviour.iter().map(|(id, how)| (id.to_string(), *how)).collect();
+            Replicas { behaviour, ..Replicas::default() }
+        }
+
+        async fn reach(&self, to: &str, writing: bool) -> Result<(), RpcError> {
+            match self.behaviour.get(to).copied().unwrap_or(Behaviour::Answers) {
+                Behaviour::Fails => Err(RpcError::Unreachable(to.to_owned(), "connection refused".into())),
+                Behaviour::Hangs => std::future::pending().await,
+                Behaviour::HangsOnWrites if writing => std::future::pending().await,
+                Behaviour::Answers | Behaviour::HangsOnWrites => Ok(()),
+            }
+        }
+
+        fn held(&self, at: &str) -> Option<Record> {
+            self.held.lock().expect("replicas lock").get(at).cloned()
+        }
+    }
+
+    fn not_here(to: &str) -> RpcError {
+        RpcError::Remote(to.to_owned(), "not used by these tests".into())
+    }
+
+    impl Transport for Replicas {
+        async fn read(&self, to: &str, _key: &[u8], _fence: u64) -> Result<Option<Record>, RpcError> {
+            self.reach(to, false).await?;
+            Ok(self.held(to))
+        }
+
+        async fn write(&self, to: &str, _key: &[u8], record: &Record, _fence: u64) -> Result<(), RpcError> {
+            self.reach(to, true).await?;
+            let mut held = self.held.lock().expect("replicas lock");
+            if held.get(to).is_none_or(|old| old.version < record.version) {
+                held.insert(to.to_owned(), record.clone());
+            }
+            Ok(())
+        }
+
+        async fn write_batch(&self, to: &str, _: &str, _: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
+            Err(not_here(to))
+        }
+
+        async fn sync(&self, to: &str, _: SyncRequest) -> Result<SyncReply, RpcError> {
+            Err(not_here(to))
+        }
+
+        async fn gossip(&self, to: &str, _: Gossip) -> Result<Gossip, RpcError> {
+            Err(not_here(to))
+        }
+
+        async fn handoff(&self, to: &str, _: HandoffRequest) -> Result<HandoffReply, RpcError> {
+            Err(not_here(to))
+        }
+    }
+
+    struct NoHints;
+
+    impl HintSink for NoHints {
+        fn offer(&self, _: Hint) -> bool {
+            false
+        }
+    }
+
+    /// The coordinator on "a", N=3, R=W=2, every eventual read repairing.
+    fn coordinator(replicas: Arc<Replicas>, read_repairs: Counter) -> Coordinator<Replicas> {
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let membership = Arc::new(Membership::from_seed_ids("a", &ids, 8, 3));
+        let now = crate::clock::monotonic_now();
+        let detector = Arc::new(FailureDetector::new(["b".to_owned(), "c".to_owned()], Duration::from_secs(60), now));
+        let config = CoordinatorConfig {
+            node_id: "a".into(),
+            quorum: Quorum { n: 3, r: 2, w: 2 },
+            rpc_timeout: Duration::from_millis(100),
+            hedge_delay: Duration::from_millis(20),
+            read_repair_every: 1,
+            max_ahead_ms: 600_000,
+            bugs: TestBugs::default(),
+            read_repairs,
+        };
+        Coordinator::new(config, Arc::new(Clock::new()), membership, replicas, detector, Arc::new(NoHints))
+    }
+
+    /// The node's quorum metric tells "too few replicas could answer" from
+    /// "the deadline came first": the error says which.
+    #[tokio::test(start_paused = true)]
+    async fn a_quorum_short_of_time_is_told_from_one_short_of_replicas() {
+        use Behaviour::*;
+        let (value, counter) = (|| b"v".to_vec(), Counter::default);
+        let refused = coordinator(Arc::new(Replicas::behaving(&[("b", Fails), ("c", Fails)])), counter());
+        assert!(matches!(refused.put("k", value(), None).await, Err(CoordinatorError::Unavailable(_))));
+        assert!(matches!(refused.get_strong("k").await, Err(CoordinatorError::Unavailable(_))));
+
+        let silent = coordinator(Arc::new(Replicas::behaving(&[("b", Hangs), ("c", Hangs)])), counter());
+        assert!(matches!(silent.put("k", value(), None).await, Err(CoordinatorError::TimedOut(_))));
+        assert!(matches!(silent.get_strong("k").await, Err(CoordinatorError::TimedOut(_))));
+        assert!(matches!(silent.delete("k").await, Err(CoordinatorError::TimedOut(_))));
+
+        // The learn phase meets R (a and b); the write phase then waits on
+        // b's ack until the deadline: timed out, not refused.
+        let slow_disk = coordinator(Arc::new(Replicas::behaving(&[("b", HangsOnWrites), ("c", Fails)])), counter());
+        assert!(matches!(slow_disk.put("k", value(), None).await, Err(CoordinatorError::TimedOut(_))));
+
+        let one_down = coordinator(Arc::new(Replicas::behaving(&[("c", Fails)])), counter());
+        assert!(one_down.put("k", value(), None).await.is_ok());
+        assert!(matches!(one_down.get_strong("k").await, Ok(ReadOutcome::Found { .. })));
+    }
+
+    /// An eventual read answered by a stale local replica repairs it in the
+    /// background, and the repair is counted once the replica took it.
+    #[tokio::test]
+    async fn a_background_read_repair_is_counted() {
+        let record = Record::value(Version::new(1_000, 1), b"v".to_vec(), None);
+        let replicas = Arc::new(Replicas::default());
+        for peer in ["b", "c"] {
+            replicas.held.lock().expect("replicas lock").insert(peer.to_owned(), record.clone());
+        }
+        let repairs = Counter::default();
+        let coordinator = coordinator(replicas.clone(), repairs.clone());
+        let read = coordinator.get_eventual("k", None).await.expect("the local replica answers");
+        assert_eq!(read, ReadOutcome::NotFound { version: None }, "the local replica answered first, stale");
+        for _ in 0..500 {
+            if repairs.get() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(repairs.get(), 1, "one replica was behind");
+        assert_eq!(replicas.held("a"), Some(record));
+    }
 }

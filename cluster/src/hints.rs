@@ -298,6 +298,11 @@ impl HintStore {
         self.store.compact(hints).await
     }
 
+    /// Hints kept and their files' size (see [`Store::size`]).
+    pub fn size(&self) -> crate::storage::Size {
+        self.store.size()
+    }
+
     /// See [`Store::shutdown`].
     pub fn shutdown(&self) -> bool {
         self.store.shutdown()

@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod hints;
 pub mod listener;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod record;
 pub mod recovery;

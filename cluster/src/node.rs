@@ -8,8 +8,9 @@ use crate::compaction;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError, Quorum, ReadOutcome};
 use crate::handoff::{self, HandoffError, Move, MoveConfig, Progress};
-use crate::hints::{self, HintStore, HintWriter};
+use crate::hints::{self, Hint, HintQueue, HintSink, HintStore, HintWriter};
 use crate::membership::{parse_peers, FailureDetector};
+use crate::metrics::{ExchangeOutcome, Metrics, MetricsError, Snapshot, StoreLabel, StoreSize};
 use crate::record::Record;
 use crate::recovery::Recovery;
 use crate::replica::{Replica, ReplicaError};
@@ -33,6 +34,10 @@ pub enum NodeError {
     /// write the outcome is unknown.
     #[error("{0}")]
     Unavailable(String),
+    /// Like `Unavailable`, but a deadline cut the quorum short (for the
+    /// metrics: the client sees the same 503).
+    #[error("{0}")]
+    TimedOut(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -41,6 +46,7 @@ impl From<CoordinatorError> for NodeError {
     fn from(error: CoordinatorError) -> NodeError {
         match error {
             CoordinatorError::Unavailable(message) => NodeError::Unavailable(message),
+            CoordinatorError::TimedOut(message) => NodeError::TimedOut(message),
         }
     }
 }
@@ -132,6 +138,27 @@ pub struct Node {
     saved_view: Mutex<Option<View>>,
     /// Set once this node has left the cluster: the process may stop.
     left: tokio::sync::watch::Sender<bool>,
+    /// This node's own registry (see [`crate::metrics`]); the stores'
+    /// writers, the coordinator and the HTTP layer record into it too.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The node's hint queue, counting what it takes and refuses (the queue
+/// itself knows nothing of metrics; `offer` stays free of waits and I/O).
+struct CountingHintSink {
+    queue: HintQueue,
+    metrics: Arc<Metrics>,
+}
+
+impl HintSink for CountingHintSink {
+    fn offer(&self, hint: Hint) -> bool {
+        let taken = self.queue.offer(hint);
+        match taken {
+            true => self.metrics.hints_queued.inc(),
+            false => self.metrics.hints_refused.inc(),
+        };
+        taken
+    }
 }
 
 /// Why two members could issue the same version, if they could: a
@@ -159,12 +186,15 @@ const HINT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 impl Node {
     /// `clean`: whether the last stop was clean (see [`crate::recovery`]);
     /// if not, the replica recovers from its peers before answering reads.
+    /// `metrics` is made before the node, since the stores' writers
+    /// (opened first) record into it.
     pub fn new(
         config: Config,
         clock: Arc<Clock>,
         store: Arc<Store>,
         hint_store: Store,
         clean: bool,
+        metrics: Arc<Metrics>,
     ) -> Result<Node, String> {
         let seeds = parse_peers(&config.peers)?;
         let joiners = parse_peers(&config.join)?;
@@ -221,12 +251,13 @@ impl Node {
                 read_repair_every: config.read_repair_every,
                 max_ahead_ms: config.max_clock_skew_ms,
                 bugs: config.bugs(),
+                read_repairs: metrics.read_repairs.clone(),
             },
             clock.clone(),
             membership.clone(),
             transport.clone(),
             detector.clone(),
-            Arc::new(hint_queue),
+            Arc::new(CountingHintSink { queue: hint_queue, metrics: metrics.clone() }),
         );
         let node = Node {
             config,
@@ -243,6 +274,7 @@ impl Node {
             gossip_turn: AtomicUsize::new(0),
             saved_view: Mutex::new(None),
             left: tokio::sync::watch::channel(false).0,
+            metrics,
         };
         node.learn_addresses();
         Ok(node)
@@ -514,7 +546,10 @@ impl Node {
         let now_ms = self.clock.now_ms();
         match hints::deliver_once(&self.hints, &*self.transport, &self.detector, &peers, now_ms, grace, timeout).await {
             Ok(0) => {}
-            Ok(delivered) => tracing::info!(delivered, "hinted handoff delivered writes"),
+            Ok(delivered) => {
+                self.metrics.hints_delivered.inc_by(delivered as u64);
+                tracing::info!(delivered, "hinted handoff delivered writes");
+            }
             Err(error) => tracing::warn!(%error, "hint delivery failed"),
         }
     }
@@ -530,6 +565,7 @@ impl Node {
     }
 
     async fn anti_entropy(&self) {
+        self.metrics.anti_entropy_rounds.inc();
         for peer in self.peers() {
             if !self.detector.is_alive(&peer, monotonic_now()) {
                 continue;
@@ -544,11 +580,38 @@ impl Node {
         }
     }
 
-    /// One anti-entropy exchange with `peer`.
+    /// One anti-entropy exchange with `peer` (a round's or recovery's).
     async fn exchange_with(&self, peer: &str) -> Result<SyncStats, String> {
         let timeout = Duration::from_millis(self.config.sync_timeout_ms);
         let view = self.replica.view();
-        sync_with(&*self.transport, &self.replica.store, &view, peer, timeout).await.map_err(|e| e.to_string())
+        let exchanged = sync_with(&*self.transport, &self.replica.store, &view, peer, timeout).await;
+        match &exchanged {
+            Ok(stats) => {
+                let outcome = if stats.complete { ExchangeOutcome::Complete } else { ExchangeOutcome::Partial };
+                self.metrics.exchange(outcome, stats.pulled as u64, stats.pushed as u64);
+            }
+            Err(_) => self.metrics.exchange(ExchangeOutcome::Failed, 0, 0),
+        }
+        exchanged.map_err(|e| e.to_string())
+    }
+
+    /// The metrics in the Prometheus text format, with what the node holds
+    /// read now: its stores' sizes, what the failure detector believes of
+    /// each peer, the members of its view.
+    pub fn scrape_metrics(&self) -> Result<String, MetricsError> {
+        let size =
+            |store, size: crate::storage::Size| StoreSize { store, records: size.records, disk_bytes: size.disk_bytes };
+        let now = monotonic_now();
+        let peers = self.peers().into_iter().map(|peer| {
+            let up = self.detector.is_alive(&peer, now);
+            (peer, up)
+        });
+        let snapshot = Snapshot {
+            stores: vec![size(StoreLabel::Data, self.replica.store.size()), size(StoreLabel::Hints, self.hints.size())],
+            peers: peers.collect(),
+            members: self.membership.load().members().len() as u64,
+        };
+        self.metrics.scrape(&snapshot)
     }
 
     /// While recovering (see [`crate::recovery`]): one complete exchange

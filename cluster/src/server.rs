@@ -1,21 +1,24 @@
-//! HTTP routes of a node: the client API of docs/SPEC.md section 1 and `/health`.
+//! HTTP routes of a node: the client API of docs/SPEC.md section 1, `/health`
+//! and `/metrics`.
 //!
 //! Handlers only translate: parse with [`crate::api::request`], call the
 //! [`Node`], and render with [`crate::api::wire`]. Every request is bounded
 //! in size, in time and in how many run at once; connections are bounded
-//! by [`crate::listener`].
+//! by [`crate::listener`]. Every answer is counted (see [`observe`]).
 
 use crate::api::request::{parse_delete, parse_get, parse_put};
 use crate::api::wire::{DeleteResponse, GetResponse, HealthResponse, NotFoundResponse, KEY_NOT_FOUND};
-use crate::api::{ApiError, Limits};
+use crate::api::{ApiError, Consistency, Limits};
 use crate::coordinator::ReadOutcome;
 use crate::handoff::HandoffError;
+use crate::metrics::{ConsistencyLabel, Metrics, QuorumOp, QuorumOutcome, Route};
 use crate::node::{Node, NodeError};
 use crate::{rpc, test_hooks};
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State};
+use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::HeaderMap;
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,7 +29,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub mod openapi;
+
 pub const ITEM_PATH: &str = "/api/v1/item";
+pub const HEALTH_PATH: &str = "/health";
+/// The node's metrics in the Prometheus text format (no secret needed, as
+/// for `/health`).
+pub const METRICS_PATH: &str = "/metrics";
+/// This API's OpenAPI description ([`openapi`]), as checked in at
+/// `docs/openapi.json`.
+pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Admin routes: like the internal ones, only for callers with the secret.
 pub const MEMBERSHIP_PATH: &str = "/admin/v1/membership";
 pub const LEAVE_PATH: &str = "/admin/v1/leave";
@@ -88,7 +100,9 @@ pub fn internal_router(node: Arc<Node>) -> Router {
 fn with_client_routes(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let router = router
         .route(ITEM_PATH, get(get_item).post(put_item).delete(delete_item))
-        .route("/health", get(health))
+        .route(HEALTH_PATH, get(health))
+        .route(METRICS_PATH, get(metrics))
+        .route(OPENAPI_PATH, get(openapi))
         .route(MEMBERSHIP_PATH, get(admin_membership).fallback(unknown_path))
         .route(LEAVE_PATH, post(admin_leave).fallback(unknown_path))
         .route(REMOVE_PATH, post(admin_remove).fallback(unknown_path));
@@ -115,12 +129,55 @@ fn with_internal_routes(router: Router<AppState>) -> Router<AppState> {
 }
 
 fn finish(router: Router<AppState>, state: AppState) -> Router {
+    let metrics = state.node.metrics.clone();
     router
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         // Our own limits apply in the handlers, with a JSON 413.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        // Last, so that it wraps every route and the fallbacks.
+        .layer(axum::middleware::from_fn_with_state(metrics, observe))
         .with_state(state)
+}
+
+/// Counts every answer by route, read consistency and status, and times
+/// the client API's item operations, from the request's head to its answer.
+/// A request whose client hung up before the answer is not counted: it got
+/// no status.
+async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = route_of(&request);
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    // A read's consistency is known once its query is parsed: `get_item`
+    // leaves it on the answer.
+    let consistency = response.extensions().get::<ConsistencyLabel>().copied().unwrap_or(ConsistencyLabel::None);
+    metrics.request(route, consistency, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Which route `request` matched (axum leaves the matched path on it).
+fn route_of(request: &Request) -> Route {
+    let Some(path) = request.extensions().get::<MatchedPath>() else {
+        return Route::Other;
+    };
+    let method = request.method();
+    match path.as_str() {
+        ITEM_PATH if method == Method::GET => Route::ItemGet,
+        ITEM_PATH if method == Method::POST => Route::ItemPut,
+        ITEM_PATH if method == Method::DELETE => Route::ItemDelete,
+        HEALTH_PATH => Route::Health,
+        METRICS_PATH => Route::Metrics,
+        OPENAPI_PATH => Route::Openapi,
+        MEMBERSHIP_PATH | LEAVE_PATH | REMOVE_PATH => Route::Admin,
+        rpc::BATCH_PATH => Route::InternalBatch,
+        rpc::WRITE_BATCH_PATH => Route::InternalWriteBatch,
+        rpc::SYNC_PATH => Route::InternalSync,
+        rpc::PING_PATH => Route::InternalPing,
+        rpc::GOSSIP_PATH => Route::InternalGossip,
+        rpc::HANDOFF_PATH => Route::InternalHandoff,
+        path if path.starts_with("/test/") => Route::TestHook,
+        _ => Route::Other,
+    }
 }
 
 impl AppState {
@@ -133,23 +190,40 @@ impl AppState {
             .map_err(|_| ApiError::unavailable("node overloaded: too many requests in flight"))
     }
 
-    /// Runs `work` under the in-flight limit and the request timeout.
-    async fn bounded<T>(&self, work: impl Future<Output = Result<T, NodeError>>) -> Result<T, ApiError> {
+    /// Runs `work`, the coordinated operation `op`, under the in-flight
+    /// limit and the request timeout.
+    async fn bounded<T>(&self, op: QuorumOp, work: impl Future<Output = Result<T, NodeError>>) -> Result<T, ApiError> {
         let _permit = self.admit()?;
-        self.within_timeout(work).await
+        self.within_timeout(op, work).await
     }
 
-    /// Runs `work` under the request timeout (the caller holds a permit).
-    async fn within_timeout<T>(&self, work: impl Future<Output = Result<T, NodeError>>) -> Result<T, ApiError> {
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(NodeError::Unavailable(message))) => Err(ApiError::unavailable(message)),
-            Ok(Err(NodeError::Store(error))) => Err(ApiError::unavailable(format!("outcome unknown: {error}"))),
-            Err(_) => Err(ApiError::unavailable(format!(
-                "request timed out after {} ms; for a write the outcome is unknown",
-                self.timeout.as_millis()
-            ))),
-        }
+    /// Runs `work`, the coordinated operation `op`, under the request
+    /// timeout (the caller holds a permit), and counts how its quorum
+    /// ended: here, where the request's own timeout is seen too.
+    async fn within_timeout<T>(
+        &self,
+        op: QuorumOp,
+        work: impl Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, ApiError> {
+        let (outcome, answer) = match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(value)) => (QuorumOutcome::Ok, Ok(value)),
+            Ok(Err(NodeError::Unavailable(message))) => {
+                (QuorumOutcome::Unavailable, Err(ApiError::unavailable(message)))
+            }
+            Ok(Err(NodeError::TimedOut(message))) => (QuorumOutcome::TimedOut, Err(ApiError::unavailable(message))),
+            Ok(Err(NodeError::Store(error))) => {
+                (QuorumOutcome::Unavailable, Err(ApiError::unavailable(format!("outcome unknown: {error}"))))
+            }
+            Err(_) => (
+                QuorumOutcome::TimedOut,
+                Err(ApiError::unavailable(format!(
+                    "request timed out after {} ms; for a write the outcome is unknown",
+                    self.timeout.as_millis()
+                ))),
+            ),
+        };
+        self.node.metrics.quorum(op, outcome);
+        answer
     }
 
     /// The body, at most `limit` bytes, read within the body timeout. A
@@ -172,6 +246,19 @@ impl AppState {
     }
 }
 
+/// Put a value: replicated to N owners, acknowledged by W of them.
+#[utoipa::path(
+    post,
+    path = "/api/v1/item",
+    tag = "items",
+    request_body = kvapi::wire::PutRequest,
+    responses(
+        (status = 201, description = "Written on a write quorum; `timestamp` is the version a session passes as `min_timestamp`", body = kvapi::wire::PutResponse),
+        (status = 400, description = "Not a put body: the error names the field", body = kvapi::wire::ErrorBody),
+        (status = 413, description = "Key or value over the node's limits", body = kvapi::wire::ErrorBody),
+        (status = 503, description = "No write quorum, overloaded, or timed out: the write's outcome is unknown", body = kvapi::wire::ErrorBody),
+    )
+)]
 async fn put_item(State(state): State<AppState>, body: Body) -> Response {
     let permit = match state.admit() {
         Ok(permit) => permit,
@@ -187,7 +274,7 @@ async fn put_item(State(state): State<AppState>, body: Body) -> Response {
     };
     drop(bytes);
     let key = command.key.clone();
-    let outcome = state.within_timeout(state.node.put(command)).await;
+    let outcome = state.within_timeout(QuorumOp::Put, state.node.put(command)).await;
     drop(permit);
     match outcome {
         Ok(version) => {
@@ -198,15 +285,41 @@ async fn put_item(State(state): State<AppState>, body: Body) -> Response {
     }
 }
 
-async fn get_item(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let command = parse_get(query.as_deref(), &state.limits)?;
-    let outcome = state.bounded(state.node.get(&command)).await.map_err(|e| e.with_key(&command.key))?;
-    Ok(match outcome {
-        ReadOutcome::Found { value, version } => {
+/// Read a value: from one replica (`eventual`) or a quorum (`strong`,
+/// linearizable).
+#[utoipa::path(
+    get,
+    path = "/api/v1/item",
+    tag = "items",
+    params(
+        ("key" = String, Query, description = "The key, 1 to --max-key-bytes bytes of UTF-8"),
+        ("consistency" = Option<String>, Query, description = "`eventual` (one replica, the default) or `strong` (a quorum; linearizable)"),
+        ("min_timestamp" = Option<u64>, Query, description = "Read your own writes: a version at least this new (a put's or delete's `timestamp`), or 503"),
+    ),
+    responses(
+        (status = 200, description = "The value", body = kvapi::wire::GetResponse),
+        (status = 404, description = "No value: never written, deleted (a tombstone's timestamp is given) or expired", body = kvapi::wire::NotFoundResponse),
+        (status = 400, description = "A bad query parameter, named", body = kvapi::wire::ErrorBody),
+        (status = 413, description = "Key over --max-key-bytes", body = kvapi::wire::ErrorBody),
+        (status = 503, description = "No read quorum, no replica new enough for `min_timestamp`, overloaded, or timed out", body = kvapi::wire::ErrorBody),
+    )
+)]
+async fn get_item(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let command = match parse_get(query.as_deref(), &state.limits) {
+        Ok(command) => command,
+        Err(error) => return error.into_response(),
+    };
+    let consistency = command.consistency;
+    let op = match consistency {
+        Consistency::Strong => QuorumOp::StrongGet,
+        Consistency::Eventual => QuorumOp::EventualGet,
+    };
+    let mut response = match state.bounded(op, state.node.get(&command)).await {
+        Ok(ReadOutcome::Found { value, version }) => {
             let body = GetResponse { key: command.key, value: BASE64.encode(value), timestamp: version.timestamp_ms };
             (StatusCode::OK, Json(body)).into_response()
         }
-        ReadOutcome::NotFound { version } => {
+        Ok(ReadOutcome::NotFound { version }) => {
             let body = NotFoundResponse {
                 key: command.key,
                 error: KEY_NOT_FOUND.to_owned(),
@@ -214,13 +327,32 @@ async fn get_item(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
             };
             (StatusCode::NOT_FOUND, Json(body)).into_response()
         }
-    })
+        Err(error) => error.with_key(&command.key).into_response(),
+    };
+    // For `observe`'s request counter.
+    response.extensions_mut().insert(ConsistencyLabel::from(consistency));
+    response
 }
 
+/// Delete a key: a tombstone on a write quorum. Idempotent: deleting a
+/// missing key also answers 200.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/item",
+    tag = "items",
+    params(("key" = String, Query, description = "The key")),
+    responses(
+        (status = 200, description = "Deleted (or was never there)", body = kvapi::wire::DeleteResponse),
+        (status = 400, description = "A bad query parameter, named", body = kvapi::wire::ErrorBody),
+        (status = 413, description = "Key over --max-key-bytes", body = kvapi::wire::ErrorBody),
+        (status = 503, description = "No write quorum, overloaded, or timed out: the outcome is unknown", body = kvapi::wire::ErrorBody),
+    )
+)]
 async fn delete_item(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let command = parse_delete(query.as_deref(), &state.limits)?;
     let key = command.key;
-    let version = state.bounded(state.node.delete(key.clone())).await.map_err(|e| e.with_key(&key))?;
+    let version =
+        state.bounded(QuorumOp::Delete, state.node.delete(key.clone())).await.map_err(|e| e.with_key(&key))?;
     Ok((StatusCode::OK, Json(DeleteResponse { key, deleted: true, timestamp: version.timestamp_ms })).into_response())
 }
 
@@ -228,6 +360,15 @@ async fn delete_item(State(state): State<AppState>, RawQuery(query): RawQuery) -
 /// writes (a failed log write, sync or checkpoint; a lost writer thread)
 /// or its disk is (nearly) full, so that a load balancer or an operator
 /// stops sending it traffic.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Serving", body = kvapi::wire::HealthResponse),
+        (status = 503, description = "Takes no writes: `reason` says why", body = kvapi::wire::HealthResponse),
+    )
+)]
 async fn health(State(state): State<AppState>) -> Response {
     let node = &state.node;
     let recovering_from = node.replica.recovery.pending();
@@ -238,6 +379,33 @@ async fn health(State(state): State<AppState>) -> Response {
     };
     let body = HealthResponse { status: status.into(), node_id: node.config.node_id.clone(), recovering_from, reason };
     (code, Json(body)).into_response()
+}
+
+/// The API description, generated from the handlers and kvapi's types.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This description (OpenAPI 3.1)", content_type = "application/json")),
+)]
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::json()).into_response()
+}
+
+/// The node's metrics (see [`crate::metrics`]), read now.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+    )
+)]
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.node.scrape_metrics() {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(error) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
 }
 
 /// Why the data folder's disk counts as full, if it does: less free space
@@ -376,6 +544,16 @@ async fn internal_ping(State(state): State<AppState>, headers: HeaderMap) -> Res
 }
 
 /// This node's view of the membership and its own move's progress.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/membership",
+    tag = "admin",
+    security(("cluster_secret" = [])),
+    responses(
+        (status = 200, description = "The node's view and its own move", body = kvapi::wire::MembershipResponse),
+        (status = 404, description = "Without the cluster secret: as an unknown path", body = kvapi::wire::ErrorBody),
+    )
+)]
 async fn admin_membership(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(error) = authorized(&state, &headers, MEMBERSHIP_PATH) {
         return error.into_response();
@@ -406,18 +584,42 @@ async fn admin_membership(State(state): State<AppState>, headers: HeaderMap) -> 
 
 /// Starts this node's decommission: 202 once started (follow it at
 /// `MEMBERSHIP_PATH`); the process stops once it has left.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/leave",
+    tag = "admin",
+    security(("cluster_secret" = [])),
+    responses(
+        (status = 202, description = "The leave started", body = kvapi::wire::LeaveResponse),
+        (status = 404, description = "Without the cluster secret: as an unknown path", body = kvapi::wire::ErrorBody),
+        (status = 409, description = "Another change is under way, or this node is not a member", body = kvapi::wire::ErrorBody),
+    )
+)]
 async fn admin_leave(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(error) = authorized(&state, &headers, LEAVE_PATH) {
         return error.into_response();
     }
     match state.node.start_leave() {
-        Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({"leaving": true}))).into_response(),
+        Ok(()) => (StatusCode::ACCEPTED, Json(kvapi::wire::LeaveResponse { leaving: true })).into_response(),
         Err(message) => ApiError::new(StatusCode::CONFLICT, message).into_response(),
     }
 }
 
 /// Starts the removal of a member lost for good, driven by this node: 202
 /// once started (follow it at `MEMBERSHIP_PATH` on this node).
+#[utoipa::path(
+    post,
+    path = "/admin/v1/remove",
+    tag = "admin",
+    security(("cluster_secret" = [])),
+    params(("node" = String, Query, description = "The member lost for good")),
+    responses(
+        (status = 202, description = "The removal started, driven by this node", body = kvapi::wire::RemoveResponse),
+        (status = 400, description = "No member named", body = kvapi::wire::ErrorBody),
+        (status = 404, description = "Without the cluster secret: as an unknown path", body = kvapi::wire::ErrorBody),
+        (status = 409, description = "The member still answers, is unknown, or another change is under way", body = kvapi::wire::ErrorBody),
+    )
+)]
 async fn admin_remove(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     if let Err(error) = authorized(&state, &headers, REMOVE_PATH) {
         return error.into_response();
@@ -427,7 +629,9 @@ async fn admin_remove(State(state): State<AppState>, headers: HeaderMap, RawQuer
         return ApiError::new(StatusCode::BAD_REQUEST, "name the member to remove: ?node=ID").into_response();
     };
     match state.node.start_remove(gone).await {
-        Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({"removing": gone}))).into_response(),
+        Ok(()) => {
+            (StatusCode::ACCEPTED, Json(kvapi::wire::RemoveResponse { removing: gone.to_owned() })).into_response()
+        }
         Err(message) => ApiError::new(StatusCode::CONFLICT, message).into_response(),
     }
 }

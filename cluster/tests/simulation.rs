@@ -329,6 +329,7 @@ fn build_node(id: &str, ids: &[String], net: &Arc<Net>, quorum: Quorum, bugs: &T
         read_repair_every: 10,
         max_ahead_ms: MAX_AHEAD_MS,
         bugs: bugs.clone(),
+        read_repairs: Default::default(),
     };
     let clock = replica.clock.clone();
     let coordinator =

@@ -2,8 +2,25 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `POST /api/v1/item` body. The node parses it field by field (naming
+/// the field at fault); this type is its shape for clients and for the
+/// API description.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PutRequest {
+    /// 1 to `--max-key-bytes` bytes of UTF-8.
+    pub key: String,
+    /// Standard base64, padded; at most `--max-value-bytes` once decoded.
+    #[cfg_attr(feature = "openapi", schema(format = Byte))]
+    pub value: String,
+    /// Seconds the value lives, 1 to 2^32-1; forever when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+}
+
 /// `201` answer to a put.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutResponse {
     pub key: String,
     pub timestamp: u64,
@@ -11,15 +28,18 @@ pub struct PutResponse {
 
 /// `200` answer to a get that found a live value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GetResponse {
     pub key: String,
     /// Standard base64, padded.
+    #[cfg_attr(feature = "openapi", schema(format = Byte))]
     pub value: String,
     pub timestamp: u64,
 }
 
 /// `404` answer to a get: no value, or a tombstone / expired version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotFoundResponse {
     pub key: String,
     pub error: String,
@@ -30,6 +50,7 @@ pub struct NotFoundResponse {
 
 /// `200` answer to a delete, whether or not the key existed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeleteResponse {
     pub key: String,
     pub deleted: bool,
@@ -38,6 +59,7 @@ pub struct DeleteResponse {
 
 /// Every error answer: `{"error": "...", "key": K?}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -46,6 +68,7 @@ pub struct ErrorBody {
 
 /// `GET /health`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthResponse {
     pub status: String,
     pub node_id: String,
@@ -126,6 +149,7 @@ pub struct ProbeResponse {
 
 /// Admin: `GET /admin/v1/membership`, one member's entry in the node's view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberStatus {
     pub id: String,
     /// `joining`, `normal`, `leaving` or `left`.
@@ -138,6 +162,7 @@ pub struct MemberStatus {
 
 /// Admin: a join's or leave's progress on the moving node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MoveProgress {
     /// `idle`, `waiting`, `purging`, `announcing`, `streaming`, `switching`, `done`,
     /// `undone` or `failed`.
@@ -154,6 +179,7 @@ pub struct MoveProgress {
 
 /// Admin: `GET /admin/v1/membership`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MembershipResponse {
     pub node_id: String,
     /// This node's own status (absent before a joiner learned the view).
@@ -163,4 +189,20 @@ pub struct MembershipResponse {
     /// Whether any member is joining or leaving.
     pub changing: bool,
     pub r#move: MoveProgress,
+}
+
+/// Admin: `202` answer to `POST /admin/v1/leave`: the handoff started; the
+/// node stops by itself once it is done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeaveResponse {
+    pub leaving: bool,
+}
+
+/// Admin: `202` answer to `POST /admin/v1/remove?node=ID`: the member whose
+/// ranges this node now hands off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RemoveResponse {
+    pub removing: String,
 }

@@ -222,8 +222,8 @@ fn run_json_prints_one_document_and_progress_stays_on_stderr() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let document: serde_json::Value =
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("stdout is JSON only ({e}); stderr: {stderr}"));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is JSON only ({e}); stderr: {stderr}"));
     assert_eq!(document["validity"], "valid", "{document:#}");
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(document["exit_code"], 0);

@@ -5,12 +5,14 @@
 //! SIGINT stops it cleanly: in-flight requests finish, the log is
 //! checkpointed. It runs as PID 1 in containers, so it handles both itself.
 //! `kvnode --list-test-bugs` prints the catalogue of known bugs (see
-//! `cluster::test_bug`) as JSON lines and exits.
+//! `cluster::test_bug`) as JSON lines and exits; `kvnode --print-openapi`
+//! prints the API description (`cluster::server::openapi`) and exits.
 
 use anyhow::Context;
 use clap::Parser;
 use cluster::clock::Clock;
 use cluster::config::{Config, StorageKind};
+use cluster::metrics::{Metrics, StoreLabel};
 use cluster::node::Node;
 use cluster::recovery;
 use cluster::storage::{fsync, MemoryStorage, SledStorage, Storage, Store, SyncPolicy};
@@ -30,6 +32,10 @@ fn main() -> anyhow::Result<()> {
         for bug in TestBug::ALL {
             println!("{}", serde_json::json!({ "name": bug.name(), "origin": bug.origin() }));
         }
+        return Ok(());
+    }
+    if std::env::args().nth(1).as_deref() == Some("--print-openapi") {
+        print!("{}", cluster::server::openapi::json());
         return Ok(());
     }
     let config = Config::parse();
@@ -71,11 +77,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         StorageKind::Sled => trusts_its_data(&config)?,
         StorageKind::Memory => !config.recover_from_peers,
     };
-    let store = Arc::new(open_store(&config, "data", 128 << 20)?);
+    // Before the stores: their writers record each group commit into it.
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(open_store(&config, StoreLabel::Data, 128 << 20, &metrics)?);
     // A log that had to be read past damage may have lost acknowledged
     // writes: the peers hold them (W >= 2), so ask them before any read.
     let clean = clean && store.log_damage().is_none();
-    let hint_store = open_hint_store(&config)?;
+    let hint_store = open_hint_store(&config, &metrics)?;
     if config.storage == StorageKind::Sled {
         // Every folder and file name the stores made is durable before the
         // first write is acknowledged.
@@ -86,8 +94,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         remove_recover_marker(&config.data_dir)?;
     }
     let clock = Arc::new(Clock::new());
-    let node =
-        Node::new(config.clone(), clock, store, hint_store, clean).map_err(|problem| anyhow::anyhow!(problem))?;
+    let node = Node::new(config.clone(), clock, store, hint_store, clean, metrics)
+        .map_err(|problem| anyhow::anyhow!(problem))?;
     let node = Arc::new(node);
     let background = node.spawn_background();
 
@@ -174,9 +182,14 @@ fn remove_recover_marker(dir: &std::path::Path) -> anyhow::Result<()> {
     }
 }
 
-/// The store named `name` under the data folder: `DATA/NAME/sled` and
-/// `DATA/NAME/wal` (records under "data", hints under "hints").
-fn open_store(config: &Config, name: &str, cache_bytes: u64) -> anyhow::Result<Store> {
+/// The store named after `which` under the data folder: `DATA/NAME/sled`
+/// and `DATA/NAME/wal` (records under "data", hints under "hints").
+fn open_store(config: &Config, which: StoreLabel, cache_bytes: u64, metrics: &Metrics) -> anyhow::Result<Store> {
+    // Folder names are the disk's format: spelled here, not taken from the label.
+    let name = match which {
+        StoreLabel::Data => "data",
+        StoreLabel::Hints => "hints",
+    };
     let storage: Arc<dyn Storage> = match config.storage {
         StorageKind::Sled => {
             let dir = config.data_dir.join(name).join("sled");
@@ -190,7 +203,7 @@ fn open_store(config: &Config, name: &str, cache_bytes: u64) -> anyhow::Result<S
         true => SyncPolicy::Periodic(ACK_BEFORE_FSYNC_PERIOD),
         false => SyncPolicy::EveryBatch,
     };
-    Store::open_with(storage, &wal_dir, policy)
+    Store::open_with(storage, &wal_dir, policy, metrics.wal(which))
         .with_context(|| format!("cannot open the write-ahead log in {}", wal_dir.display()))
 }
 
@@ -199,8 +212,8 @@ const ACK_BEFORE_FSYNC_PERIOD: std::time::Duration = std::time::Duration::from_s
 
 /// The hints store; a damaged one is set aside (renamed) and replaced by
 /// an empty one: hints only speed up convergence, anti-entropy does the rest.
-fn open_hint_store(config: &Config) -> anyhow::Result<Store> {
-    match open_store(config, "hints", 16 << 20) {
+fn open_hint_store(config: &Config, metrics: &Metrics) -> anyhow::Result<Store> {
+    match open_store(config, StoreLabel::Hints, 16 << 20, metrics) {
         Ok(store) => Ok(store),
         Err(error) if config.storage == StorageKind::Sled => {
             let hints = config.data_dir.join("hints");
@@ -208,7 +221,7 @@ fn open_hint_store(config: &Config) -> anyhow::Result<Store> {
             tracing::error!(error = format!("{error:#}"), aside = %aside.display(),
                 "the hints store cannot be opened; setting it aside and starting with no hints");
             std::fs::rename(&hints, &aside).with_context(|| format!("cannot set {} aside", hints.display()))?;
-            open_store(config, "hints", 16 << 20)
+            open_store(config, StoreLabel::Hints, 16 << 20, metrics)
         }
         Err(error) => Err(error),
     }

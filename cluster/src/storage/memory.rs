@@ -1,6 +1,6 @@
 //! An in-memory [`Storage`] for tests: same semantics, no disk.
 
-use super::{ApplyOutcome, Storage, StorageError};
+use super::{ApplyOutcome, Size, Storage, StorageError};
 use crate::record::Record;
 use crate::version::Version;
 use std::collections::BTreeMap;
@@ -64,5 +64,9 @@ impl Storage for MemoryStorage {
 
     fn flush(&self) -> Result<(), StorageError> {
         Ok(())
+    }
+
+    fn size(&self) -> Size {
+        Size { records: self.records().len() as u64, disk_bytes: None }
     }
 }

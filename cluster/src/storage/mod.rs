@@ -41,6 +41,16 @@ pub enum ApplyOutcome {
     Stale,
 }
 
+/// What a [`Storage`] can tell of its size without reading its records
+/// (for the node's metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Size {
+    /// Records held, tombstones included.
+    pub records: u64,
+    /// Bytes its files take, where it has files.
+    pub disk_bytes: Option<u64>,
+}
+
 /// A replica's map from key to record.
 ///
 /// Architecture invariant: a replica only ever moves a key to a newer
@@ -62,6 +72,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Makes everything applied so far durable: it survives a crash of the
     /// process and a power loss (the log is emptied right after).
     fn flush(&self) -> Result<(), StorageError>;
+
+    /// Cheap to call (no scan of the records): it is read at every scrape
+    /// of the node's metrics.
+    fn size(&self) -> Size;
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<Record, StorageError> {

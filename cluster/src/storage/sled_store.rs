@@ -7,14 +7,20 @@
 //! (data pages, not the file's size or names), so the checkpoint also syncs
 //! every file and directory of sled's folder.
 
-use super::{decode, ApplyOutcome, Storage, StorageError};
+use super::{decode, ApplyOutcome, Size, Storage, StorageError};
 use crate::record::Record;
 use crate::version::Version;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub struct SledStorage {
     db: sled::Db,
     dir: PathBuf,
+    /// Keys held. sled keeps no count (its `len` walks the whole tree), so
+    /// it is counted once at open and then kept by every change that adds
+    /// or removes a key: each is a compare-and-swap from or to nothing, so
+    /// the count is exact whatever runs concurrently.
+    records: AtomicU64,
 }
 
 impl SledStorage {
@@ -27,7 +33,8 @@ impl SledStorage {
             // work a checkpoint finds waiting.
             .flush_every_ms(Some(1_000))
             .open()?;
-        Ok(SledStorage { db, dir: dir.to_path_buf() })
+        let records = AtomicU64::new(db.len() as u64);
+        Ok(SledStorage { db, dir: dir.to_path_buf(), records })
     }
 }
 
@@ -46,8 +53,14 @@ impl Storage for SledStorage {
                     return Ok(ApplyOutcome::Stale);
                 }
             }
+            let new_key = held.is_none();
             match self.db.compare_and_swap(key, held, Some(encoded.as_slice()))? {
-                Ok(()) => return Ok(ApplyOutcome::Applied),
+                Ok(()) => {
+                    if new_key {
+                        self.records.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(ApplyOutcome::Applied);
+                }
                 Err(_changed_meanwhile) => continue,
             }
         }
@@ -60,7 +73,11 @@ impl Storage for SledStorage {
         if decode(key, &held)?.version != version {
             return Ok(false);
         }
-        Ok(self.db.compare_and_swap(key, Some(held), None as Option<&[u8]>)?.is_ok())
+        let removed = self.db.compare_and_swap(key, Some(held), None as Option<&[u8]>)?.is_ok();
+        if removed {
+            self.records.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(removed)
     }
 
     fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Record)>, StorageError> {
@@ -80,5 +97,17 @@ impl Storage for SledStorage {
         self.db.flush()?;
         super::fsync::sync_tree(&self.dir)?;
         Ok(())
+    }
+
+    fn size(&self) -> Size {
+        // The log file's length and the blob files' (a folder listing).
+        let disk_bytes = match self.db.size_on_disk() {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                tracing::debug!(%error, dir = %self.dir.display(), "cannot read sled's size on disk");
+                None
+            }
+        };
+        Size { records: self.records.load(Ordering::Relaxed), disk_bytes }
     }
 }

@@ -10,13 +10,14 @@
 //! no log entry older than a removal can be replayed after it and resurrect
 //! what was removed.
 
-use super::{ApplyOutcome, Storage, StorageError, Wal, WalEntry};
+use super::{ApplyOutcome, Size, Storage, StorageError, Wal, WalEntry};
+use crate::metrics::WalMetrics;
 use crate::record::Record;
 use crate::version::Version;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -100,13 +101,19 @@ pub struct Store {
 
 impl Store {
     /// Replays the log in `wal_dir` into `storage`, checkpoints, and starts
-    /// the writer thread.
+    /// the writer thread (whose group commits no registry reads).
     pub fn open(storage: Arc<dyn Storage>, wal_dir: &Path) -> Result<Store, StorageError> {
-        Store::open_with(storage, wal_dir, SyncPolicy::EveryBatch)
+        Store::open_with(storage, wal_dir, SyncPolicy::EveryBatch, WalMetrics::unregistered())
     }
 
-    /// [`Store::open`] with a chosen [`SyncPolicy`].
-    pub fn open_with(storage: Arc<dyn Storage>, wal_dir: &Path, policy: SyncPolicy) -> Result<Store, StorageError> {
+    /// [`Store::open`] with a chosen [`SyncPolicy`], the writer recording
+    /// each group commit in `metrics`.
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        wal_dir: &Path,
+        policy: SyncPolicy,
+        metrics: WalMetrics,
+    ) -> Result<Store, StorageError> {
         let (mut wal, replayed) = Wal::open(wal_dir)?;
         let log_damage = wal.damage().map(ToString::to_string);
         let replayed_count = replayed.len();
@@ -116,7 +123,7 @@ impl Store {
         storage.flush()?;
         wal.reset()?;
         tracing::info!(replayed_count, wal = %wal.path().display(), "write-ahead log replayed");
-        let mut store = Store::start(storage, wal, policy)?;
+        let mut store = Store::start(storage, wal, policy, metrics)?;
         store.log_damage = log_damage;
         Ok(store)
     }
@@ -131,7 +138,12 @@ impl Store {
         Ok(Store { storage, commands, writer, volatile: true, damaged, failure, log_damage: None })
     }
 
-    fn start(storage: Arc<dyn Storage>, wal: Wal, policy: SyncPolicy) -> Result<Store, StorageError> {
+    fn start(
+        storage: Arc<dyn Storage>,
+        wal: Wal,
+        policy: SyncPolicy,
+        metrics: WalMetrics,
+    ) -> Result<Store, StorageError> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let damaged = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
@@ -142,6 +154,7 @@ impl Store {
             sync_each_batch: policy == SyncPolicy::EveryBatch,
             damaged: damaged.clone(),
             failure: failure.clone(),
+            metrics,
         };
         let writer = std::thread::Builder::new().name("store-writer".into()).spawn(move || writer.run(receiver))?;
         if let SyncPolicy::Periodic(every) = policy {
@@ -173,6 +186,11 @@ impl Store {
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
         Ok(self.storage.get(key)?)
+    }
+
+    /// See [`Storage::size`]: cheap, for the node's metrics.
+    pub fn size(&self) -> Size {
+        self.storage.size()
     }
 
     pub fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Record)>, StoreError> {
@@ -303,6 +321,7 @@ struct Writer {
     sync_each_batch: bool,
     damaged: Arc<AtomicBool>,
     failure: Arc<Mutex<Option<String>>>,
+    metrics: WalMetrics,
 }
 
 impl Writer {
@@ -344,9 +363,13 @@ impl Writer {
                     let _ = reply.send(self.compact(candidates));
                 }
                 Command::Sync if self.failed.is_none() => {
-                    if let Err(error) = self.wal.sync() {
-                        tracing::error!(%error, "periodic log sync failed; refusing further writes");
-                        self.fail(error.into());
+                    let syncing = Instant::now();
+                    match self.wal.sync() {
+                        Ok(()) => self.metrics.fsync_seconds.observe(syncing.elapsed().as_secs_f64()),
+                        Err(error) => {
+                            tracing::error!(%error, "periodic log sync failed; refusing further writes");
+                            self.fail(error.into());
+                        }
                     }
                 }
                 Command::Sync | Command::Apply { .. } => {}
@@ -375,12 +398,20 @@ impl Writer {
         }
         if self.failed.is_none() {
             let logged = match self.sync_each_batch {
-                true => self.wal.append_batch(&entries),
-                false => self.wal.append_batch_unsynced(&entries),
+                true => self.wal.append_batch(&entries).map(Some),
+                false => self.wal.append_batch_unsynced(&entries).map(|()| None),
             };
-            if let Err(error) = logged {
-                tracing::error!(%error, "write-ahead log write failed; refusing further writes");
-                self.fail(error.into());
+            match logged {
+                Ok(synced_in) => {
+                    self.metrics.batch_records.observe(entries.len() as f64);
+                    if let Some(synced_in) = synced_in {
+                        self.metrics.fsync_seconds.observe(synced_in.as_secs_f64());
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "write-ahead log write failed; refusing further writes");
+                    self.fail(error.into());
+                }
             }
         }
         for command in applies {

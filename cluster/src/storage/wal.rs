@@ -58,6 +58,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Chosen to differ from [`MAGIC_V2`] in more than one bit, so one flipped
 /// bit cannot turn one header into the other.
@@ -200,12 +201,15 @@ impl Wal {
         self.damage.as_ref()
     }
 
-    /// Appends `entries` and returns once they are on disk.
-    pub fn append_batch(&mut self, entries: &[&WalEntry]) -> Result<(), StorageError> {
+    /// Appends `entries` and returns once they are on disk, with how long
+    /// the sync took (the node's fsync metric).
+    pub fn append_batch(&mut self, entries: &[&WalEntry]) -> Result<Duration, StorageError> {
         let frames = self.write_frames(entries)?;
+        let syncing = Instant::now();
         self.file.sync_data()?;
+        let synced_in = syncing.elapsed();
         self.advance(&frames);
-        Ok(())
+        Ok(synced_in)
     }
 
     /// Appends `entries` WITHOUT waiting for the disk: only the
