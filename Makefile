@@ -82,6 +82,7 @@ bench:
 	$(CARGO) bench -p harness --bench checker
 	$(CARGO) bench -p harness --bench report
 	$(CARGO) bench -p cluster --bench antientropy_memory
+	$(CARGO) bench -p cluster --bench neutral
 	$(CARGO) bench -p cluster --bench cluster_load
 	$(CARGO) bench -p cluster --bench ring
 
