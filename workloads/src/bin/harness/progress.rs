@@ -47,6 +47,8 @@ struct Abandon(indicatif::ProgressBar);
 impl Drop for Abandon {
     fn drop(&mut self) {
         self.0.abandon();
+        // The bar's line stays; what follows starts on the next one.
+        errln!();
     }
 }
 
