@@ -34,6 +34,9 @@ use std::process::Command;
 use std::sync::Arc;
 use support::LocalCluster;
 
+/// Keys the scale rows with values over 100 bytes use.
+const LARGE_VALUE_KEYS: usize = 64;
+
 /// Where one wrk run goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Endpoint {
@@ -72,8 +75,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// A Lua table of the keys as each store spells them in a body or URL.
-fn keys_table(endpoint: Endpoint) -> String {
-    let keys: Vec<String> = (0..KEYS)
+fn keys_table(endpoint: Endpoint, key_count: usize) -> String {
+    let keys: Vec<String> = (0..key_count)
         .map(|i| {
             let key = format!("bench-{i}");
             let spelled = if endpoint == Endpoint::Ours { key } else { BASE64.encode(key) };
@@ -106,7 +109,7 @@ fn request_line(endpoint: Endpoint, phase: Phase) -> &'static str {
 
 /// The whole script: keys, a per-thread walk through them, and a
 /// `done` that prints one machine-readable line.
-fn script(endpoint: Endpoint, phase: Phase) -> String {
+fn script(endpoint: Endpoint, phase: Phase, value_bytes: usize, key_count: usize) -> String {
     format!(
         r#"{keys}
 local value = "{value}"
@@ -131,8 +134,8 @@ function done(summary, latency, requests)
     e.status + e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
 end
 "#,
-        keys = keys_table(endpoint),
-        value = BASE64.encode([7u8; 100]),
+        keys = keys_table(endpoint, key_count),
+        value = BASE64.encode(vec![7u8; value_bytes]),
         line = request_line(endpoint, phase),
     )
 }
@@ -141,10 +144,24 @@ fn wrk_installed() -> bool {
     Command::new("wrk").arg("--version").output().is_ok_and(|o| !o.stdout.is_empty() || !o.stderr.is_empty())
 }
 
+/// wrk's shape: connections and threads (never more threads than
+/// connections).
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    connections: u64,
+    threads: u64,
+}
+
+impl Shape {
+    fn default_shape() -> Shape {
+        Shape { connections: env_or("BENCH_CONNECTIONS", 32), threads: env_or("BENCH_THREADS", 2) }
+    }
+}
+
 /// Runs wrk once; panics (the bench fails) when its output has no result.
-fn run_wrk(url: &str, script: &Path, seconds: u64) -> WrkRun {
-    let connections = env_or("BENCH_CONNECTIONS", 32).to_string();
-    let threads = env_or("BENCH_THREADS", 2).to_string();
+fn run_wrk(url: &str, script: &Path, seconds: u64, shape: Shape) -> WrkRun {
+    let connections = shape.connections.to_string();
+    let threads = shape.threads.min(shape.connections).to_string();
     let before = CpuUse::now();
     let output = Command::new("wrk")
         .args(["-t", &threads, "-c", &connections, "-d", &format!("{seconds}s"), "--timeout", "5s", "-s"])
@@ -201,12 +218,20 @@ struct Setup {
 }
 
 impl Setup {
-    fn script(&self, endpoint: Endpoint, phase: Phase) -> PathBuf {
-        let path = self.scripts.join(format!("{endpoint:?}-{phase:?}.lua"));
+    /// The script of a cell: large values go to the first
+    /// [`LARGE_VALUE_KEYS`] keys only, so that the puts overwrite all of
+    /// them and the gets that follow read values of that size.
+    fn script(&self, endpoint: Endpoint, phase: Phase, value_bytes: usize) -> PathBuf {
+        let key_count = if value_bytes > 100 { LARGE_VALUE_KEYS } else { KEYS };
+        let path = self.scripts.join(format!("{endpoint:?}-{phase:?}-{value_bytes}.lua"));
         if !path.exists() {
-            std::fs::write(&path, script(endpoint, phase)).expect("write a wrk script");
+            std::fs::write(&path, script(endpoint, phase, value_bytes, key_count)).expect("write a wrk script");
         }
         path
+    }
+
+    fn url(&self, endpoint: Endpoint) -> Option<&str> {
+        self.urls.iter().find(|(e, _)| *e == endpoint).map(|(_, url)| url.as_str())
     }
 }
 
@@ -241,7 +266,7 @@ async fn main() {
                 order.reverse();
             }
             for (endpoint, url) in order {
-                let run = run_wrk(url, &setup.script(*endpoint, phase), seconds);
+                let run = run_wrk(url, &setup.script(*endpoint, phase, 100), seconds, Shape::default_shape());
                 match results.iter_mut().find(|(p, e, _)| *p == phase && e == endpoint) {
                     Some((_, _, runs)) => runs.push(run),
                     None => results.push((phase, *endpoint, vec![run])),
@@ -251,6 +276,9 @@ async fn main() {
     }
     report(&results, rounds, seconds);
     second_opinion(&results, &cluster, etcd.as_ref(), seconds).await;
+    if env_or("BENCH_SCALE", 1) == 1 {
+        scale(&setup, env_or("BENCH_SCALE_SECS", 4));
+    }
     let _ = std::fs::remove_dir_all(&setup.scripts);
 }
 
@@ -325,5 +353,60 @@ async fn second_opinion(
                 if differ { "  <- they disagree by more than 10%" } else { "" }
             );
         }
+    }
+}
+
+/// Where each store bends: puts and strong gets against ours and etcd's
+/// leader, one wrk run per cell, as the connections grow (100-byte values)
+/// and as the values grow (32 connections). `BENCH_SCALE=0` skips it.
+fn scale(setup: &Setup, seconds: u64) {
+    let endpoints: Vec<Endpoint> =
+        [Endpoint::Ours, Endpoint::EtcdLeader].into_iter().filter(|e| setup.url(*e).is_some()).collect();
+    let cell = |endpoint: Endpoint, phase: Phase, value_bytes: usize, connections: u64| {
+        let url = setup.url(endpoint).expect("filtered above");
+        let shape = Shape { connections, threads: 2 };
+        run_wrk(url, &setup.script(endpoint, phase, value_bytes), seconds, shape)
+    };
+    let row = |label: String, runs: Vec<WrkRun>| {
+        let cells: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.0}/s, p99 {:.1} ms{}", r.throughput(), r.p99_us as f64 / 1000.0, errors(r)))
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    };
+    let header = |first: &str| {
+        let names: Vec<String> = [Phase::Put, Phase::StrongGet]
+            .iter()
+            .flat_map(|p| endpoints.iter().map(move |e| format!("{p:?} {e:?}")))
+            .collect();
+        println!("\n| {first} | {} |", names.join(" | "));
+        println!("|---|{}", "---|".repeat(names.len()));
+    };
+    println!("\nscale: one {seconds} s wrk run per cell (puts write the keys the gets read)");
+    header("connections (100 B values)");
+    for connections in [1, 8, 32, 128, 512] {
+        let runs = [Phase::Put, Phase::StrongGet]
+            .iter()
+            .flat_map(|p| endpoints.iter().map(move |e| (*p, *e)))
+            .map(|(p, e)| cell(e, p, 100, connections))
+            .collect();
+        row(connections.to_string(), runs);
+    }
+    header("value size (32 connections)");
+    for (label, bytes) in [("100 B", 100), ("10 KiB", 10 << 10), ("1 MiB", 1 << 20)] {
+        let runs = [Phase::Put, Phase::StrongGet]
+            .iter()
+            .flat_map(|p| endpoints.iter().map(move |e| (*p, *e)))
+            .map(|(p, e)| cell(e, p, bytes, 32))
+            .collect();
+        row(label.to_owned(), runs);
+    }
+}
+
+fn errors(run: &WrkRun) -> String {
+    if run.errors == 0 {
+        String::new()
+    } else {
+        format!(", {} errors", run.errors)
     }
 }
