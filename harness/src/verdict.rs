@@ -33,15 +33,6 @@ pub fn merge(results: &[CheckResult]) -> Validity {
     results.iter().map(|r| r.valid).max().unwrap_or(Validity::Unknown)
 }
 
-/// Exit codes of the command line: 0 valid, 1 anomalies, 2 unknown.
-pub fn exit_code(validity: Validity) -> i32 {
-    match validity {
-        Validity::Valid => 0,
-        Validity::Invalid => 1,
-        Validity::Unknown => 2,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
