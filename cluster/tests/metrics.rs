@@ -13,7 +13,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use support::{http_client, temp_data_dir, LocalCluster, NodeProcess};
+use support::{http_client, temp_data_dir, LocalCluster, NodeProcess, FAST};
 
 /// One scrape: every sample, keyed by [`series`] (labels sorted by name).
 #[derive(Debug)]
@@ -251,22 +251,6 @@ async fn a_nodes_metrics_move_by_exactly_what_it_served() {
     assert_eq!(moved.by("kvnode_wal_fsync_duration_seconds_count", &data), batches);
     assert!(!after.0.keys().any(|series| series.starts_with("kvnode_peer_up")), "a node alone has no peers");
 }
-
-/// Fast background work, so that a peer is believed down within a second.
-const FAST: &[&str] = &[
-    "--heartbeat-interval-ms",
-    "100",
-    "--failure-timeout-ms",
-    "600",
-    "--hint-interval-ms",
-    "200",
-    "--anti-entropy-interval-ms",
-    "500",
-    "--rpc-timeout-ms",
-    "300",
-    "--request-timeout-ms",
-    "2000",
-];
 
 /// Scrapes `url` until `done` holds of the scrape; panics after 15 s.
 async fn scrape_until(client: &Client, url: &str, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {

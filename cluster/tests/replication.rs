@@ -11,23 +11,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use support::{http_client, LocalCluster};
-
-/// Fast background work, so the tests converge in seconds.
-const FAST: &[&str] = &[
-    "--heartbeat-interval-ms",
-    "100",
-    "--failure-timeout-ms",
-    "600",
-    "--hint-interval-ms",
-    "200",
-    "--anti-entropy-interval-ms",
-    "500",
-    "--rpc-timeout-ms",
-    "300",
-    "--request-timeout-ms",
-    "2000",
-];
+use support::{http_client, LocalCluster, FAST};
 
 async fn put(client: &Client, url: &str, key: &str, value: &str) -> (StatusCode, Value) {
     let body = json!({"key": key, "value": BASE64.encode(value)});

@@ -12,6 +12,24 @@ use std::time::Duration;
 /// [`http_client`] sends.
 pub const TEST_SECRET: &str = "integration-test-secret";
 
+/// Fast background work (heartbeats, hints, anti-entropy, timeouts), so
+/// that a peer is believed down within a second and tests converge in
+/// seconds.
+pub const FAST: &[&str] = &[
+    "--heartbeat-interval-ms",
+    "100",
+    "--failure-timeout-ms",
+    "600",
+    "--hint-interval-ms",
+    "200",
+    "--anti-entropy-interval-ms",
+    "500",
+    "--rpc-timeout-ms",
+    "300",
+    "--request-timeout-ms",
+    "2000",
+];
+
 /// A running `kvnode`, killed when dropped.
 pub struct NodeProcess {
     pub child: Child,
