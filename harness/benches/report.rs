@@ -38,7 +38,7 @@ fn main() {
         config: serde_json::json!({"scenario": {"name": "bench"}, "seed": 7, "command": "(bench)"}),
         results,
         summary: serde_json::json!({"events": events.len()}),
-        events,
+        history: report::History::from_events(&events),
         files: vec!["history.jsonl".into()],
     };
     let started = Instant::now();

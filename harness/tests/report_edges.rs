@@ -19,7 +19,7 @@ fn run(events: Vec<Event>) -> Run {
         config: serde_json::json!({"scenario": {"name": "odd <run>"}, "seed": 1}),
         results: Vec::new(),
         summary: serde_json::Value::Null,
-        events,
+        history: report::History::from_events(&events),
         files: vec!["history.jsonl".into()],
     }
 }

@@ -11,7 +11,7 @@ use crate::scenario::{Backend, Scenario};
 use crate::system::EXTERNAL;
 use crate::Workload;
 use harness::checker::linearizable::{self, AfterAnomaly, Budget};
-use harness::checker::{durability, session, staleness, ttl};
+use harness::checker::{durability, session, staleness, ttl, Tally};
 use harness::client::{AnyClient, Client};
 use harness::db::docker::DockerDb;
 use harness::db::external::ExternalDb;
@@ -41,11 +41,11 @@ pub struct RunReport {
     pub page: Option<PathBuf>,
 }
 
-/// Writes the run's HTML report from its `events` (already read) and
+/// Writes the run's HTML report from its `history` (already gathered) and
 /// rewrites the index of runs. A report that cannot be drawn costs the run
 /// nothing: the verdict stands, and the reason is logged.
-fn write_report(folder: &Path, reports: &Path, events: Vec<history::Event>) -> Option<PathBuf> {
-    let page = harness::report::load_with_events(folder, events)
+fn write_report(folder: &Path, reports: &Path, history: harness::report::History) -> Option<PathBuf> {
+    let page = harness::report::load_with_history(folder, history)
         .and_then(|run| harness::report::write(folder, &run))
         .map_err(|error| tracing::error!(%error, "no HTML report"))
         .ok();
@@ -94,15 +94,14 @@ pub async fn run_scenario(scenario: &Scenario, reports: &Path, progress: Arc<Pro
         }
     };
     std::fs::write(folder.join("convergence.json"), serde_json::to_string_pretty(&replicas)?)?;
-    // Read once: the checks and the report share these events.
-    let events = history::read(&folder.join("history.jsonl"));
-    let results = check_events(scenario.workload.checkers(), &events, Some(&summary));
+    // Read once, a shard at a time: the checks and the report share the pass.
+    let (results, history) = check_history(scenario.workload.checkers(), &folder.join("history.jsonl"), Some(&summary));
     let validity = merge(&results);
     let written = serde_json::json!({ "valid": validity, "results": results, "summary": summary });
     std::fs::write(folder.join("results.json"), serde_json::to_string_pretty(&written)?)?;
-    let page = match events {
-        Ok(events) => write_report(&folder, reports, events),
-        Err(_) => {
+    let page = match history {
+        Some(history) => write_report(&folder, reports, history),
+        None => {
             tracing::error!("no HTML report: the history could not be read (see the well-formed check)");
             None
         }
@@ -212,71 +211,105 @@ pub fn reproduce_command(scenario: &Scenario, seed: u64) -> String {
 }
 
 /// Every check that can run on the history at `history_path`; see
-/// [`check_events`].
+/// [`check_history`].
 pub fn check(checkers: &[&str], history_path: &Path, summary: Option<&RunSummary>) -> Vec<CheckResult> {
-    check_events(checkers, &history::read(history_path), summary)
+    check_history(checkers, history_path, summary).0
 }
 
-/// Every check that can run on this history today: `checkers` are the
-/// workload's; convergence is judged when the run's `summary` is known. A
-/// history that could not be read is judged not well-formed.
-pub fn check_events(
+/// A check's place in the results: a tally fed the history shard by
+/// shard, or a verdict known without reading it.
+enum Slot {
+    Tally(Box<dyn Tally>),
+    Done(CheckResult),
+}
+
+/// Every check that can run on the history at `history_path` today, read
+/// from disk a shard at a time ([`history::shards`]) so that a long run's
+/// history need not fit in memory; and, from the same pass, what its
+/// report draws (`None` when the history could not be read). `checkers`
+/// are the workload's; convergence is judged when the run's `summary` is
+/// known. A history that could not be read is judged not well-formed.
+pub fn check_history(
     checkers: &[&str],
-    events: &Result<Vec<history::Event>, history::HistoryError>,
+    history_path: &Path,
     summary: Option<&RunSummary>,
-) -> Vec<CheckResult> {
-    let mut results = Vec::new();
-    let events = match events {
-        Ok(events) => {
-            let reason = format!("{} events, every completion matches an invocation", events.len());
-            results.push(CheckResult::new("well-formed", Validity::Valid, reason));
-            events
-        }
-        Err(error) => {
-            results.push(CheckResult::new("well-formed", Validity::Invalid, error.to_string()));
-            return results;
-        }
+) -> (Vec<CheckResult>, Option<harness::report::History>) {
+    let unreadable = |error: history::HistoryError| {
+        (vec![CheckResult::new("well-formed", Validity::Invalid, error.to_string())], None)
     };
-    match summary.map(|summary| (summary.converged, summary.keys)) {
-        Some((Some(true), keys)) => {
-            let reason = format!("every owner of the {keys} keys holds the same version");
-            results.push(CheckResult::new("convergence", Validity::Valid, reason));
+    let shards = match history::shards::split_beside(history_path) {
+        Ok(shards) => shards,
+        Err(error) => return unreadable(error),
+    };
+    let reason = format!("{} events, every completion matches an invocation", shards.events);
+    let mut results = vec![CheckResult::new("well-formed", Validity::Valid, reason)];
+    results.extend(convergence(summary));
+    let mut slots: Vec<Slot> = checkers.iter().filter(|c| **c != "convergence").map(|c| slot(c, summary)).collect();
+    let mut samples = harness::report::data::Samples::default();
+    let read = shards.for_each(|events| {
+        for slot in &mut slots {
+            if let Slot::Tally(tally) = slot {
+                tally.add(events);
+            }
         }
-        Some((Some(false), _)) => results.push(CheckResult::new(
+        samples.add(events, &|_| false);
+    });
+    if let Err(error) = read {
+        return unreadable(error);
+    }
+    results.extend(slots.into_iter().map(|slot| match slot {
+        Slot::Tally(tally) => tally.finish(),
+        Slot::Done(result) => result,
+    }));
+    if let Some(error) = summary.and_then(|s| s.nemesis_error.as_ref()) {
+        results.push(CheckResult::new("nemesis", Validity::Unknown, format!("the nemesis failed: {error}")));
+    }
+    let history = harness::report::finish_gather(&shards, samples, &results)
+        .map_err(|error| tracing::error!(%error, "the report's history could not be gathered"))
+        .ok();
+    (results, history)
+}
+
+/// The convergence verdict, when the run's `summary` is known.
+fn convergence(summary: Option<&RunSummary>) -> Option<CheckResult> {
+    match summary.map(|summary| (summary.converged, summary.keys))? {
+        (Some(true), keys) => {
+            let reason = format!("every owner of the {keys} keys holds the same version");
+            Some(CheckResult::new("convergence", Validity::Valid, reason))
+        }
+        (Some(false), _) => Some(CheckResult::new(
             "convergence",
             Validity::Invalid,
             "replicas still differ after the final heal (see convergence.json)",
         )),
-        Some((None, _)) => results.push(CheckResult::new(
+        (None, _) => Some(CheckResult::new(
             "convergence",
             Validity::Unknown,
             "not available for this system (it offers no look at its replicas)",
         )),
-        None => {}
     }
-    for checker in checkers.iter().filter(|c| **c != "convergence") {
-        results.push(match *checker {
-            "linearizable" => {
-                // A run's report may show a few anomalies: after the first,
-                // the other keys share a small budget instead of each their own.
-                let after_anomaly = AfterAnomaly::Share(linearizable::AFTER_ANOMALY);
-                linearizable::check(&Register, events, &Budget { after_anomaly, ..Budget::default() })
-            }
-            "durability" => durability::check(events),
-            "session" => session::check(events),
-            "staleness" => staleness::check(events),
-            "ttl" => match summary {
-                Some(summary) => ttl::check(events, summary.start_unix_ms, TTL_TOLERANCE_MS),
-                None => CheckResult::new("ttl", Validity::Unknown, "the run's wall-clock start is unknown"),
-            },
-            other => {
-                let reason = format!("the {other} checker is not built yet; no verdict without it");
-                CheckResult::new(other, Validity::Unknown, reason)
-            }
-        });
+}
+
+/// The check named `checker`.
+fn slot(checker: &str, summary: Option<&RunSummary>) -> Slot {
+    match checker {
+        "linearizable" => {
+            // A run's report may show a few anomalies: after the first,
+            // the other keys share a small budget instead of each their own.
+            let after_anomaly = AfterAnomaly::Share(linearizable::AFTER_ANOMALY);
+            let budget = Budget { after_anomaly, ..Budget::default() };
+            Slot::Tally(Box::new(linearizable::Linearizability::new(&Register, &budget)))
+        }
+        "durability" => Slot::Tally(Box::<durability::Durability>::default()),
+        "session" => Slot::Tally(Box::<session::Sessions>::default()),
+        "staleness" => Slot::Tally(Box::<staleness::Staleness>::default()),
+        "ttl" => match summary {
+            Some(summary) => Slot::Tally(Box::new(ttl::Ttl::new(summary.start_unix_ms, TTL_TOLERANCE_MS))),
+            None => Slot::Done(CheckResult::new("ttl", Validity::Unknown, "the run's wall-clock start is unknown")),
+        },
+        other => {
+            let reason = format!("the {other} checker is not built yet; no verdict without it");
+            Slot::Done(CheckResult::new(other, Validity::Unknown, reason))
+        }
     }
-    if let Some(error) = summary.and_then(|s| s.nemesis_error.as_ref()) {
-        results.push(CheckResult::new("nemesis", Validity::Unknown, format!("the nemesis failed: {error}")));
-    }
-    results
 }

@@ -23,6 +23,7 @@
 //! key's last write before it.
 
 use super::ops::{completed, Completed};
+use super::Tally;
 use crate::history::{Event, EventType};
 use crate::model::register::shown;
 use crate::verdict::{CheckResult, Validity};
@@ -60,7 +61,49 @@ struct Session {
     read: u64,
 }
 
+/// The session check fed a group of keys at a time (see [`Tally`]);
+/// [`check`] is one group.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    /// (completion time, index, evidence), sorted at the end into the
+    /// order the completions happened.
+    violations: Vec<(u64, u64, serde_json::Value)>,
+    checked_reads: u64,
+}
+
 pub fn check(events: &[Event]) -> CheckResult {
+    let mut tally = Box::<Sessions>::default();
+    tally.add(events);
+    tally.finish()
+}
+
+impl Tally for Sessions {
+    fn add(&mut self, events: &[Event]) {
+        let (violations, checked_reads) = judge(events);
+        self.violations.extend(violations);
+        self.checked_reads += checked_reads;
+    }
+
+    fn finish(self: Box<Self>) -> CheckResult {
+        let Sessions { mut violations, checked_reads } = *self;
+        // Stable: one operation's violations keep their order.
+        violations.sort_by_key(|(complete_ns, index, _)| (*complete_ns, *index));
+        let violations: Vec<serde_json::Value> = violations.into_iter().map(|(_, _, v)| v).collect();
+        let (valid, reason) = match violations.first() {
+            Some(first) => (
+                Validity::Invalid,
+                format!("{} violations; {}", violations.len(), first["explanation"].as_str().unwrap_or("")),
+            ),
+            None if checked_reads == 0 => (Validity::Unknown, "no session read to judge".to_owned()),
+            None => (Validity::Valid, format!("{checked_reads} session reads kept all four guarantees")),
+        };
+        let evidence = serde_json::json!({"violations": violations, "session_reads": checked_reads});
+        CheckResult { checker: "session".into(), valid, reason, evidence }
+    }
+}
+
+/// The violations of one group of keys, and the session reads judged.
+fn judge(events: &[Event]) -> (Vec<(u64, u64, serde_json::Value)>, u64) {
     let ops = completed(events);
     let put_timestamps: HashMap<(&str, &str), u64> = ops
         .iter()
@@ -78,8 +121,9 @@ pub fn check(events: &[Event]) -> CheckResult {
         let session = sessions.entry((op.process, op.key.as_str())).or_default();
         let ts = op.timestamp.unwrap_or(0);
         let mut violation = |guarantee: &str, detail: String| {
-            violations.push(serde_json::json!({"guarantee": guarantee, "key": op.key, "process": op.process,
-                "index": op.index, "explanation": format!("{guarantee}: process {} on {}: {detail}", op.process, op.key)}));
+            let evidence = serde_json::json!({"guarantee": guarantee, "key": op.key, "process": op.process,
+                "index": op.index, "explanation": format!("{guarantee}: process {} on {}: {detail}", op.process, op.key)});
+            violations.push((op.complete_ns.unwrap_or(u64::MAX), op.index, evidence));
         };
         if op.is_write() {
             if op.timestamp.is_some() && ts <= session.wrote {
@@ -136,14 +180,5 @@ pub fn check(events: &[Event]) -> CheckResult {
             session.read = session.read.max(ts);
         }
     }
-    let evidence = serde_json::json!({"violations": violations, "session_reads": checked_reads});
-    let (valid, reason) = match violations.first() {
-        Some(first) => (
-            Validity::Invalid,
-            format!("{} violations; {}", violations.len(), first["explanation"].as_str().unwrap_or("")),
-        ),
-        None if checked_reads == 0 => (Validity::Unknown, "no session read to judge".to_owned()),
-        None => (Validity::Valid, format!("{checked_reads} session reads kept all four guarantees")),
-    };
-    CheckResult { checker: "session".into(), valid, reason, evidence }
+    (violations, checked_reads)
 }

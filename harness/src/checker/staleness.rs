@@ -5,11 +5,40 @@
 //! Figures, not a pass/fail: eventual reads promise nothing.
 
 use super::ops::completed;
+use super::Tally;
 use crate::history::Event;
 use crate::verdict::{CheckResult, Validity};
 use std::collections::BTreeMap;
 
+/// The staleness figures gathered a group of keys at a time (see
+/// [`Tally`]); [`check`] is one group.
+#[derive(Debug, Default)]
+pub struct Staleness {
+    reads: u64,
+    stale: u64,
+    versions_behind: Vec<u64>,
+    ms_behind: Vec<f64>,
+}
+
 pub fn check(events: &[Event]) -> CheckResult {
+    let mut tally = Box::<Staleness>::default();
+    tally.add(events);
+    tally.finish()
+}
+
+impl Tally for Staleness {
+    fn add(&mut self, events: &[Event]) {
+        measure(events, self);
+    }
+
+    fn finish(self: Box<Self>) -> CheckResult {
+        let Staleness { reads, stale, mut versions_behind, mut ms_behind } = *self;
+        verdict(reads, stale, &mut versions_behind, &mut ms_behind)
+    }
+}
+
+fn measure(events: &[Event], into: &mut Staleness) {
+    let Staleness { reads, stale, versions_behind, ms_behind } = into;
     let ops = completed(events);
     let mut writes: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new(); // key → (acked at ns, version)
     for op in ops.iter().filter(|op| op.is_write() && op.ok()) {
@@ -17,14 +46,11 @@ pub fn check(events: &[Event]) -> CheckResult {
             writes.entry(op.key.as_str()).or_default().push((done, ts));
         }
     }
-    let (mut reads, mut stale) = (0u64, 0u64);
-    let mut versions_behind: Vec<u64> = Vec::new();
-    let mut ms_behind: Vec<f64> = Vec::new();
     for read in ops.iter().filter(|op| op.f == "get" && op.ok() && op.consistency.as_deref() == Some("eventual")) {
         if read.min_timestamp.is_some() {
             continue;
         }
-        reads += 1;
+        *reads += 1;
         let seen = read.timestamp.unwrap_or(0);
         let newer: Vec<&(u64, u64)> = writes
             .get(read.key.as_str())
@@ -33,11 +59,14 @@ pub fn check(events: &[Event]) -> CheckResult {
             .filter(|(acked, ts)| *acked < read.invoke_ns && *ts > seen)
             .collect();
         if let Some(first_acked) = newer.iter().map(|(acked, _)| *acked).min() {
-            stale += 1;
+            *stale += 1;
             versions_behind.push(newer.len() as u64);
             ms_behind.push((read.invoke_ns - first_acked) as f64 / 1e6);
         }
     }
+}
+
+fn verdict(reads: u64, stale: u64, versions_behind: &mut [u64], ms_behind: &mut [f64]) -> CheckResult {
     ms_behind.sort_by(|a, b| a.total_cmp(b));
     versions_behind.sort_unstable();
     let quantile =

@@ -6,6 +6,8 @@ use crate::checker::ops::{completed, Completed};
 use crate::history::{Event, EventType, Process};
 use crate::model::register::shown;
 use crate::nemesis::describe;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How an operation ended, as docs/SPEC.md section 3 names it; `Info` also stands
 /// for operations that never completed.
@@ -28,21 +30,31 @@ impl Outcome {
     }
 }
 
-/// One client operation, as plotted.
+/// One client operation, as plotted. Small on purpose (no text of its
+/// own): a run of an hour has tens of millions of them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub process: u64,
-    /// "put", "delete", "get strong", "get eventual", "get session".
-    pub kind: String,
-    pub key: String,
-    /// "put v12", "get strong → v9", for timelines.
-    pub description: String,
+    /// "put", "delete", "get strong", "get eventual", "get session";
+    /// shared by every sample of the kind.
+    pub kind: Arc<str>,
     pub outcome: Outcome,
     pub invoke_s: f64,
     /// `None` when it never completed.
     pub complete_s: Option<f64>,
     /// History index of the invocation.
     pub index: u64,
+    /// Its key and words, for the operations an anomaly's timeline draws
+    /// ([`Samples::detail`]); `None` for the rest.
+    pub detail: Option<Box<Detail>>,
+}
+
+/// What a timeline shows of an operation besides its times.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detail {
+    pub key: String,
+    /// "put v12", "get strong → v9".
+    pub description: String,
 }
 
 impl Sample {
@@ -87,17 +99,37 @@ fn describe(op: &Completed, kind: &str) -> String {
     }
 }
 
-/// Every client operation of the history, in invocation order.
+/// Every client operation of the history, in invocation order, each
+/// with its detail.
 pub fn samples(events: &[Event]) -> Vec<Sample> {
-    completed(events)
-        .iter()
-        .map(|op| {
-            let kind = kind_of(op);
-            Sample {
+    let mut samples = Samples::default();
+    samples.add(events, &|_| true);
+    samples.finish()
+}
+
+/// Samples gathered a group of keys at a time (see
+/// [`crate::history::shards`]).
+#[derive(Debug, Default)]
+pub struct Samples {
+    kinds: HashMap<String, Arc<str>>,
+    samples: Vec<Sample>,
+}
+
+impl Samples {
+    /// Adds the operations of `events`, with details for those on the
+    /// keys `detailed` accepts.
+    pub fn add(&mut self, events: &[Event], detailed: &dyn Fn(&str) -> bool) {
+        for op in completed(events) {
+            let kind = kind_of(&op);
+            let detail =
+                detailed(&op.key).then(|| Box::new(Detail { description: describe(&op, &kind), key: op.key.clone() }));
+            let kind = match self.kinds.get(&kind) {
+                Some(shared) => shared.clone(),
+                None => self.kinds.entry(kind.clone()).or_insert_with(|| Arc::from(kind)).clone(),
+            };
+            self.samples.push(Sample {
                 process: op.process,
-                description: describe(op, &kind),
                 kind,
-                key: op.key.clone(),
                 outcome: match op.kind {
                     EventType::Ok => Outcome::Ok,
                     EventType::Fail => Outcome::Fail,
@@ -106,9 +138,32 @@ pub fn samples(events: &[Event]) -> Vec<Sample> {
                 invoke_s: op.invoke_ns as f64 / 1e9,
                 complete_s: op.complete_ns.map(|ns| ns as f64 / 1e9),
                 index: op.index,
-            }
-        })
-        .collect()
+                detail,
+            });
+        }
+    }
+
+    /// Every sample so far, in invocation order.
+    pub fn finish(mut self) -> Vec<Sample> {
+        self.samples.sort_unstable_by_key(|s| s.index);
+        self.samples
+    }
+}
+
+/// Gives the samples of `events`' operations on the keys `keys` accepts
+/// their details; `samples` are in invocation order ([`Samples::finish`]).
+pub fn detail(samples: &mut [Sample], events: &[Event], keys: &dyn Fn(&str) -> bool) {
+    for op in completed(events).into_iter().filter(|op| keys(&op.key)) {
+        if let Ok(at) = samples.binary_search_by_key(&op.index, |s| s.index) {
+            let description = describe(&op, &samples[at].kind);
+            samples[at].detail = Some(Box::new(Detail { key: op.key, description }));
+        }
+    }
+}
+
+/// The sample with history index `index`, in samples in invocation order.
+pub fn by_index(samples: &[Sample], index: u64) -> Option<&Sample> {
+    samples.binary_search_by_key(&index, |s| s.index).ok().map(|at| &samples[at])
 }
 
 /// The fault windows: each start event to the next heal (or to `end_s`
@@ -182,7 +237,7 @@ pub struct QuantilePoint {
 /// completion time.
 pub fn quantiles_over_time(samples: &[Sample], kind: &str, width_s: f64) -> Vec<QuantilePoint> {
     let mut buckets: std::collections::BTreeMap<u64, Vec<f64>> = std::collections::BTreeMap::new();
-    for s in samples.iter().filter(|s| s.kind == kind) {
+    for s in samples.iter().filter(|s| &*s.kind == kind) {
         if let (Some(done), Some(latency)) = (s.complete_s, s.latency_ms()) {
             buckets.entry((done / width_s) as u64).or_default().push(latency);
         }
@@ -257,7 +312,7 @@ pub fn phase_table(samples: &[Sample], faults: &[FaultWindow]) -> Vec<PhaseRow> 
         let phase = phase(faults, s.invoke_s);
         // "healthy" sorts first among a kind's phases.
         let phase_key = if phase == "healthy" { String::new() } else { phase };
-        let entry = groups.entry((s.kind.clone(), phase_key)).or_default();
+        let entry = groups.entry((s.kind.to_string(), phase_key)).or_default();
         entry.0 += 1;
         entry.1[s.outcome as usize] += 1;
         if s.outcome == Outcome::Ok {
@@ -285,7 +340,7 @@ pub fn phase_table(samples: &[Sample], faults: &[FaultWindow]) -> Vec<PhaseRow> 
 pub fn counts(samples: &[Sample]) -> Vec<(String, [usize; 3])> {
     let mut counts: std::collections::BTreeMap<&str, [usize; 3]> = std::collections::BTreeMap::new();
     for s in samples {
-        counts.entry(s.kind.as_str()).or_default()[s.outcome as usize] += 1;
+        counts.entry(&*s.kind).or_default()[s.outcome as usize] += 1;
     }
     counts.into_iter().map(|(k, c)| (k.to_owned(), c)).collect()
 }
@@ -340,12 +395,11 @@ mod tests {
         Sample {
             process: 0,
             kind: "put".into(),
-            key: "k".into(),
-            description: "put v1".into(),
             outcome,
             invoke_s,
             complete_s: Some(invoke_s + 0.01),
             index: (invoke_s * 1000.0) as u64,
+            detail: Some(Box::new(Detail { key: "k".into(), description: "put v1".into() })),
         }
     }
 

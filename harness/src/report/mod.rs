@@ -12,8 +12,10 @@ pub mod index;
 pub mod plot;
 mod sections;
 
-use crate::history::{self, Event};
+use crate::history::{self, Event, Process};
 use crate::verdict::{merge, CheckResult, Validity};
+use data::Sample;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -45,7 +47,7 @@ pub struct Run {
     pub results: Vec<CheckResult>,
     /// `results.json`'s `summary` (the runner's `RunSummary`), if any.
     pub summary: serde_json::Value,
-    pub events: Vec<Event>,
+    pub history: History,
     /// Files beside the page to link to, relative to the folder.
     pub files: Vec<String>,
 }
@@ -62,16 +64,79 @@ fn read_json(path: &Path) -> Result<serde_json::Value, ReportError> {
     serde_json::from_str(&text).map_err(|e| ReportError::Read { path: path.to_owned(), message: e.to_string() })
 }
 
-/// Loads a run folder: `config.json`, `results.json`, `history.jsonl`.
+/// A run's operations as the page draws them.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Every client operation, in invocation order; those on keys that an
+    /// anomaly names carry their details.
+    pub samples: Vec<Sample>,
+    /// The nemesis events, in history order.
+    pub nemesis: Vec<Event>,
+    /// When the last event happened (ns since the start).
+    pub end_ns: u64,
+}
+
+impl History {
+    /// From events held in memory (small histories, tests), every
+    /// operation with its details.
+    pub fn from_events(events: &[Event]) -> History {
+        History {
+            samples: data::samples(events),
+            nemesis: events.iter().filter(|e| e.process == Process::NEMESIS).cloned().collect(),
+            end_ns: events.last().map_or(0, |e| e.time),
+        }
+    }
+}
+
+/// The history at `path`, read from disk a shard at a time
+/// ([`history::shards`]) so that its size does not bound what memory
+/// allows: samples of every operation, details for the keys the anomalies
+/// of `results` name.
+pub fn gather(path: &Path, results: &[CheckResult]) -> Result<History, ReportError> {
+    let read = |e: history::HistoryError| ReportError::Read { path: path.to_owned(), message: e.to_string() };
+    let shards = history::shards::split_beside(path).map_err(read)?;
+    let mut samples = data::Samples::default();
+    shards.for_each(|events| samples.add(events, &|_| false)).map_err(read)?;
+    finish_gather(&shards, samples, results).map_err(read)
+}
+
+/// The history from its `shards` and the `samples` gathered from them:
+/// the anomalies' keys are read again (their shards only) for details.
+pub fn finish_gather(
+    shards: &history::shards::Shards,
+    samples: data::Samples,
+    results: &[CheckResult],
+) -> Result<History, history::HistoryError> {
+    let mut samples = samples.finish();
+    let keys: BTreeSet<String> = anomaly::anomalies(results).into_iter().take(MAX_TIMELINES).map(|a| a.key).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let wanted = |key: &str| keys.contains(&key);
+    shards.for_each_holding(&keys, |events| data::detail(&mut samples, events, &wanted))?;
+    Ok(History { samples, nemesis: shards.nemesis.clone(), end_ns: shards.end_ns })
+}
+
+/// Loads a run folder: `config.json`, `results.json`, `history.jsonl`
+/// (from disk, a shard at a time: see [`gather`]).
 pub fn load(folder: &Path) -> Result<Run, ReportError> {
-    let history_path = folder.join("history.jsonl");
-    let events =
-        history::read(&history_path).map_err(|e| ReportError::Read { path: history_path, message: e.to_string() })?;
-    load_with_events(folder, events)
+    let mut run = load_parts(folder)?;
+    run.history = gather(&folder.join("history.jsonl"), &run.results)?;
+    Ok(run)
 }
 
 /// [`load`] for a caller that already holds the folder's history.
-pub fn load_with_events(folder: &Path, events: Vec<Event>) -> Result<Run, ReportError> {
+pub fn load_with_history(folder: &Path, history: History) -> Result<Run, ReportError> {
+    let mut run = load_parts(folder)?;
+    run.history = history;
+    Ok(run)
+}
+
+/// [`load`] for a small history held in memory.
+pub fn load_with_events(folder: &Path, events: &[Event]) -> Result<Run, ReportError> {
+    load_with_history(folder, History::from_events(events))
+}
+
+/// Everything but the history.
+fn load_parts(folder: &Path) -> Result<Run, ReportError> {
     let config = read_json(&folder.join("config.json"))?;
     let results_path = folder.join("results.json");
     let written = read_json(&results_path)?;
@@ -92,7 +157,7 @@ pub fn load_with_events(folder: &Path, events: Vec<Event>) -> Result<Run, Report
         files.extend(logs);
     }
     let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Run { name, config, results, summary: written["summary"].clone(), events, files })
+    Ok(Run { name, config, results, summary: written["summary"].clone(), history: History::default(), files })
 }
 
 /// A page and the plot files it refers to (paths relative to the folder).

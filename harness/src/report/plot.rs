@@ -129,7 +129,7 @@ where
 pub fn latency_scatter(samples: &[&Sample], faults: &[FaultWindow], end_s: f64) -> Result<String, PlotError> {
     let max_ms = samples.iter().filter_map(|s| s.latency_ms()).fold(10.0f64, f64::max) * 1.5;
     let min_ms = samples.iter().filter_map(|s| s.latency_ms()).fold(max_ms, f64::min).clamp(0.001, 1.0) / 1.5;
-    let mut kinds: Vec<&str> = samples.iter().map(|s| s.kind.as_str()).collect();
+    let mut kinds: Vec<&str> = samples.iter().map(|s| &*s.kind).collect();
     kinds.sort_unstable();
     kinds.dedup();
     draw("latency scatter", 460, |root| {
@@ -137,7 +137,7 @@ pub fn latency_scatter(samples: &[&Sample], faults: &[FaultWindow], end_s: f64) 
         bands(&mut chart, faults, min_ms, max_ms)?;
         for kind in &kinds {
             let colour = kind_colour(kind);
-            let of_kind = || samples.iter().filter(move |s| s.kind == *kind);
+            let of_kind = || samples.iter().filter(move |s| &*s.kind == *kind);
             chart
                 .draw_series(
                     of_kind()
@@ -358,7 +358,7 @@ pub fn timeline(bars: &[Bar], marks: &[(f64, String)], from_s: f64, to_s: f64) -
                 Outcome::Fail => " (failed)",
                 Outcome::Info => " (unknown)",
             };
-            let label = format!("{}{mark}", s.description);
+            let label = format!("{}{mark}", s.detail.as_ref().map_or("", |d| d.description.as_str()));
             let span = (start, start + label.chars().count() as f64 * seconds_per_char);
             let row_labels = taken.entry(s.process).or_default();
             if bar.role == Role::Context && row_labels.iter().any(|&(a, b)| span.0 < b && a < span.1) {

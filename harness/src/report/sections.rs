@@ -7,7 +7,6 @@ use super::html::{badge, esc, figure, ms, page, table, url_path, verdict_word};
 use super::plot::{self, Bar, Role};
 use super::{Page, ReportError, Run, MAX_SCATTER_POINTS, MAX_TABLE_ROWS, MAX_TIMELINES};
 use crate::verdict::Validity;
-use std::collections::HashMap;
 use std::fmt::Write;
 
 /// Operations on one anomaly's timeline: the involved ones, then the
@@ -17,7 +16,7 @@ const MAX_TIMELINE_BARS: usize = 30;
 /// What every section needs, computed once.
 struct Context<'a> {
     run: &'a Run,
-    samples: Vec<Sample>,
+    samples: &'a [Sample],
     faults: Vec<FaultWindow>,
     marks: Vec<(f64, String)>,
     end_s: f64,
@@ -25,12 +24,12 @@ struct Context<'a> {
 }
 
 pub fn build(run: &Run) -> Result<Page, ReportError> {
-    let end_s = run.events.last().map_or(0.0, |e| e.time as f64 / 1e9);
+    let end_s = run.history.end_ns as f64 / 1e9;
     let mut cx = Context {
         run,
-        samples: data::samples(&run.events),
-        faults: data::fault_windows(&run.events, end_s),
-        marks: data::nemesis_marks(&run.events),
+        samples: &run.history.samples,
+        faults: data::fault_windows(&run.history.nemesis, end_s),
+        marks: data::nemesis_marks(&run.history.nemesis),
         end_s,
         plots: Vec::new(),
     };
@@ -110,7 +109,7 @@ fn setup(cx: &Context) -> String {
     }
     let command = cx.run.config["command"].as_str().unwrap_or("(not recorded)");
     let _ = write!(html, "</dl><p>Reproduce this run (same seed, same schedule):</p><pre>{}</pre>", esc(command));
-    let rows: Vec<Vec<String>> = data::counts(&cx.samples)
+    let rows: Vec<Vec<String>> = data::counts(cx.samples)
         .into_iter()
         .map(|(kind, c)| {
             let total: usize = c.iter().sum();
@@ -166,14 +165,12 @@ fn slug(text: &str) -> String {
 }
 
 fn kinds(samples: &[Sample]) -> Vec<String> {
-    let mut kinds: Vec<String> = samples.iter().map(|s| s.kind.clone()).collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds
+    let kinds: std::collections::BTreeSet<&str> = samples.iter().map(|s| &*s.kind).collect();
+    kinds.into_iter().map(str::to_owned).collect()
 }
 
 fn latency(cx: &mut Context) -> Result<String, ReportError> {
-    let sampled = data::downsample(&cx.samples, MAX_SCATTER_POINTS);
+    let sampled = data::downsample(cx.samples, MAX_SCATTER_POINTS);
     let svg = plot::latency_scatter(&sampled.shown, &cx.faults, cx.end_s)?;
     let note = if sampled.is_complete() {
         format!("All {} operations are drawn.", cx.samples.len())
@@ -205,8 +202,8 @@ fn latency(cx: &mut Context) -> Result<String, ReportError> {
          (ok, failed and timed out), by completion time.</p>"
     );
     // The runner's final reads all happen at the end: no curve to draw.
-    for kind in kinds(&cx.samples).into_iter().filter(|k| k != "final read") {
-        let points = data::quantiles_over_time(&cx.samples, &kind, width_s);
+    for kind in kinds(cx.samples).into_iter().filter(|k| k != "final read") {
+        let points = data::quantiles_over_time(cx.samples, &kind, width_s);
         let svg = plot::latency_quantiles(&kind, &points, &cx.faults, cx.end_s)?;
         let file = format!("plots/latency-quantiles-{}.svg", slug(&kind));
         html +=
@@ -218,7 +215,7 @@ fn latency(cx: &mut Context) -> Result<String, ReportError> {
 
 fn throughput(cx: &mut Context) -> Result<String, ReportError> {
     let width_s = data::bucket_width_s(cx.end_s, 100);
-    let buckets = data::throughput(&cx.samples, width_s, cx.end_s);
+    let buckets = data::throughput(cx.samples, width_s, cx.end_s);
     let svg = plot::throughput(&buckets, &cx.faults, cx.end_s)?;
     cx.plots.push(("plots/throughput.svg".into(), svg));
     let never = cx.samples.iter().filter(|s| s.complete_s.is_none()).count();
@@ -233,7 +230,7 @@ fn throughput(cx: &mut Context) -> Result<String, ReportError> {
 }
 
 fn availability(cx: &Context) -> String {
-    let rows: Vec<Vec<String>> = data::phase_table(&cx.samples, &cx.faults)
+    let rows: Vec<Vec<String>> = data::phase_table(cx.samples, &cx.faults)
         .into_iter()
         .map(|r| {
             let num = |text: String| format!("<span class=\"num\">{text}</span>");
@@ -290,9 +287,9 @@ struct Timeline<'s> {
     truncated: bool,
 }
 
-fn timeline_bars<'s>(samples: &'s [Sample], by_index: &HashMap<u64, usize>, anomaly: &Anomaly) -> Option<Timeline<'s>> {
+fn timeline_bars<'s>(samples: &'s [Sample], anomaly: &Anomaly) -> Option<Timeline<'s>> {
     let involved: Vec<&Sample> =
-        anomaly.culprits.iter().chain(&anomaly.named).filter_map(|i| by_index.get(i).map(|&p| &samples[p])).collect();
+        anomaly.culprits.iter().chain(&anomaly.named).filter_map(|&i| data::by_index(samples, i)).collect();
     let from = involved.iter().map(|s| s.invoke_s).fold(f64::INFINITY, f64::min);
     let to = involved.iter().map(|s| s.complete_s.unwrap_or(s.invoke_s)).fold(f64::NEG_INFINITY, f64::max);
     if !from.is_finite() || !to.is_finite() {
@@ -312,7 +309,8 @@ fn timeline_bars<'s>(samples: &'s [Sample], by_index: &HashMap<u64, usize>, anom
     };
     let mut bars: Vec<Bar> = samples
         .iter()
-        .filter(|s| s.key == anomaly.key && s.invoke_s <= to && s.complete_s.unwrap_or(f64::INFINITY) >= from)
+        .filter(|s| s.detail.as_ref().is_some_and(|d| d.key == anomaly.key))
+        .filter(|s| s.invoke_s <= to && s.complete_s.unwrap_or(f64::INFINITY) >= from)
         .map(|s| Bar { sample: s, role: role(s) })
         .collect();
     // Keep the involved ones and the context nearest the culprit.
@@ -343,7 +341,6 @@ fn anomaly_section(cx: &mut Context) -> Result<String, ReportError> {
          <span style=\"color:#aaa\">■</span> others; red lines are nemesis events.</p>",
         found.len()
     );
-    let by_index: HashMap<u64, usize> = cx.samples.iter().enumerate().map(|(p, s)| (s.index, p)).collect();
     for (n, anomaly) in found.iter().enumerate().take(MAX_TIMELINES) {
         let _ = write!(
             html,
@@ -353,7 +350,7 @@ fn anomaly_section(cx: &mut Context) -> Result<String, ReportError> {
             esc(&anomaly.key),
             esc(&anomaly.explanation)
         );
-        if let Some(Timeline { bars, from_s, to_s, truncated }) = timeline_bars(&cx.samples, &by_index, anomaly) {
+        if let Some(Timeline { bars, from_s, to_s, truncated }) = timeline_bars(cx.samples, anomaly) {
             let svg = plot::timeline(&bars, &cx.marks, from_s, to_s)?;
             let file = format!("plots/anomaly-{}.svg", n + 1);
             let caption = if truncated {
@@ -388,7 +385,7 @@ fn involved_table(bars: &[Bar]) -> String {
             vec![
                 s.index.to_string(),
                 s.process.to_string(),
-                esc(&s.description),
+                esc(s.detail.as_ref().map_or("", |d| d.description.as_str())),
                 s.outcome.name().into(),
                 format!("{:.3} s", s.invoke_s),
                 s.complete_s.map_or("never".into(), |c| format!("{c:.3} s")),

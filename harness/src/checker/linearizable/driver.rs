@@ -1,9 +1,10 @@
 //! Every key of a history, searched in parallel: the calling thread
 //! first, helper threads once the check proves long enough.
 
-use super::evidence::summarize;
-use super::shared::Shared;
+use super::evidence::Summary;
+use super::shared::{Clock, Shared};
 use super::{operations, Budget, KeyVerdict, Scratch, Search};
+use crate::checker::Tally;
 use crate::history::Event;
 use crate::model::{Model, Operation};
 use crate::verdict::{CheckResult, Validity};
@@ -12,14 +13,67 @@ use std::sync::{Mutex, OnceLock};
 
 /// Checks every key of `events`, keys in parallel.
 pub fn check<M: Model>(model: &M, events: &[Event], budget: &Budget) -> CheckResult {
-    let by_key = match operations(model, events) {
-        Ok(by_key) => by_key,
-        Err(error) => {
-            return CheckResult::new("linearizable", Validity::Unknown, format!("cannot read the history: {error}"))
+    let mut tally = Box::new(Linearizability::new(model, budget));
+    tally.add(events);
+    tally.finish()
+}
+
+/// The linearizability check fed a group of keys at a time (see
+/// [`Tally`]): each group's keys are searched in parallel, and the time
+/// [`super::AfterAnomaly`] allows runs from the check's first anomaly
+/// whichever group it was in.
+pub struct Linearizability<'m, M: Model> {
+    model: &'m M,
+    budget: Budget,
+    clock: Option<Clock>,
+    summary: Summary,
+    /// A history the model cannot read: the verdict is unknown.
+    error: Option<String>,
+}
+
+impl<'m, M: Model> Linearizability<'m, M> {
+    pub fn new(model: &'m M, budget: &Budget) -> Self {
+        Linearizability { model, budget: *budget, clock: None, summary: Summary::default(), error: None }
+    }
+}
+
+impl<M: Model> Tally for Linearizability<'_, M> {
+    fn add(&mut self, events: &[Event]) {
+        if self.error.is_some() {
+            return;
         }
-    };
-    let keys: Vec<(&String, &Vec<Operation<M::Op>>)> = by_key.iter().collect();
-    let shared = Shared::new(budget.after_anomaly, keys.len());
+        match operations(self.model, events) {
+            Ok(by_key) => {
+                let keys: Vec<(&String, &Vec<Operation<M::Op>>)> = by_key.iter().collect();
+                let shared = match self.clock {
+                    None => Shared::new(self.budget.after_anomaly, keys.len()),
+                    Some(clock) => Shared::resume(self.budget.after_anomaly, keys.len(), clock),
+                };
+                let verdicts = search_all(self.model, &keys, &self.budget, &shared);
+                self.clock = Some(shared.clock());
+                self.summary.add(self.model, &keys, verdicts);
+            }
+            Err(error) => self.error = Some(error),
+        }
+    }
+
+    fn finish(self: Box<Self>) -> CheckResult {
+        match self.error {
+            Some(error) => {
+                CheckResult::new("linearizable", Validity::Unknown, format!("cannot read the history: {error}"))
+            }
+            None => self.summary.finish(self.model.name(), self.budget.after_anomaly),
+        }
+    }
+}
+
+/// Every key's verdict, in the order of `keys`.
+fn search_all<M: Model>(
+    model: &M,
+    keys: &[(&String, &Vec<Operation<M::Op>>)],
+    budget: &Budget,
+    shared: &Shared,
+) -> Vec<(usize, KeyVerdict)> {
     let verdicts: Mutex<Vec<(usize, KeyVerdict)>> = Mutex::new(Vec::with_capacity(keys.len()));
     let keep =
         |mine: Vec<(usize, KeyVerdict)>| verdicts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(mine);
@@ -27,17 +81,17 @@ pub fn check<M: Model>(model: &M, events: &[Event], budget: &Budget) -> CheckRes
     // the check proves long enough to pay for them (see `HELPERS_AFTER`).
     let helpers = if keys.len() > 1 { cores().min(keys.len()) - 1 } else { 0 };
     std::thread::scope(|scope| {
-        let helper = || keep(search_keys(model, &keys, budget, &shared, &|| {}));
+        let helper = || keep(search_keys(model, keys, budget, shared, &|| {}));
         let start_helpers = || {
             for _ in 0..helpers {
                 scope.spawn(helper);
             }
         };
-        keep(search_keys(model, &keys, budget, &shared, &start_helpers));
+        keep(search_keys(model, keys, budget, shared, &start_helpers));
     });
     let mut verdicts = verdicts.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
     verdicts.sort_by_key(|(i, _)| *i);
-    summarize(model, &keys, verdicts, budget.after_anomaly)
+    verdicts
 }
 
 /// The cores this process may use, asked once: the answer reads the

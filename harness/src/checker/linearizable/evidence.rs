@@ -30,40 +30,69 @@ pub(super) fn window<O>(ops: &[Operation<O>], prefix: &[usize], blocked: usize) 
     window
 }
 
-pub(super) fn summarize<M: Model>(
-    model: &M,
-    keys: &[(&String, &Vec<Operation<M::Op>>)],
-    verdicts: Vec<(usize, KeyVerdict)>,
-    after_anomaly: AfterAnomaly,
-) -> CheckResult {
-    let operations: usize = keys.iter().map(|(_, ops)| ops.len()).sum();
-    let (mut failures, mut unknown, mut not_searched) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, verdict) in verdicts {
-        let (key, ops) = keys[i];
-        match verdict {
-            KeyVerdict::Linearizable => {}
-            KeyVerdict::Unknown(why) => unknown.push(serde_json::json!({"key": key, "why": why})),
-            KeyVerdict::NotSearched(why) => not_searched.push(serde_json::json!({"key": key, "why": why})),
-            KeyVerdict::NotLinearizable(failure) => failures.push(evidence(model, key, ops, &failure)),
+/// The keys' verdicts, gathered a group of keys at a time.
+#[derive(Debug, Default)]
+pub(super) struct Summary {
+    keys: usize,
+    operations: usize,
+    /// (key, evidence), for each list.
+    failures: Vec<(String, serde_json::Value)>,
+    unknown: Vec<(String, serde_json::Value)>,
+    not_searched: Vec<(String, serde_json::Value)>,
+}
+
+impl Summary {
+    pub(super) fn add<M: Model>(
+        &mut self,
+        model: &M,
+        keys: &[(&String, &Vec<Operation<M::Op>>)],
+        verdicts: Vec<(usize, KeyVerdict)>,
+    ) {
+        self.keys += keys.len();
+        self.operations += keys.iter().map(|(_, ops)| ops.len()).sum::<usize>();
+        for (i, verdict) in verdicts {
+            let (key, ops) = keys[i];
+            match verdict {
+                KeyVerdict::Linearizable => {}
+                KeyVerdict::Unknown(why) => {
+                    self.unknown.push((key.clone(), serde_json::json!({"key": key, "why": why})));
+                }
+                KeyVerdict::NotSearched(why) => {
+                    self.not_searched.push((key.clone(), serde_json::json!({"key": key, "why": why})));
+                }
+                KeyVerdict::NotLinearizable(failure) => {
+                    self.failures.push((key.clone(), evidence(model, key, ops, &failure)));
+                }
+            }
         }
     }
-    let mode = match after_anomaly {
-        AfterAnomaly::Stop => "stop at the first anomaly".to_owned(),
-        AfterAnomaly::Share(total) => format!("the other keys share {total:?} after the first anomaly"),
-        AfterAnomaly::SearchAll => "every key searched".to_owned(),
-    };
-    let (valid, reason) = verdict(model.name(), keys.len(), operations, &failures, unknown.len(), not_searched.len());
-    // Built by moving the lists in: `json!` would copy each one through serde.
-    let evidence = serde_json::Value::Object(serde_json::Map::from_iter([
-        ("model".to_owned(), model.name().into()),
-        ("keys".to_owned(), keys.len().into()),
-        ("operations".to_owned(), operations.into()),
-        ("after_anomaly".to_owned(), mode.into()),
-        ("anomalies".to_owned(), failures.into()),
-        ("unknown_keys".to_owned(), unknown.into()),
-        ("not_searched_keys".to_owned(), not_searched.into()),
-    ]));
-    CheckResult { checker: "linearizable".into(), valid, reason, evidence }
+
+    pub(super) fn finish(self, model: &str, after_anomaly: AfterAnomaly) -> CheckResult {
+        // Key order, whatever the groups were: one check, one answer.
+        let in_key_order = |mut list: Vec<(String, serde_json::Value)>| -> Vec<serde_json::Value> {
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            list.into_iter().map(|(_, evidence)| evidence).collect()
+        };
+        let failures = in_key_order(self.failures);
+        let (unknown, not_searched) = (in_key_order(self.unknown), in_key_order(self.not_searched));
+        let mode = match after_anomaly {
+            AfterAnomaly::Stop => "stop at the first anomaly".to_owned(),
+            AfterAnomaly::Share(total) => format!("the other keys share {total:?} after the first anomaly"),
+            AfterAnomaly::SearchAll => "every key searched".to_owned(),
+        };
+        let (valid, reason) = verdict(model, self.keys, self.operations, &failures, unknown.len(), not_searched.len());
+        // Built by moving the lists in: `json!` would copy each one through serde.
+        let evidence = serde_json::Value::Object(serde_json::Map::from_iter([
+            ("model".to_owned(), model.into()),
+            ("keys".to_owned(), self.keys.into()),
+            ("operations".to_owned(), self.operations.into()),
+            ("after_anomaly".to_owned(), mode.into()),
+            ("anomalies".to_owned(), failures.into()),
+            ("unknown_keys".to_owned(), unknown.into()),
+            ("not_searched_keys".to_owned(), not_searched.into()),
+        ]));
+        CheckResult { checker: "linearizable".into(), valid, reason, evidence }
+    }
 }
 
 /// The check's verdict and its line: the first anomaly in words, with how

@@ -19,7 +19,7 @@ mod evidence;
 mod search;
 mod shared;
 
-pub use driver::check;
+pub use driver::{check, Linearizability};
 
 use super::cache::FastMap;
 use super::pairing::for_each_pair;

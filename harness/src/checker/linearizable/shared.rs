@@ -23,16 +23,34 @@ pub(super) struct Shared {
 /// histories take in all; past this, the helpers pay for themselves.
 const HELPERS_AFTER: Duration = Duration::from_micros(300);
 
+/// When a check started, and when it proved its first anomaly
+/// (`u64::MAX`: not yet): what the search of a later group of keys
+/// carries on from, so that [`AfterAnomaly`] spans the whole check.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Clock {
+    started: Instant,
+    first_anomaly_ns: u64,
+}
+
 impl Shared {
     pub(super) fn new(after_anomaly: AfterAnomaly, keys: usize) -> Shared {
+        Shared::resume(after_anomaly, keys, Clock { started: Instant::now(), first_anomaly_ns: u64::MAX })
+    }
+
+    /// The search of `keys` more keys of a check that began at `clock`.
+    pub(super) fn resume(after_anomaly: AfterAnomaly, keys: usize, clock: Clock) -> Shared {
         Shared {
-            started: Instant::now(),
+            started: clock.started,
             keys,
             next_key: AtomicUsize::new(0),
             helpers_started: AtomicBool::new(false),
-            first_anomaly_ns: AtomicU64::new(u64::MAX),
+            first_anomaly_ns: AtomicU64::new(clock.first_anomaly_ns),
             after_anomaly,
         }
+    }
+
+    pub(super) fn clock(&self) -> Clock {
+        Clock { started: self.started, first_anomaly_ns: self.first_anomaly_ns.load(Ordering::Relaxed) }
     }
 
     /// True once, when helpers should start: keys are left to take and

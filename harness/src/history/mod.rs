@@ -7,6 +7,8 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 use thiserror::Error;
 
+pub mod shards;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventType {
@@ -175,51 +177,107 @@ impl HistoryWriter {
 /// in flight per process, completions matching an invocation. A torn last
 /// line (a harness killed mid-write) is dropped with a warning.
 pub fn read(path: &Path) -> Result<Vec<Event>, HistoryError> {
-    let file = std::io::BufReader::new(std::fs::File::open(path)?);
-    let lines: Vec<String> = file.lines().collect::<Result<_, _>>()?;
-    let mut events = Vec::with_capacity(lines.len());
-    let last = lines.len();
-    for (n, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Event>(line) {
-            Ok(event) => events.push(event),
-            Err(error) if n + 1 == last => {
-                tracing::warn!(line = n + 1, %error, "dropping a torn last line");
+    let mut events = Vec::new();
+    let mut structure = Structure::default();
+    for (line, event) in Lines::open(path)?.by_ref() {
+        let event = event?;
+        structure.check(line, &event)?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// A history's events one at a time, each with its line number, without
+/// holding the file: the torn-last-line rule of [`read`] needs only one
+/// line of look-ahead.
+pub struct Lines {
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    /// The line read ahead, and its number.
+    next: Option<(usize, String)>,
+    number: usize,
+}
+
+impl Lines {
+    pub fn open(path: &Path) -> Result<Lines, HistoryError> {
+        let mut lines =
+            Lines { lines: std::io::BufReader::new(std::fs::File::open(path)?).lines(), next: None, number: 0 };
+        lines.next = lines.read_line()?;
+        Ok(lines)
+    }
+
+    /// The next line that is not blank.
+    fn read_line(&mut self) -> Result<Option<(usize, String)>, HistoryError> {
+        for line in self.lines.by_ref() {
+            self.number += 1;
+            let line = line?;
+            if !line.trim().is_empty() {
+                return Ok(Some((self.number, line)));
             }
-            Err(error) => return Err(HistoryError::Parse { line: n + 1, error: error.to_string() }),
+        }
+        Ok(None)
+    }
+}
+
+impl Iterator for Lines {
+    type Item = (usize, Result<Event, HistoryError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (number, line) = self.next.take()?;
+            self.next = match self.read_line() {
+                Ok(next) => next,
+                Err(error) => return Some((number, Err(error))),
+            };
+            match serde_json::from_str::<Event>(&line) {
+                Ok(event) => return Some((number, Ok(event))),
+                Err(error) if self.next.is_none() => {
+                    tracing::warn!(line = number, %error, "dropping a torn last line");
+                }
+                Err(error) => {
+                    return Some((number, Err(HistoryError::Parse { line: number, error: error.to_string() })))
+                }
+            }
         }
     }
-    validate(&events)?;
-    Ok(events)
 }
 
 /// The structural rules of docs/SPEC.md section 3.
 pub fn validate(events: &[Event]) -> Result<(), HistoryError> {
-    let mut in_flight: std::collections::HashMap<Process, &str> = std::collections::HashMap::new();
-    for (line, event) in events.iter().enumerate().map(|(i, e)| (i + 1, e)) {
+    let mut structure = Structure::default();
+    events.iter().enumerate().try_for_each(|(i, event)| structure.check(i + 1, event))
+}
+
+/// The structural rules, checked one event at a time: which operation
+/// each client process has in flight.
+#[derive(Debug, Default)]
+pub struct Structure {
+    in_flight: std::collections::HashMap<Process, String>,
+}
+
+impl Structure {
+    /// Whether `event`, at `line`, may follow the events before it.
+    pub fn check(&mut self, line: usize, event: &Event) -> Result<(), HistoryError> {
         let invalid = |problem: String| HistoryError::Invalid { line, problem };
         if event.process == Process::NEMESIS {
-            continue;
+            return Ok(());
         }
         match event.kind {
             EventType::Invoke => {
-                if let Some(f) = in_flight.insert(event.process, &event.f) {
+                if let Some(f) = self.in_flight.insert(event.process, event.f.clone()) {
                     return Err(invalid(format!(
                         "process {:?} invokes {} with {f} still in flight",
                         event.process, event.f
                     )));
                 }
             }
-            _ => match in_flight.remove(&event.process) {
+            _ => match self.in_flight.remove(&event.process) {
                 Some(f) if f == event.f => {}
                 Some(f) => return Err(invalid(format!("completion of {} but {f} was invoked", event.f))),
                 None => return Err(invalid(format!("completion of {} with nothing in flight", event.f))),
             },
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
