@@ -9,7 +9,7 @@ help:
 	@echo "make images          kvnode's image, and etcd's and Redis's from the host's binaries (apt-get install etcd-server redis-server)"
 	@echo "make lint            rustfmt and clippy, warnings as errors"
 	@echo "make fuzz            each fuzz target of fuzz/ for FUZZ_SECONDS (300) s: inputs run and crashes per target"
-	@echo "make bench           checker speed, report drawing time, a local 3-node cluster's throughput and latency (vs etcd if installed), the ring at 1,200 members"
+	@echo "make bench           checker speed, report drawing time, check + report memory up to an hour of history, a local 3-node cluster's throughput and latency (vs etcd if installed), the ring at 1,200 members"
 	@echo "make soak            10 min of mixed traffic + bad requests on a local 3-node cluster: RSS, errors, lost writes (not in CI; SOAK_SECS)"
 	@echo "make cluster-up      start a local 3-node cluster on 127.0.0.1:7001-7003"
 	@echo "make cluster-down    stop it"
@@ -81,6 +81,7 @@ serve:
 bench:
 	$(CARGO) bench -p harness --bench checker
 	$(CARGO) bench -p harness --bench report
+	$(CARGO) bench -p workloads --bench history_scale
 	$(CARGO) bench -p cluster --bench antientropy_memory
 	$(CARGO) bench -p cluster --bench neutral
 	$(CARGO) bench -p cluster --bench cluster_load

@@ -58,6 +58,36 @@ fn grow(members: usize) -> (Vec<(String, Vec<u64>)>, Ring, Duration) {
     (list, ring, started.elapsed())
 }
 
+/// The fence as replicas computed it before (issue 18): the placement
+/// built, both sets copied, sorted, joined into text and hashed. Kept
+/// here only as the A side of the A/B below.
+fn fence_before(topology: &Topology, key: &[u8]) -> u64 {
+    let placement = topology.placement(key);
+    let (mut now, mut next) = (placement.now.clone(), placement.next.clone());
+    now.sort();
+    next.sort();
+    cluster::ring::hash64(format!("{}|{}", now.join(","), next.join(",")).as_bytes()).max(1)
+}
+
+/// What a replica pays to check a call's fence, before and now, while a
+/// member joins: ns per key, medians of 5 alternating rounds.
+fn fence_costs(topology: &Topology, keys: &[Vec<u8>]) -> (f64, f64) {
+    let (mut before, mut now) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let started = Instant::now();
+        for key in keys {
+            std::hint::black_box(fence_before(topology, key));
+        }
+        before.push(started.elapsed().as_nanos() as f64 / keys.len() as f64);
+        let started = Instant::now();
+        for key in keys {
+            std::hint::black_box(topology.fence(key));
+        }
+        now.push(started.elapsed().as_nanos() as f64 / keys.len() as f64);
+    }
+    (median(before), median(now))
+}
+
 /// What a node pays when its view changes while a member joins (both
 /// rings and the digest gossip sends), and a key's placement then.
 fn topology_costs(list: &[(String, Vec<u64>)], ring: &Ring) -> (f64, f64) {
@@ -85,6 +115,15 @@ fn topology_costs(list: &[(String, Vec<u64>)], ring: &Ring) -> (f64, f64) {
         }
         lookups.push(started.elapsed().as_nanos() as f64 / keys.len() as f64);
     }
+    let (before_ns, now_ns) = fence_costs(&topology, &keys);
+    println!(
+        "a replica's fence check while a member joins: {now_ns:.0} ns median (was {before_ns:.0} ns with the sorted-text \
+         fence; a put checks 4)"
+    );
+    let ids: Vec<String> = (1..=3).map(|i| format!("n{i}")).collect();
+    let three = cluster::topology::Membership::from_seed_ids("n1", &ids, 64, 3).load();
+    let (before_ns, now_ns) = fence_costs(&three, &keys);
+    println!("the same in a fixed 3-node cluster: {now_ns:.0} ns median (was {before_ns:.0} ns)");
     (median(builds), median(lookups))
 }
 

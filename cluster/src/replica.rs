@@ -79,7 +79,7 @@ impl Replica {
     /// See [`crate::topology`] for why a replica refuses a call from a
     /// coordinator that places the key elsewhere.
     pub fn check_fence(&self, key: &[u8], fence: u64) -> Result<(), ReplicaError> {
-        if fence == UNFENCED || self.membership.load().placement(key).fence() == fence {
+        if fence == UNFENCED || self.membership.load().fence(key) == fence {
             return Ok(());
         }
         Err(ReplicaError::StaleView)

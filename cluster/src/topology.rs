@@ -54,12 +54,25 @@ impl Placement {
     /// sets have the same members, whatever their order. Never 0, which a
     /// call uses to say "not fenced" (repairs, hints).
     pub fn fence(&self) -> u64 {
-        let (mut now, mut next) = (self.now.clone(), self.next.clone());
-        now.sort();
-        next.sort();
-        let text = format!("{}|{}", now.join(","), next.join(","));
-        hash64(text.as_bytes()).max(1)
+        fence(set_hash(self.now.iter().map(String::as_str)), set_hash(self.next.iter().map(String::as_str)))
     }
+}
+
+/// A set of members as one number, whatever their order: the sum of their
+/// ids' hashes. Why a sum and not a sorted list: a put computes its key's
+/// fence four times (the coordinator's, then each replica's), and this
+/// needs no allocation. Two different sets of the same size collide only
+/// if their hashes happen to sum alike (about 2^-64).
+fn set_hash<'a>(ids: impl Iterator<Item = &'a str>) -> u64 {
+    ids.fold(0u64, |sum, id| sum.wrapping_add(hash64(id.as_bytes())))
+}
+
+/// The fence of a placement from its two sets' hashes; never 0.
+fn fence(now: u64, next: u64) -> u64 {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&now.to_le_bytes());
+    bytes[8..].copy_from_slice(&next.to_le_bytes());
+    hash64(&bytes).max(1)
 }
 
 fn same_members(a: &[String], b: &[String]) -> bool {
@@ -108,6 +121,20 @@ impl Topology {
             None => next.clone(),
         };
         Placement { now, next }
+    }
+
+    /// `self.placement(key).fence()`, without building the placement:
+    /// what a replica compares on every fenced call.
+    pub fn fence(&self, key: &[u8]) -> u64 {
+        // The rings' tables are at least N deep (see `Topology::new`).
+        let owners = |ring: &Option<Ring>| {
+            ring.as_ref().map_or(0, |ring| {
+                set_hash(ring.owner_indices(key).iter().take(self.n).map(|&index| ring.node_name(index)))
+            })
+        };
+        let next = owners(&self.next);
+        let now = if self.current.is_some() { owners(&self.current) } else { next };
+        fence(now, next)
     }
 
     /// Whether `member` owns `key` now or next, without allocating.
@@ -295,5 +322,48 @@ mod tests {
         let placement = membership.load().placement(b"k");
         assert_eq!(placement.now, ["n1"]);
         assert!(!placement.is_moving());
+    }
+
+    /// The fence a replica computes without a placement is the placement's
+    /// fence, in every state a view can be in (fixed, a join and a leave
+    /// under way, joiners only); and the fence tells apart what it must:
+    /// the same members in another order fence alike, other members or the
+    /// same ones moved between `now` and `next` do not.
+    #[test]
+    fn the_fence_without_a_placement_is_the_placements() {
+        let fixed = Membership::from_seed_ids("n1", &ids(5), 16, 3);
+        let joining = Membership::from_seed_ids("n1", &ids(4), 16, 3);
+        let entry = Entry { version: 1, status: Status::Joining, addr: "h:1".into(), tokens: hashed_tokens("n9", 16) };
+        joining.set_other("n9", entry);
+        let leaving = Membership::from_seed_ids("n1", &ids(5), 16, 3);
+        let entry =
+            leaving.load().view().entry("n2").cloned().map(|e| Entry { version: 9, status: Status::Leaving, ..e });
+        leaving.set_other("n2", entry.expect("n2 is a member"));
+        let alone = Membership::new("n1", View::default(), 3);
+        alone.set_own(Entry {
+            version: 1,
+            status: Status::Joining,
+            addr: "h:1".into(),
+            tokens: hashed_tokens("n1", 4),
+        });
+        let mut moving = 0;
+        for membership in [&fixed, &joining, &leaving, &alone] {
+            let topology = membership.load();
+            for i in 0..2_000 {
+                let key = format!("k{i}");
+                let placement = topology.placement(key.as_bytes());
+                moving += usize::from(placement.is_moving());
+                assert_eq!(topology.fence(key.as_bytes()), placement.fence(), "{key}: {placement:?}");
+            }
+        }
+        assert!(moving > 400, "moving keys tried: {moving}");
+        let set = |ids: &[&str]| ids.iter().map(|id| id.to_string()).collect::<Vec<String>>();
+        let placement = |now: &[&str], next: &[&str]| Placement { now: set(now), next: set(next) };
+        let fence = placement(&["n1", "n2", "n3"], &["n1", "n2", "n4"]).fence();
+        assert_eq!(fence, placement(&["n3", "n1", "n2"], &["n4", "n2", "n1"]).fence());
+        assert_ne!(fence, placement(&["n1", "n2", "n4"], &["n1", "n2", "n3"]).fence(), "now and next swapped");
+        assert_ne!(fence, placement(&["n1", "n2", "n3"], &["n1", "n2", "n3"]).fence());
+        assert_ne!(fence, placement(&["n1", "n2"], &["n1", "n2", "n4"]).fence());
+        assert_ne!(placement(&[], &[]).fence(), 0, "0 means not fenced");
     }
 }
