@@ -19,6 +19,7 @@ pub mod checker;
 pub mod client;
 pub mod db;
 pub mod generator;
+pub mod hash;
 pub mod history;
 pub mod interop;
 pub mod model;

@@ -6,7 +6,6 @@
 //! buggy store gets wrong. The lost writes are listed.
 
 use super::ops::{completed, Completed};
-use super::Tally;
 use crate::history::Event;
 use crate::model::register::shown;
 use crate::verdict::{CheckResult, Validity};
@@ -53,9 +52,7 @@ pub struct Durability {
 }
 
 pub fn check(events: &[Event]) -> CheckResult {
-    let mut tally = Box::<Durability>::default();
-    tally.add(events);
-    tally.finish()
+    super::one_group(Box::<Durability>::default(), events)
 }
 
 impl super::Tally for Durability {

@@ -24,3 +24,9 @@ pub trait Tally: Send {
     fn add(&mut self, events: &[Event]);
     fn finish(self: Box<Self>) -> CheckResult;
 }
+
+/// `tally`'s verdict on `events` as one group: a history held in memory.
+pub fn one_group<'t>(mut tally: Box<dyn Tally + 't>, events: &[Event]) -> CheckResult {
+    tally.add(events);
+    tally.finish()
+}

@@ -72,9 +72,7 @@ pub struct Sessions {
 }
 
 pub fn check(events: &[Event]) -> CheckResult {
-    let mut tally = Box::<Sessions>::default();
-    tally.add(events);
-    tally.finish()
+    super::one_group(Box::<Sessions>::default(), events)
 }
 
 impl Tally for Sessions {

@@ -21,9 +21,7 @@ pub struct Staleness {
 }
 
 pub fn check(events: &[Event]) -> CheckResult {
-    let mut tally = Box::<Staleness>::default();
-    tally.add(events);
-    tally.finish()
+    super::one_group(Box::<Staleness>::default(), events)
 }
 
 impl Tally for Staleness {

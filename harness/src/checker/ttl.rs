@@ -31,9 +31,7 @@ impl Ttl {
 }
 
 pub fn check(events: &[Event], start_unix_ms: u64, tolerance_ms: u64) -> CheckResult {
-    let mut tally = Box::new(Ttl::new(start_unix_ms, tolerance_ms));
-    tally.add(events);
-    tally.finish()
+    super::one_group(Box::new(Ttl::new(start_unix_ms, tolerance_ms)), events)
 }
 
 impl Tally for Ttl {

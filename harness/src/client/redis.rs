@@ -297,8 +297,7 @@ impl Client for RedisClient {
         if picked != primary {
             return picked;
         }
-        let hash =
-            op.key().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let hash = crate::hash::fnv1a(op.key().as_bytes());
         &replicas[(hash % replicas.len() as u64) as usize]
     }
 }

@@ -179,7 +179,7 @@ impl HistoryWriter {
 pub fn read(path: &Path) -> Result<Vec<Event>, HistoryError> {
     let mut events = Vec::new();
     let mut structure = Structure::default();
-    for (line, event) in Lines::open(path)?.by_ref() {
+    for (line, event) in Lines::open(path)? {
         let event = event?;
         structure.check(line, &event)?;
         events.push(event);

@@ -44,11 +44,9 @@ pub fn count_for(bytes: u64) -> usize {
     usize::try_from(bytes.div_ceil(SHARD_BYTES)).unwrap_or(MAX_SHARDS).clamp(1, MAX_SHARDS)
 }
 
-/// The shard of `key`: FNV-1a, fixed so that a split is the same on every
-/// machine and run.
+/// The shard of `key`: the same on every machine and run.
 pub fn shard_of(key: &str, shards: usize) -> usize {
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    (hash % shards as u64) as usize
+    (crate::hash::fnv1a(key.as_bytes()) % shards as u64) as usize
 }
 
 /// Splits the history at `path` into `shards` files under `dir` (created,
@@ -103,32 +101,29 @@ pub fn split_beside(path: &Path) -> Result<Shards, HistoryError> {
 
 impl Shards {
     /// [`Shards::for_each`] over only the shards that hold `keys`.
-    pub fn for_each_holding(&self, keys: &[&str], mut each: impl FnMut(&[Event])) -> Result<(), HistoryError> {
+    pub fn for_each_holding(&self, keys: &[&str], each: impl FnMut(&[Event])) -> Result<(), HistoryError> {
         let mut wanted: Vec<usize> = keys.iter().map(|key| shard_of(key, self.paths.len())).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        for i in wanted {
-            each(&super::read(&self.paths[i])?);
-        }
-        Ok(())
+        self.read_each(wanted.into_iter().map(|i| &self.paths[i]), each)
     }
 
     /// Reads the shards one at a time: `each` gets every event of a group
     /// of keys, in history order, and the group is dropped before the
     /// next is read.
-    pub fn for_each(&self, mut each: impl FnMut(&[Event])) -> Result<(), HistoryError> {
-        for path in &self.paths {
+    pub fn for_each(&self, each: impl FnMut(&[Event])) -> Result<(), HistoryError> {
+        self.read_each(self.paths.iter(), each)
+    }
+
+    fn read_each<'p>(
+        &self,
+        paths: impl Iterator<Item = &'p PathBuf>,
+        mut each: impl FnMut(&[Event]),
+    ) -> Result<(), HistoryError> {
+        for path in paths {
             each(&super::read(path)?);
         }
         Ok(())
-    }
-
-    pub fn len(&self) -> usize {
-        self.paths.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
     }
 }
 

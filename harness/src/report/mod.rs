@@ -130,11 +130,6 @@ pub fn load_with_history(folder: &Path, history: History) -> Result<Run, ReportE
     Ok(run)
 }
 
-/// [`load`] for a small history held in memory.
-pub fn load_with_events(folder: &Path, events: &[Event]) -> Result<Run, ReportError> {
-    load_with_history(folder, History::from_events(events))
-}
-
 /// Everything but the history.
 fn load_parts(folder: &Path) -> Result<Run, ReportError> {
     let config = read_json(&folder.join("config.json"))?;

@@ -160,7 +160,7 @@ fn slug(text: &str) -> String {
     let slug: String =
         text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     // Distinct texts must not share a file: add a short hash of the text.
-    let hash = text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    let hash = crate::hash::fnv1a(text.as_bytes());
     format!("{slug}-{:04x}", hash & 0xffff)
 }
 

@@ -13,9 +13,7 @@ use std::sync::{Mutex, OnceLock};
 
 /// Checks every key of `events`, keys in parallel.
 pub fn check<M: Model>(model: &M, events: &[Event], budget: &Budget) -> CheckResult {
-    let mut tally = Box::new(Linearizability::new(model, budget));
-    tally.add(events);
-    tally.finish()
+    crate::checker::one_group(Box::new(Linearizability::new(model, budget)), events)
 }
 
 /// The linearizability check fed a group of keys at a time (see
