@@ -4,11 +4,14 @@
 //! only through a [`Transport`], so tests drive this module with a fake one
 //! that drops, delays and crashes at will.
 //!
-//! - **Writes** (put, delete) are multi-writer ABD: learn the highest
-//!   version from R replicas, pick `max(now, highest + 1)` with this node's
-//!   tie-break, send to all N owners, answer after W durable acks. A write
-//!   that begins after another was acknowledged learns it (R + W > N) and so
-//!   gets a larger timestamp, whatever the clocks say.
+//! - **Writes** (put, delete) are multi-writer ABD with its learn round
+//!   made optimistic: send the clock's version to all N owners, each of
+//!   which acks only if it is newer than all it holds; W such acks prove it
+//!   newer than every acknowledged write (2W > N). Otherwise learn the
+//!   highest version from R replicas, pick `max(now, highest + 1)` with
+//!   this node's tie-break, send it, answer after W durable acks. Either
+//!   way a write that begins after another was acknowledged gets a larger
+//!   version, whatever the clocks say (see [`Coordinator::write`]).
 //! - **Strong reads** ask R replicas and take the highest version; unless W
 //!   replicas are known to hold it, they write it back to W before
 //!   answering, so no later read can see an older version.
@@ -63,6 +66,14 @@ impl Quorum {
     /// sets are smaller than N).
     fn for_set(self, owners: usize) -> Quorum {
         Quorum::for_cluster(self.n, self.r, self.w, owners.max(1))
+    }
+}
+
+impl Needed<'_> {
+    /// Whether any two write quorums of each set meet (2W > N), which a
+    /// one-round put needs: see [`Coordinator::write`].
+    fn writes_intersect(&self) -> bool {
+        self.sets.iter().zip(&self.need).all(|(set, &need)| 2 * need > set.len())
     }
 }
 
@@ -156,9 +167,36 @@ impl From<Shortfall> for CoordinatorError {
 
 /// Who holds a record after [`Coordinator::replicate`], and whether its
 /// deadline passed before every target answered.
+#[derive(Clone, Debug, Default)]
 struct Acks {
     holders: Vec<String>,
     timed_out: bool,
+    /// Targets that refused for a stale view.
+    stale: Vec<String>,
+    /// Whether a target may have stored the record without acknowledging
+    /// it (its call failed, or had not answered yet).
+    unsure: bool,
+}
+
+/// How [`Coordinator::replicate`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteKind {
+    /// Applied if newer; an ack means "holds this version or a newer one".
+    IfNewer,
+    /// A put's one round: an ack means "it was newer than all I held"
+    /// ([`crate::replica::Replica::write_newest`]).
+    Newest,
+}
+
+/// How one target's write ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteEnd {
+    Acked,
+    /// Answered, but without the ack a [`WriteKind::Newest`] asks for.
+    NotNewest,
+    StaleView,
+    /// Failed or timed out: it may or may not hold the record.
+    Unknown,
 }
 
 /// Tries of an operation that met replicas with another view: each after
@@ -210,6 +248,8 @@ pub struct CoordinatorConfig {
     /// (the node's metrics; `Counter::default()` where nothing reads it).
     /// Repairs run in tasks of their own, which no caller sees end.
     pub read_repairs: Counter,
+    /// Writes that took the two-round path (see [`Coordinator::write`]).
+    pub learned_writes: Counter,
 }
 
 pub struct Coordinator<T> {
@@ -298,38 +338,102 @@ impl<T: Transport> Coordinator<T> {
         }
     }
 
+    /// A put or delete: one round when it can, two when it must.
+    ///
+    /// **One round.** The record gets a version from this node's clock and
+    /// goes to every owner as [`WriteKind::Newest`]: a replica acks only if
+    /// the version is newer than everything it holds. W such acks (in each
+    /// owner set) prove the version exceeds every acknowledged write's:
+    /// such a write is on W replicas, two write quorums meet (2W > N), and
+    /// the replica where they meet held that write when it vouched (a
+    /// replica's version of a key only grows; one that may have lost
+    /// writes does not vouch, see [`crate::recovery`]). That is what the
+    /// learn round of ABD establishes, without the round.
+    ///
+    /// **Two rounds**, when the first fell short (a clock behind a held
+    /// version, a concurrent write, a recovering replica): learn the
+    /// highest version from R replicas and write above it and above the
+    /// first round's, as multi-writer ABD does.
     async fn write(&self, key: &str, build: &impl Fn(Version) -> Record) -> Result<Version, Shortfall> {
         let placement = self.membership.load().placement(key.as_bytes());
         let fence = placement.fence();
         let (live, down) = self.order(placement.targets());
-        let highest = if self.config.bugs.has(TestBug::Lww) {
-            None
-        } else {
-            let learned = self.quorum_read(&placement, &live, key.as_bytes(), fence).await?;
-            learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max()
-        };
-        let record = build(self.next_version(key, highest).map_err(|error| Shortfall::unavailable(error.to_string()))?);
-        let version = record.version;
-        // From here the record may be stored: no refusal is passed on, so
-        // the write is not repeated (see `retrying`).
-        let stand_ins = self.hint_down_owners(down, key.as_bytes(), &record);
         let needed = Needed::writes(&placement, self.config.quorum);
-        let acks = self.replicate(live, key.as_bytes(), &record, fence, &needed, stand_ins).await;
-        let acked = &acks.holders;
-        tracing::trace!(node = %self.config.node_id, key, ?version, ?acked, now = ?placement.now, next = ?placement.next,
-            "write replicated");
-        if !needed.met_by(acked.iter().map(String::as_str)) {
-            return Err(Shortfall {
-                stale: Vec::new(),
-                timed_out: acks.timed_out,
-                message: format!(
-                    "write of {key:?} reached {} of the {} replicas it needs in time; its outcome is unknown",
-                    acked.len(),
-                    needed.describe()
-                ),
-            });
+        let lww = self.config.bugs.has(TestBug::Lww);
+        // The first round's version, and whether it may be stored anywhere.
+        let mut first = None;
+        if lww || needed.writes_intersect() {
+            // THE `lww` BUG writes the clock's version as plainly newer-wins,
+            // so a replica holding a newer version acks a write it dropped.
+            let kind = if lww { WriteKind::IfNewer } else { WriteKind::Newest };
+            let record =
+                build(self.next_version(key, None).map_err(|e| Shortfall::unavailable(format!("{e}; not written")))?);
+            let acks = self.write_round(key, &record, fence, (&live, &down), &needed, kind).await;
+            if needed.met_by(acks.holders.iter().map(String::as_str)) {
+                return Ok(record.version);
+            }
+            // Refusals are passed on (for a retry after a view exchange)
+            // only if nothing can have been stored: see `retrying`.
+            let stored_nothing = acks.holders.is_empty() && !acks.unsure;
+            if lww || acks.timed_out || (stored_nothing && !acks.stale.is_empty()) {
+                return Err(Self::write_shortfall(key, &acks, &needed, stored_nothing));
+            }
+            first = Some((record.version, !stored_nothing));
         }
-        Ok(version)
+        self.config.learned_writes.inc();
+        let maybe_stored = first.is_some_and(|(_, maybe_stored)| maybe_stored);
+        let learned = self.quorum_read(&placement, &live, key.as_bytes(), fence).await.map_err(|mut shortfall| {
+            if maybe_stored {
+                shortfall.stale.clear();
+            }
+            shortfall
+        })?;
+        let highest = learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version));
+        let highest = highest.chain(first.map(|(version, _)| version)).max();
+        let record = build(self.next_version(key, highest).map_err(|error| {
+            Shortfall::unavailable(match maybe_stored {
+                false => format!("{error}; not written"),
+                true => format!("{error}; the first round may have stored it: its outcome is unknown"),
+            })
+        })?);
+        let acks = self.write_round(key, &record, fence, (&live, &down), &needed, WriteKind::IfNewer).await;
+        match needed.met_by(acks.holders.iter().map(String::as_str)) {
+            true => Ok(record.version),
+            false => Err(Self::write_shortfall(key, &acks, &needed, false)),
+        }
+    }
+
+    /// Hints for the owners believed down, then `record` to the live ones.
+    /// From here the record may be stored.
+    async fn write_round(
+        &self,
+        key: &str,
+        record: &Record,
+        fence: u64,
+        (live, down): (&[String], &[String]),
+        needed: &Needed<'_>,
+        kind: WriteKind,
+    ) -> Acks {
+        let stand_ins = self.hint_down_owners(down.to_vec(), key.as_bytes(), record);
+        let acks = self.replicate(live.to_vec(), key.as_bytes(), record, fence, needed, stand_ins, kind).await;
+        tracing::trace!(node = %self.config.node_id, key, version = ?record.version, ?kind, acked = ?acks.holders,
+            "write replicated");
+        acks
+    }
+
+    /// Why a write round fell short. Its stale-view refusals are kept only
+    /// when `stored_nothing` (see `retrying`).
+    fn write_shortfall(key: &str, acks: &Acks, needed: &Needed<'_>, stored_nothing: bool) -> Shortfall {
+        let outcome = if stored_nothing { "nothing was written" } else { "its outcome is unknown" };
+        Shortfall {
+            stale: if stored_nothing { acks.stale.clone() } else { Vec::new() },
+            timed_out: acks.timed_out,
+            message: format!(
+                "write of {key:?} reached {} of the {} replicas it needs in time; {outcome}",
+                acks.holders.len(),
+                needed.describe()
+            ),
+        }
     }
 
     pub async fn get_strong(&self, key: &str) -> Result<ReadOutcome, CoordinatorError> {
@@ -361,7 +465,9 @@ impl<T: Transport> Coordinator<T> {
             // Write back before answering: once this read returns `highest`,
             // every later quorum read must find it.
             let behind: Vec<String> = live.iter().filter(|owner| !holders.contains(owner)).cloned().collect();
-            let acks = self.replicate(behind, key.as_bytes(), &highest, fence, &needed, holders.clone()).await;
+            let acks = self
+                .replicate(behind, key.as_bytes(), &highest, fence, &needed, holders.clone(), WriteKind::IfNewer)
+                .await;
             if !needed.met_by(acks.holders.iter().map(String::as_str)) {
                 return Err(Shortfall {
                     stale: Vec::new(),
@@ -466,7 +572,7 @@ impl<T: Transport> Coordinator<T> {
         if floor_ms > now_ms.saturating_add(self.config.max_ahead_ms) {
             return Err(CoordinatorError::Unavailable(format!(
                 "{key:?} holds a version {} ms ahead of this node's clock, more than --max-clock-skew-ms ({}) \
-                 allows; not written",
+                 allows",
                 floor_ms - 1 - now_ms,
                 self.config.max_ahead_ms
             )));
@@ -589,12 +695,14 @@ impl<T: Transport> Coordinator<T> {
         })
     }
 
-    /// Sends `record` to every target; returns who holds it (`holding`,
-    /// then each target that acknowledged) once that meets `needed`, all
-    /// have answered, or the deadline passed (and whether it did). One background task drives
-    /// all the calls, so they finish even if this request is dropped (a
-    /// client that hangs up does not cut a write short); targets that failed
-    /// or missed the deadline get hints once every call is over.
+    /// Sends `record` to every target as `kind`; returns who holds it
+    /// (`holding`, then each target that acknowledged) once that meets
+    /// `needed`, all have answered, or the deadline passed (and whether it
+    /// did). One background task drives all the calls, so they finish even
+    /// if this request is dropped (a client that hangs up does not cut a
+    /// write short); targets that failed or missed the deadline get hints
+    /// once every call is over.
+    #[allow(clippy::too_many_arguments)]
     async fn replicate(
         &self,
         targets: Vec<String>,
@@ -603,9 +711,11 @@ impl<T: Transport> Coordinator<T> {
         fence: u64,
         needed: &Needed<'_>,
         holding: Vec<String>,
+        kind: WriteKind,
     ) -> Acks {
         let deadline = tokio::time::Instant::now() + self.config.rpc_timeout;
-        let (progress, mut acks_seen) = tokio::sync::watch::channel((holding, false));
+        let outstanding = targets.len();
+        let (progress, mut acks_seen) = tokio::sync::watch::channel((Acks { holders: holding, ..Acks::default() }, 0));
         let (transport, hints) = (self.transport.clone(), self.hints.clone());
         let (key, record) = (key.to_vec(), record.clone());
         let sloppy = self.config.bugs.has(TestBug::SloppyQuorum);
@@ -615,46 +725,53 @@ impl<T: Transport> Coordinator<T> {
             let call = |target: String| {
                 let (transport, key, record, hint, hints) = (&transport, &key, &record, &hint, &hints);
                 async move {
-                    let written = tokio::time::timeout_at(deadline, transport.write(&target, key, record, fence)).await;
-                    let mut acked = matches!(written, Ok(Ok(())));
-                    if let Ok(Err(error)) = &written {
-                        tracing::debug!(%target, %error, "replica write failed; leaving a hint");
-                    }
-                    if !acked && sloppy {
+                    let end = write_end(&target, kind, async {
+                        match kind {
+                            WriteKind::IfNewer => transport.write(&target, key, record, fence).await.map(|()| true),
+                            WriteKind::Newest => transport.write_newest(&target, key, record, fence).await,
+                        }
+                    });
+                    let end = tokio::time::timeout_at(deadline, end).await.unwrap_or(WriteEnd::Unknown);
+                    let missed = matches!(end, WriteEnd::StaleView | WriteEnd::Unknown);
+                    if missed && sloppy {
                         // THE BUG: a hint taken here stands in for the owner's ack.
-                        acked = hints.offer(hint(&target));
-                        return (target, acked, false);
+                        let end = if hints.offer(hint(&target)) { WriteEnd::Acked } else { end };
+                        return (target, end, false);
                     }
-                    (target, acked, !acked)
+                    (target, end, missed)
                 }
             };
             let mut calls: FuturesUnordered<_> = targets.into_iter().map(call).collect();
             let mut missed = Vec::new();
-            while let Some((target, acked, needs_hint)) = calls.next().await {
+            while let Some((target, end, needs_hint)) = calls.next().await {
                 if needs_hint && keep_hints {
                     missed.push(target.clone());
                 }
-                let all_answered = calls.is_empty();
-                progress.send_modify(|(acks, done)| {
-                    if acked {
-                        acks.push(target);
+                progress.send_modify(|(acks, answered)| {
+                    *answered += 1;
+                    match end {
+                        WriteEnd::Acked => acks.holders.push(target),
+                        WriteEnd::NotNewest => {}
+                        WriteEnd::StaleView => acks.stale.push(target),
+                        WriteEnd::Unknown => acks.unsure = true,
                     }
-                    *done = all_answered;
                 });
             }
-            progress.send_modify(|(_, done)| *done = true);
             drop(calls);
             for target in missed {
                 hints.offer(hint(&target));
             }
         });
-        let enough =
-            acks_seen.wait_for(|(acks, all_answered)| *all_answered || needed.met_by(acks.iter().map(String::as_str)));
-        let waited = tokio::time::timeout_at(deadline, enough).await.map(|seen| seen.map(|seen| seen.0.clone()));
+        let enough = acks_seen.wait_for(|(acks, answered)| {
+            *answered == outstanding || needed.met_by(acks.holders.iter().map(String::as_str))
+        });
+        let waited = tokio::time::timeout_at(deadline, enough).await.map(|seen| seen.map(|seen| seen.clone()));
         let timed_out = waited.is_err();
         // Past the deadline (or if the task died): what was acknowledged by now.
-        let holders = waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().0.clone());
-        Acks { holders, timed_out }
+        let (mut acks, answered) = waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().clone());
+        acks.timed_out = timed_out;
+        acks.unsure |= answered < outstanding;
+        acks
     }
 
     /// Leaves hints for the owners believed down and returns who stands in
@@ -732,6 +849,23 @@ async fn push_to_stale<T: Transport>(
     repaired
 }
 
+/// How a write call ended, its errors logged.
+async fn write_end(
+    target: &str,
+    kind: WriteKind,
+    call: impl std::future::Future<Output = Result<bool, RpcError>>,
+) -> WriteEnd {
+    match call.await {
+        Ok(true) => WriteEnd::Acked,
+        Ok(false) => WriteEnd::NotNewest,
+        Err(RpcError::StaleView(_)) => WriteEnd::StaleView,
+        Err(error) => {
+            tracing::debug!(%target, %error, ?kind, "replica write failed; leaving a hint");
+            WriteEnd::Unknown
+        }
+    }
+}
+
 fn newest(responses: &[Response]) -> Option<Record> {
     responses.iter().filter_map(|(_, record)| record.as_ref()).max_by_key(|record| record.version).cloned()
 }
@@ -753,6 +887,9 @@ mod tests {
         Hangs,
         /// Answers reads, never answers writes.
         HangsOnWrites,
+        /// Never vouches for a one-round put's version (as a replica that
+        /// is recovering does), otherwise answers.
+        Recovering,
     }
 
     /// Three replicas of one key, "a" (the coordinator's own), "b" and "c".
@@ -760,6 +897,8 @@ mod tests {
     struct Replicas {
         held: Mutex<BTreeMap<String, Record>>,
         behaviour: BTreeMap<String, Behaviour>,
+        /// Reads answered, to tell a one-round put from a two-round one.
+        reads: std::sync::atomic::AtomicUsize,
     }
 
     impl Replicas {
@@ -773,7 +912,7 @@ mod tests {
                 Behaviour::Fails => Err(RpcError::Unreachable(to.to_owned(), "connection refused".into())),
                 Behaviour::Hangs => std::future::pending().await,
                 Behaviour::HangsOnWrites if writing => std::future::pending().await,
-                Behaviour::Answers | Behaviour::HangsOnWrites => Ok(()),
+                Behaviour::Answers | Behaviour::HangsOnWrites | Behaviour::Recovering => Ok(()),
             }
         }
 
@@ -789,7 +928,19 @@ mod tests {
     impl Transport for Replicas {
         async fn read(&self, to: &str, _key: &[u8], _fence: u64) -> Result<Option<Record>, RpcError> {
             self.reach(to, false).await?;
+            self.reads.fetch_add(1, Ordering::Relaxed);
             Ok(self.held(to))
+        }
+
+        async fn write_newest(&self, to: &str, _key: &[u8], record: &Record, _fence: u64) -> Result<bool, RpcError> {
+            self.reach(to, true).await?;
+            let mut held = self.held.lock().expect("replicas lock");
+            let newest = held.get(to).is_none_or(|old| old.version < record.version);
+            if newest && self.behaviour.get(to) != Some(&Behaviour::Recovering) {
+                held.insert(to.to_owned(), record.clone());
+                return Ok(true);
+            }
+            Ok(false)
         }
 
         async fn write(&self, to: &str, _key: &[u8], record: &Record, _fence: u64) -> Result<(), RpcError> {
@@ -828,6 +979,10 @@ mod tests {
 
     /// The coordinator on "a", N=3, R=W=2, every eventual read repairing.
     fn coordinator(replicas: Arc<Replicas>, read_repairs: Counter) -> Coordinator<Replicas> {
+        coordinator_with(replicas, read_repairs, TestBugs::default())
+    }
+
+    fn coordinator_with(replicas: Arc<Replicas>, read_repairs: Counter, bugs: TestBugs) -> Coordinator<Replicas> {
         let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let membership = Arc::new(Membership::from_seed_ids("a", &ids, 8, 3));
         let now = crate::clock::monotonic_now();
@@ -839,8 +994,9 @@ mod tests {
             hedge_delay: Duration::from_millis(20),
             read_repair_every: 1,
             max_ahead_ms: 600_000,
-            bugs: TestBugs::default(),
+            bugs,
             read_repairs,
+            learned_writes: Counter::default(),
         };
         Coordinator::new(config, Arc::new(Clock::new()), membership, replicas, detector, Arc::new(NoHints))
     }
@@ -891,5 +1047,61 @@ mod tests {
         }
         assert_eq!(repairs.get(), 1, "one replica was behind");
         assert_eq!(replicas.held("a"), Some(record));
+    }
+
+    /// A version from 60 s ahead of the coordinator's clock, held by `at`.
+    fn hold_ahead(replicas: &Replicas, at: &[&str]) -> Version {
+        let ahead = Version::new(Clock::new().now_ms() + 60_000, 9);
+        for id in at {
+            let record = Record::value(ahead, b"ahead".to_vec(), None);
+            replicas.held.lock().expect("replicas lock").insert((*id).to_owned(), record);
+        }
+        ahead
+    }
+
+    /// A put whose clock version is newer than what W replicas hold is
+    /// written in one round: no replica is read.
+    #[tokio::test]
+    async fn a_put_newer_than_all_held_takes_one_round() {
+        let replicas = Arc::new(Replicas::default());
+        let version = coordinator(replicas.clone(), Counter::default()).put("k", b"v".to_vec(), None).await;
+        let version = version.expect("every replica answers");
+        assert_eq!(replicas.reads.load(Ordering::Relaxed), 0, "one round, no learning");
+        let holding = ["a", "b", "c"].iter().filter(|id| replicas.held(id).is_some_and(|r| r.version == version));
+        assert!(holding.count() >= 2, "on W replicas");
+    }
+
+    /// A coordinator whose clock is behind a version W replicas hold (a
+    /// skewed clock, or a later write) learns it in a second round and
+    /// writes above it: the put is never acknowledged below a held write.
+    #[tokio::test]
+    async fn a_put_behind_a_held_version_learns_it_and_writes_above() {
+        let replicas = Arc::new(Replicas::default());
+        let ahead = hold_ahead(&replicas, &["b", "c"]);
+        let version = coordinator(replicas.clone(), Counter::default()).put("k", b"v".to_vec(), None).await;
+        let version = version.expect("every replica answers");
+        assert!(version > ahead, "{version:?} must exceed the held {ahead:?}");
+        assert!(replicas.reads.load(Ordering::Relaxed) >= 2, "a learn round read a quorum");
+        let newest = ["a", "b", "c"].iter().filter(|id| replicas.held(id).is_some_and(|r| r.version == version));
+        assert!(newest.count() >= 2, "the put is on W replicas");
+
+        // One replica ahead and one that cannot vouch (recovering): the
+        // first round has one ack of the two it needs, so it learns too.
+        let replicas = Arc::new(Replicas::behaving(&[("c", Behaviour::Recovering)]));
+        let ahead = hold_ahead(&replicas, &["b"]);
+        let version = coordinator(replicas.clone(), Counter::default()).put("k", b"v".to_vec(), None).await;
+        assert!(version.expect("every replica answers") > ahead);
+    }
+
+    /// The planted `lww` bug: the same put is acknowledged at the clock's
+    /// version, below the one W replicas keep. The write is lost.
+    #[tokio::test]
+    async fn the_lww_bug_acknowledges_a_put_below_a_held_version() {
+        let replicas = Arc::new(Replicas::default());
+        let ahead = hold_ahead(&replicas, &["b", "c"]);
+        let buggy = coordinator_with(replicas.clone(), Counter::default(), TestBugs::of(&[TestBug::Lww]));
+        let version = buggy.put("k", b"v".to_vec(), None).await.expect("acknowledged");
+        assert!(version < ahead, "the bug writes the clock's version");
+        assert_eq!(replicas.held("b").map(|r| r.version), Some(ahead), "and the replicas keep theirs");
     }
 }

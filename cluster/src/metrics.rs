@@ -288,6 +288,7 @@ pub struct Metrics {
     pub hints_delivered: Counter,
     /// Replicas brought up to date by a read repair (one count per replica written).
     pub read_repairs: Counter,
+    pub learned_writes: Counter,
     pub anti_entropy_rounds: Counter,
     anti_entropy_exchanges: Family<ExchangeLabels, Counter>,
     anti_entropy_keys: Family<DirectionLabels, Counter>,
@@ -347,6 +348,11 @@ impl Metrics {
         let hints_delivered = counter(&mut registry, "hints_delivered", "Hints delivered to their owners");
         let read_repairs =
             counter(&mut registry, "read_repairs", "Replicas written the newest version by a background read repair");
+        let learned_writes = counter(
+            &mut registry,
+            "learned_writes",
+            "Puts and deletes that needed a learn round: their clock's version was not the newest on W replicas",
+        );
         let anti_entropy_rounds =
             counter(&mut registry, "anti_entropy_rounds", "Anti-entropy rounds (one exchange with each live peer)");
         let anti_entropy_exchanges = Family::<ExchangeLabels, Counter>::default();
@@ -408,6 +414,7 @@ impl Metrics {
             hints_refused,
             hints_delivered,
             read_repairs,
+            learned_writes,
             anti_entropy_rounds,
             anti_entropy_exchanges,
             anti_entropy_keys,

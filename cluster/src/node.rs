@@ -85,6 +85,14 @@ impl Transport for ClusterTransport {
         self.remote.write(to, key, record, fence).await
     }
 
+    async fn write_newest(&self, to: &str, key: &[u8], record: &Record, fence: u64) -> Result<bool, RpcError> {
+        if to == self.local.node_id {
+            let written = self.local.write_newest(key.to_vec(), record.clone(), fence).await;
+            return written.map_err(|e| replica_error(to, e));
+        }
+        self.remote.write_newest(to, key, record, fence).await
+    }
+
     async fn write_batch(&self, to: &str, from: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
         if to == self.local.node_id {
             return self.local.write_batch(entries, from).await.map_err(|e| local_error(to, e));
@@ -252,6 +260,7 @@ impl Node {
                 max_ahead_ms: config.max_clock_skew_ms,
                 bugs: config.bugs(),
                 read_repairs: metrics.read_repairs.clone(),
+                learned_writes: metrics.learned_writes.clone(),
             },
             clock.clone(),
             membership.clone(),

@@ -6,7 +6,7 @@ use crate::api::request::Limits;
 use crate::clock::Clock;
 use crate::record::Record;
 use crate::recovery::Recovery;
-use crate::storage::{Store, StoreError};
+use crate::storage::{ApplyOutcome, Store, StoreError};
 use crate::topology::Membership;
 use crate::transport::{Entry, SyncReply, SyncRequest};
 use std::sync::Arc;
@@ -76,6 +76,33 @@ impl Replica {
         Ok(self.store.apply(key, record).await.map(|_| ())?)
     }
 
+    /// A coordinator's one-round put ([`crate::coordinator`]): applies
+    /// `record` and answers true only if it was newer than everything this
+    /// replica held, which the coordinator takes as evidence that no write
+    /// acknowledged here had a version as high. False when it held as new
+    /// or newer (nothing changed), and false without applying while the
+    /// replica is recovering: a lost write would make that evidence a lie.
+    pub async fn write_newest(&self, key: Vec<u8>, record: Record, fence: u64) -> Result<bool, ReplicaError> {
+        if !self.may_vouch(&key, &record, fence)? {
+            return Ok(false);
+        }
+        Ok(self.store.apply(key, record).await? == ApplyOutcome::Applied)
+    }
+
+    /// Whether a [`Replica::write_newest`] of `record` may be applied and
+    /// vouched for (false: answer "not newest" without applying), or the
+    /// refusal of a stale view or an inadmissible record.
+    pub fn may_vouch(&self, key: &[u8], record: &Record, fence: u64) -> Result<bool, ReplicaError> {
+        self.check_fence(key, fence)?;
+        if fence == UNFENCED || !self.recovery.blocking(key).is_empty() {
+            return Ok(false);
+        }
+        match self.refusal(key, record) {
+            Some(reason) => Err(StoreError::Refused(reason).into()),
+            None => Ok(true),
+        }
+    }
+
     /// See [`crate::topology`] for why a replica refuses a call from a
     /// coordinator that places the key elsewhere.
     pub fn check_fence(&self, key: &[u8], fence: u64) -> Result<(), ReplicaError> {
@@ -118,5 +145,58 @@ impl Replica {
 
     pub async fn answer_sync(&self, request: &SyncRequest) -> Result<SyncReply, StoreError> {
         self.view().answer(&self.store, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use crate::version::Version;
+
+    fn replica(recovery: impl FnOnce(Arc<Membership>) -> Recovery) -> Replica {
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let membership = Arc::new(Membership::from_seed_ids("a", &ids, 8, 3));
+        Replica {
+            node_id: "a".into(),
+            store: Arc::new(Store::volatile(Arc::new(MemoryStorage::new())).expect("a memory store")),
+            recovery: recovery(membership.clone()),
+            membership,
+            clock: Arc::new(Clock::new()),
+            grace_ms: 60_000,
+            max_ahead_ms: 600_000,
+            limits: Limits::default(),
+        }
+    }
+
+    fn at(ms: u64) -> Record {
+        Record::value(Version::new(ms, 1), b"v".to_vec(), None)
+    }
+
+    /// A one-round put's ack is evidence that no acknowledged write here
+    /// was newer: given only when the record was the newest.
+    #[tokio::test]
+    async fn a_replica_vouches_only_for_a_version_newer_than_all_it_holds() {
+        let replica = replica(Recovery::done);
+        let (key, fence) = (b"k".to_vec(), replica.membership.load().fence(b"k"));
+        assert_eq!(replica.write_newest(key.clone(), at(2_000), fence).await.ok(), Some(true));
+        assert_eq!(replica.write_newest(key.clone(), at(1_000), fence).await.ok(), Some(false), "older");
+        assert_eq!(replica.write_newest(key.clone(), at(2_000), fence).await.ok(), Some(false), "the same");
+        assert_eq!(replica.store.get(&key).ok().flatten().map(|r| r.version.timestamp_ms), Some(2_000));
+        assert!(matches!(replica.write_newest(key.clone(), at(3_000), fence ^ 1).await, Err(ReplicaError::StaleView)));
+        assert_eq!(replica.write_newest(key, at(3_000), UNFENCED).await.ok(), Some(false), "unfenced: no evidence");
+    }
+
+    /// A replica that may have lost writes (an unclean stop) does not
+    /// vouch, nor store, until it has exchanged with the key's co-owners.
+    #[tokio::test]
+    async fn a_recovering_replica_does_not_vouch() {
+        let replica = replica(Recovery::from_all_peers);
+        let (key, fence) = (b"k".to_vec(), replica.membership.load().fence(b"k"));
+        assert_eq!(replica.write_newest(key.clone(), at(2_000), fence).await.ok(), Some(false));
+        assert_eq!(replica.store.get(&key).ok().flatten(), None, "nothing stored");
+        replica.recovery.exchanged_with("b");
+        replica.recovery.exchanged_with("c");
+        assert_eq!(replica.write_newest(key, at(2_000), fence).await.ok(), Some(true));
     }
 }

@@ -39,6 +39,16 @@ pub trait Transport: Send + Sync + 'static {
         record: &Record,
         fence: u64,
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
+    /// A put's one-round write: applies `record` if newer; `Ok(true)` once
+    /// durable and only if it was newer than all that replica held
+    /// ([`crate::replica::Replica::write_newest`]).
+    fn write_newest(
+        &self,
+        to: &str,
+        key: &[u8],
+        record: &Record,
+        fence: u64,
+    ) -> impl Future<Output = Result<bool, RpcError>> + Send;
     /// Applies each record if newer; `Ok` once all are durable. `from`
     /// is the sender: the receiver takes only keys that both own in its
     /// view (see [`crate::replica::Replica::write_batch`]).

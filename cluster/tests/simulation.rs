@@ -166,6 +166,14 @@ impl Transport for FakeTransport {
         self.net.hop(to, &self.from).await
     }
 
+    async fn write_newest(&self, to: &str, key: &[u8], record: &Record, fence: u64) -> Result<bool, RpcError> {
+        self.net.hop(&self.from, to).await?;
+        let written = self.net.replicas[to].write_newest(key.to_vec(), record.clone(), fence).await;
+        let newest = written.map_err(|e| replica_error(to, e))?;
+        self.net.hop(to, &self.from).await?;
+        Ok(newest)
+    }
+
     async fn write_batch(&self, to: &str, from: &str, entries: Vec<(Vec<u8>, Record)>) -> Result<(), RpcError> {
         self.net.hop(&self.from, to).await?;
         self.net.replicas[to].write_batch(entries, from).await.map_err(|e| store_error(to, e))?;
@@ -330,6 +338,7 @@ fn build_node(id: &str, ids: &[String], net: &Arc<Net>, quorum: Quorum, bugs: &T
         max_ahead_ms: MAX_AHEAD_MS,
         bugs: bugs.clone(),
         read_repairs: Default::default(),
+        learned_writes: Default::default(),
     };
     let clock = replica.clock.clone();
     let coordinator =

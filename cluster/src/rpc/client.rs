@@ -164,7 +164,7 @@ impl HttpTransport {
         let peer = self.peer(to)?;
         let queue = match call {
             Call::Read { .. } => &peer.lanes.reads,
-            Call::Write { .. } => &peer.lanes.writes,
+            Call::Write { .. } | Call::WriteNewest { .. } => &peer.lanes.writes,
         };
         let (reply, answer) = oneshot::channel();
         queue
@@ -183,13 +183,26 @@ impl HttpTransport {
             Answer::Found(record) => Ok(Some(record)),
             Answer::Failed(message) => Err(RpcError::Remote(to.into(), message)),
             Answer::StaleView => Err(RpcError::StaleView(to.into())),
-            Answer::Written => Err(RpcError::Remote(to.into(), "answered a read as a write".into())),
+            Answer::Written | Answer::NotNewest => {
+                Err(RpcError::Remote(to.into(), "answered a read as a write".into()))
+            }
         }
     }
 
     pub async fn write(&self, to: &str, key: &[u8], record: &Record, fence: u64) -> Result<(), RpcError> {
         match self.submit(to, Call::Write { key: key.to_vec(), record: record.clone(), fence }).await? {
             Answer::Written => Ok(()),
+            Answer::Failed(message) => Err(RpcError::Remote(to.into(), message)),
+            Answer::StaleView => Err(RpcError::StaleView(to.into())),
+            _ => Err(RpcError::Remote(to.into(), "answered a write as a read".into())),
+        }
+    }
+
+    /// See [`crate::replica::Replica::write_newest`].
+    pub async fn write_newest(&self, to: &str, key: &[u8], record: &Record, fence: u64) -> Result<bool, RpcError> {
+        match self.submit(to, Call::WriteNewest { key: key.to_vec(), record: record.clone(), fence }).await? {
+            Answer::Written => Ok(true),
+            Answer::NotNewest => Ok(false),
             Answer::Failed(message) => Err(RpcError::Remote(to.into(), message)),
             Answer::StaleView => Err(RpcError::StaleView(to.into())),
             _ => Err(RpcError::Remote(to.into(), "answered a write as a read".into())),
@@ -308,7 +321,9 @@ fn start_lane(link: &Arc<Link>) -> mpsc::Sender<Pending> {
 fn call_bytes(call: &Call) -> usize {
     match call {
         Call::Read { key, .. } => key.len() + 16,
-        Call::Write { key, record, .. } => crate::record::entry_bytes(key, record) + 8,
+        Call::Write { key, record, .. } | Call::WriteNewest { key, record, .. } => {
+            crate::record::entry_bytes(key, record) + 8
+        }
     }
 }
 

@@ -167,6 +167,12 @@ pub enum Call {
         record: Record,
         fence: u64,
     },
+    /// A put's one-round write: see [`crate::replica::Replica::write_newest`].
+    WriteNewest {
+        key: Vec<u8>,
+        record: Record,
+        fence: u64,
+    },
 }
 
 /// The replica's answer to one [`Call`], in the same position.
@@ -179,9 +185,12 @@ pub enum Answer {
     Failed(String),
     /// The call's fence is not this replica's placement of the key.
     StaleView,
+    /// A [`Call::WriteNewest`] that was not the newest this replica held
+    /// (or that it could not vouch for while recovering).
+    NotNewest,
 }
 
-/// `[count u32]` then per call `[kind u8: 0 read, 1 write][key][record, writes only][fence u64]`.
+/// `[count u32]` then per call `[kind u8: 0 read, 1 write, 2 write newest][key][record, writes only][fence u64]`.
 pub fn encode_calls<'c>(calls: impl ExactSizeIterator<Item = &'c Call>) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(calls.len() as u32).to_le_bytes());
@@ -192,8 +201,8 @@ pub fn encode_calls<'c>(calls: impl ExactSizeIterator<Item = &'c Call>) -> Vec<u
                 put_prefixed(&mut out, key);
                 out.extend_from_slice(&fence.to_le_bytes());
             }
-            Call::Write { key, record, fence } => {
-                out.push(1);
+            Call::Write { key, record, fence } | Call::WriteNewest { key, record, fence } => {
+                out.push(if matches!(call, Call::Write { .. }) { 1 } else { 2 });
                 put_prefixed(&mut out, key);
                 put_prefixed(&mut out, &record.encode());
                 out.extend_from_slice(&fence.to_le_bytes());
@@ -216,6 +225,10 @@ pub fn decode_calls(bytes: &[u8]) -> Result<Vec<Call>, DecodeError> {
                 let record = reader.record()?;
                 Call::Write { key, record, fence: reader.u64()? }
             }
+            2 => {
+                let record = reader.record()?;
+                Call::WriteNewest { key, record, fence: reader.u64()? }
+            }
             other => return Err(DecodeError(format!("unknown call kind {other}"))),
         });
     }
@@ -223,7 +236,8 @@ pub fn decode_calls(bytes: &[u8]) -> Result<Vec<Call>, DecodeError> {
     Ok(calls)
 }
 
-/// `[count u32]` then per answer `[tag u8: 0 absent, 1 found, 2 written, 3 failed, 4 stale view][record | message]`.
+/// `[count u32]` then per answer `[tag u8: 0 absent, 1 found, 2 written, 3 failed, 4 stale view, 5 not newest]`
+/// then a found record or a failure's message.
 pub fn encode_answers(answers: &[Answer]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(answers.len() as u32).to_le_bytes());
@@ -240,6 +254,7 @@ pub fn encode_answers(answers: &[Answer]) -> Vec<u8> {
                 put_prefixed(&mut out, message.as_bytes());
             }
             Answer::StaleView => out.push(4),
+            Answer::NotNewest => out.push(5),
         }
     }
     out
@@ -256,6 +271,7 @@ pub fn decode_answers(bytes: &[u8]) -> Result<Vec<Answer>, DecodeError> {
             2 => Answer::Written,
             3 => Answer::Failed(String::from_utf8_lossy(reader.prefixed()?).into_owned()),
             4 => Answer::StaleView,
+            5 => Answer::NotNewest,
             other => return Err(DecodeError(format!("unknown answer tag {other}"))),
         });
     }
@@ -400,8 +416,11 @@ mod tests {
             ("n2".to_owned(), entries.clone())
         );
         let (key, record) = entries[0].clone();
-        let calls =
-            vec![Call::Read { key: key.clone(), fence: 0 }, Call::Write { key, record: record.clone(), fence: 7 }];
+        let calls = vec![
+            Call::Read { key: key.clone(), fence: 0 },
+            Call::Write { key: key.clone(), record: record.clone(), fence: 7 },
+            Call::WriteNewest { key, record: record.clone(), fence: 8 },
+        ];
         assert_eq!(decode_calls(&encode_calls(calls.iter())).unwrap(), calls);
         let answers = vec![
             Answer::Absent,
@@ -409,6 +428,7 @@ mod tests {
             Answer::Written,
             Answer::Failed("disk".into()),
             Answer::StaleView,
+            Answer::NotNewest,
         ];
         assert_eq!(decode_answers(&encode_answers(&answers)).unwrap(), answers);
         let request = SyncRequest { from: "n1".into(), digests: Digests((0..BUCKETS as u64).collect()) };

@@ -4,6 +4,7 @@ use super::codec::{self, Answer, Call};
 use super::SECRET_HEADER;
 use crate::api::ApiError;
 use crate::replica::{Replica, ReplicaError};
+use crate::storage::ApplyOutcome;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -45,6 +46,8 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
     };
     let mut answers = Vec::with_capacity(calls.len());
     let mut writes = Vec::new();
+    // Which calls are `WriteNewest`: their answer depends on the outcome.
+    let newest: Vec<bool> = calls.iter().map(|call| matches!(call, Call::WriteNewest { .. })).collect();
     for (index, call) in calls.into_iter().enumerate() {
         answers.push(match call {
             Call::Read { key, fence } => match replica.read(&key, fence) {
@@ -63,13 +66,25 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
                     }
                 },
             },
+            // As `Replica::write_newest`, its writes sharing the batch's flush.
+            Call::WriteNewest { key, record, fence } => match replica.may_vouch(&key, &record, fence) {
+                Err(ReplicaError::StaleView) => Answer::StaleView,
+                Err(error) => Answer::Failed(error.to_string()),
+                Ok(false) => Answer::NotNewest,
+                Ok(true) => {
+                    writes.push((index, key, record));
+                    Answer::Written
+                }
+            },
         });
     }
     let (indexes, entries): (Vec<usize>, Vec<_>) = writes.into_iter().map(|(i, k, r)| (i, (k, r))).unzip();
     for (index, result) in indexes.into_iter().zip(replica.store.apply_each(entries).await) {
-        if let Err(error) = result {
-            answers[index] = Answer::Failed(error.to_string());
-        }
+        answers[index] = match (result, &answers[index]) {
+            (Err(error), _) => Answer::Failed(error.to_string()),
+            (Ok(ApplyOutcome::Stale), _) if newest[index] => Answer::NotNewest,
+            (Ok(_), answer) => answer.clone(),
+        };
     }
     (StatusCode::OK, codec::encode_answers(&answers)).into_response()
 }
