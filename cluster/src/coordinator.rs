@@ -352,16 +352,23 @@ impl<T: Transport> Coordinator<T> {
     ///
     /// **Two rounds**, when the first fell short (a clock behind a held
     /// version, a concurrent write, a recovering replica): learn the
-    /// highest version from R replicas and write above it and above the
-    /// first round's, as multi-writer ABD does.
+    /// highest version from R replicas, then
+    /// - if the first round stored nothing, write a version above it, as
+    ///   multi-writer ABD does;
+    /// - if the first round may have stored its record somewhere, the
+    ///   value must never get a second version (a reader could see it,
+    ///   then a newer write, then it again): finish the first version if
+    ///   the quorum holds nothing newer (that proves it above every
+    ///   acknowledged write, as a learn round does), else give up with the
+    ///   outcome unknown.
     async fn write(&self, key: &str, build: &impl Fn(Version) -> Record) -> Result<Version, Shortfall> {
         let placement = self.membership.load().placement(key.as_bytes());
         let fence = placement.fence();
         let (live, down) = self.order(placement.targets());
         let needed = Needed::writes(&placement, self.config.quorum);
         let lww = self.config.bugs.has(TestBug::Lww);
-        // The first round's version, and whether it may be stored anywhere.
-        let mut first = None;
+        // The first round's record, if it may be stored anywhere.
+        let mut tried = None;
         if lww || needed.writes_intersect() {
             // THE `lww` BUG writes the clock's version as plainly newer-wins,
             // so a replica holding a newer version acks a write it dropped.
@@ -378,24 +385,36 @@ impl<T: Transport> Coordinator<T> {
             if lww || acks.timed_out || (stored_nothing && !acks.stale.is_empty()) {
                 return Err(Self::write_shortfall(key, &acks, &needed, stored_nothing));
             }
-            first = Some((record.version, !stored_nothing));
+            tried = (!stored_nothing).then_some(record);
         }
         self.config.learned_writes.inc();
-        let maybe_stored = first.is_some_and(|(_, maybe_stored)| maybe_stored);
         let learned = self.quorum_read(&placement, &live, key.as_bytes(), fence).await.map_err(|mut shortfall| {
-            if maybe_stored {
+            if tried.is_some() {
                 shortfall.stale.clear();
             }
             shortfall
         })?;
-        let highest = learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version));
-        let highest = highest.chain(first.map(|(version, _)| version)).max();
-        let record = build(self.next_version(key, highest).map_err(|error| {
-            Shortfall::unavailable(match maybe_stored {
-                false => format!("{error}; not written"),
-                true => format!("{error}; the first round may have stored it: its outcome is unknown"),
-            })
-        })?);
+        let highest = learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max();
+        let record = match tried {
+            Some(tried) if highest.is_none_or(|highest| highest <= tried.version) => tried,
+            Some(tried) => {
+                // The replicas behind get the newest now, so that a retry's
+                // first round meets refusals only and can learn.
+                if let Some(best) = newest(&learned) {
+                    let mut everyone = learned.clone();
+                    let unheard = live.iter().filter(|owner| !learned.iter().any(|(heard, _)| heard == *owner));
+                    everyone.extend(unheard.map(|owner| (owner.clone(), None)));
+                    self.repair_in_background(key.as_bytes().to_vec(), everyone, best, fence);
+                }
+                return Err(Shortfall::unavailable(format!(
+                    "write of {key:?} met a newer version ({highest:?} above {:?}) after its first round may have                      stored it; its outcome is unknown",
+                    tried.version
+                )));
+            }
+            None => {
+                build(self.next_version(key, highest).map_err(|e| Shortfall::unavailable(format!("{e}; not written")))?)
+            }
+        };
         let acks = self.write_round(key, &record, fence, (&live, &down), &needed, WriteKind::IfNewer).await;
         match needed.met_by(acks.holders.iter().map(String::as_str)) {
             true => Ok(record.version),
@@ -1077,7 +1096,7 @@ mod tests {
     #[tokio::test]
     async fn a_put_behind_a_held_version_learns_it_and_writes_above() {
         let replicas = Arc::new(Replicas::default());
-        let ahead = hold_ahead(&replicas, &["b", "c"]);
+        let ahead = hold_ahead(&replicas, &["a", "b", "c"]);
         let version = coordinator(replicas.clone(), Counter::default()).put("k", b"v".to_vec(), None).await;
         let version = version.expect("every replica answers");
         assert!(version > ahead, "{version:?} must exceed the held {ahead:?}");
@@ -1085,12 +1104,43 @@ mod tests {
         let newest = ["a", "b", "c"].iter().filter(|id| replicas.held(id).is_some_and(|r| r.version == version));
         assert!(newest.count() >= 2, "the put is on W replicas");
 
-        // One replica ahead and one that cannot vouch (recovering): the
-        // first round has one ack of the two it needs, so it learns too.
-        let replicas = Arc::new(Replicas::behaving(&[("c", Behaviour::Recovering)]));
-        let ahead = hold_ahead(&replicas, &["b"]);
+        // One vouch, one replica that cannot (recovering) and one down:
+        // the learn round finds the first round's version the newest, and
+        // the put finishes at that version.
+        let replicas = Arc::new(Replicas::behaving(&[("b", Behaviour::Recovering), ("c", Behaviour::Fails)]));
         let version = coordinator(replicas.clone(), Counter::default()).put("k", b"v".to_vec(), None).await;
-        assert!(version.expect("every replica answers") > ahead);
+        let version = version.expect("every replica answers");
+        assert!(replicas.reads.load(Ordering::Relaxed) >= 2, "a learn round read a quorum");
+        let holding = ["a", "b", "c"].iter().filter(|id| replicas.held(id).is_some_and(|r| r.version == version));
+        assert!(holding.count() >= 2, "the first round's version is on W replicas");
+    }
+
+    /// A first round stored on a replica that was behind, while W others
+    /// hold a newer version: writing the value again at a version above
+    /// theirs could let a reader see it, then the newer write, then it
+    /// again. The outcome is unknown instead (503), the value keeps one
+    /// version, and the replica behind is repaired so that a retry learns.
+    #[tokio::test]
+    async fn a_put_stored_by_its_first_round_never_gets_a_second_version() {
+        let replicas = Arc::new(Replicas::default());
+        let ahead = hold_ahead(&replicas, &["b", "c"]);
+        let coordinator = coordinator(replicas.clone(), Counter::default());
+        let refused = coordinator.put("k", b"v".to_vec(), None).await;
+        assert!(matches!(refused, Err(CoordinatorError::Unavailable(_))), "{refused:?}");
+        let versions: Vec<Version> = ["a", "b", "c"]
+            .iter()
+            .filter_map(|id| replicas.held(id).filter(|r| r.value == b"v").map(|r| r.version))
+            .collect();
+        assert!(versions.len() <= 1, "one version of the value at most: {versions:?}");
+        for _ in 0..500 {
+            if replicas.held("a").is_some_and(|r| r.version == ahead) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(replicas.held("a").map(|r| r.version), Some(ahead), "the replica behind was repaired");
+        let retried = coordinator.put("k", b"v".to_vec(), None).await.expect("a retry learns and writes above");
+        assert!(retried > ahead);
     }
 
     /// The planted `lww` bug: the same put is acknowledged at the clock's

@@ -466,6 +466,12 @@ struct Outcomes {
     /// Per key, the operations the linearizability check sees.
     history: BTreeMap<String, Vec<Entry>>,
     stale_session_reads: Vec<String>,
+    /// The version each acknowledged put's value got, by value (values
+    /// are unique).
+    put_versions: BTreeMap<u64, u64>,
+    /// Every value a read returned and the version it came with: a value
+    /// must have one version, the one its put was acknowledged with.
+    read_versions: Vec<(u64, u64)>,
     /// Per key, the newest acknowledged write's version, and whether it was
     /// a delete.
     acked: BTreeMap<String, (cluster::version::Version, bool)>,
@@ -510,6 +516,11 @@ impl Outcomes {
         problems.extend(self.underheld.iter().cloned());
         problems.extend(self.failed_final_reads.iter().cloned());
         problems.extend(self.diverged.iter().cloned());
+        for (value, seen_ms) in &self.read_versions {
+            if let Some(acked_ms) = self.put_versions.get(value).filter(|acked_ms| *acked_ms != seen_ms) {
+                problems.push(format!("value {value} was read at version {seen_ms} but acknowledged at {acked_ms}"));
+            }
+        }
         for (key, history) in &self.history {
             match is_linearizable(history) {
                 Some(true) => {}
@@ -565,6 +576,12 @@ fn note_acked(outcomes: &Mutex<Outcomes>, key: &str, version: cluster::version::
     }
 }
 
+fn note_read(outcomes: &Mutex<Outcomes>, outcome: &ReadOutcome) {
+    if let (Some(value), Some(seen_ms)) = (value_of(outcome), timestamp_of(outcome)) {
+        outcomes.lock().unwrap().read_versions.push((value, seen_ms));
+    }
+}
+
 /// What a client's next operation is: its number, key and dice.
 struct Planned {
     process: u64,
@@ -592,6 +609,7 @@ async fn one_op(
         match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
             Ok(Ok(version)) => {
                 note_acked(outcomes, key, version, false);
+                outcomes.lock().unwrap().put_versions.insert(value, version.timestamp_ms);
                 (done(Op::Write(Some(value))), Some(version.timestamp_ms))
             }
             _ => (unknown(Op::Write(Some(value))), None),
@@ -606,13 +624,17 @@ async fn one_op(
         }
     } else if roll < mix.put + mix.delete + mix.strong_read {
         match tokio::time::timeout(REQUEST_TIMEOUT, node.coordinator.get_strong(key)).await {
-            Ok(Ok(outcome)) => (done(Op::Read(value_of(&outcome))), timestamp_of(&outcome)),
+            Ok(Ok(outcome)) => {
+                note_read(outcomes, &outcome);
+                (done(Op::Read(value_of(&outcome))), timestamp_of(&outcome))
+            }
             _ => (None, None), // a failed read changed nothing
         }
     } else {
         let min = session.get(key).copied();
         match tokio::time::timeout(REQUEST_TIMEOUT, node.coordinator.get_eventual(key, min)).await {
             Ok(Ok(outcome)) => {
+                note_read(outcomes, &outcome);
                 let seen = timestamp_of(&outcome);
                 if let (Some(min), Some(seen)) = (min, seen) {
                     if seen < min {
