@@ -377,6 +377,9 @@ impl<T: Transport> Coordinator<T> {
                 build(self.next_version(key, None).map_err(|e| Shortfall::unavailable(format!("{e}; not written")))?);
             let acks = self.write_round(key, &record, fence, (&live, &down), &needed, kind).await;
             if needed.met_by(acks.holders.iter().map(String::as_str)) {
+                if kind == WriteKind::Newest {
+                    self.hint_down_owners(down, key.as_bytes(), &record);
+                }
                 return Ok(record.version);
             }
             // Refusals are passed on (for a retry after a view exchange)
@@ -423,7 +426,9 @@ impl<T: Transport> Coordinator<T> {
     }
 
     /// Hints for the owners believed down, then `record` to the live ones.
-    /// From here the record may be stored.
+    /// From here the record may be stored. A first round (`Newest`) leaves
+    /// no hints until it has succeeded: if it stored nothing, its version
+    /// must stay nowhere, and a hint delivered later would store it.
     async fn write_round(
         &self,
         key: &str,
@@ -433,7 +438,10 @@ impl<T: Transport> Coordinator<T> {
         needed: &Needed<'_>,
         kind: WriteKind,
     ) -> Acks {
-        let stand_ins = self.hint_down_owners(down.to_vec(), key.as_bytes(), record);
+        let stand_ins = match kind {
+            WriteKind::IfNewer => self.hint_down_owners(down.to_vec(), key.as_bytes(), record),
+            WriteKind::Newest => Vec::new(),
+        };
         let acks = self.replicate(live.to_vec(), key.as_bytes(), record, fence, needed, stand_ins, kind).await;
         tracing::trace!(node = %self.config.node_id, key, version = ?record.version, ?kind, acked = ?acks.holders,
             "write replicated");
@@ -751,7 +759,11 @@ impl<T: Transport> Coordinator<T> {
                         }
                     });
                     let end = tokio::time::timeout_at(deadline, end).await.unwrap_or(WriteEnd::Unknown);
-                    let missed = matches!(end, WriteEnd::StaleView | WriteEnd::Unknown);
+                    // A refusal stored nothing: a first round's hint would.
+                    let missed = match kind {
+                        WriteKind::IfNewer => matches!(end, WriteEnd::StaleView | WriteEnd::Unknown),
+                        WriteKind::Newest => end == WriteEnd::Unknown,
+                    };
                     if missed && sloppy {
                         // THE BUG: a hint taken here stands in for the owner's ack.
                         let end = if hints.offer(hint(&target)) { WriteEnd::Acked } else { end };
