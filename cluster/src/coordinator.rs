@@ -410,8 +410,10 @@ impl<T: Transport> Coordinator<T> {
                     self.repair_in_background(key.as_bytes().to_vec(), everyone, best, fence);
                 }
                 return Err(Shortfall::unavailable(format!(
-                    "write of {key:?} met a newer version ({highest:?} above {:?}) after its first round may have                      stored it; its outcome is unknown",
-                    tried.version
+                    "write of {key:?} met a newer version (timestamp {}) after its first round may have stored it \
+                     at timestamp {}; its outcome is unknown",
+                    highest.map_or(0, |v| v.timestamp_ms),
+                    tried.version.timestamp_ms
                 )));
             }
             None => {
