@@ -399,7 +399,13 @@ impl<T: Transport> Coordinator<T> {
         })?;
         let highest = learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max();
         let record = match tried {
-            Some(tried) if highest.is_none_or(|highest| highest <= tried.version) => tried,
+            // Nothing newer, nor of its millisecond but its own copy (see
+            // `Replica::may_vouch` on why the millisecond).
+            Some(tried)
+                if highest.is_none_or(|h| h == tried.version || h.timestamp_ms < tried.version.timestamp_ms) =>
+            {
+                tried
+            }
             Some(tried) => {
                 // The replicas behind get the newest now, so that a retry's
                 // first round meets refusals only and can learn.
@@ -968,7 +974,7 @@ mod tests {
         async fn write_newest(&self, to: &str, _key: &[u8], record: &Record, _fence: u64) -> Result<bool, RpcError> {
             self.reach(to, true).await?;
             let mut held = self.held.lock().expect("replicas lock");
-            let newest = held.get(to).is_none_or(|old| old.version < record.version);
+            let newest = held.get(to).is_none_or(|old| old.version.timestamp_ms < record.version.timestamp_ms);
             if newest && self.behaviour.get(to) != Some(&Behaviour::Recovering) {
                 held.insert(to.to_owned(), record.clone());
                 return Ok(true);
@@ -1090,6 +1096,19 @@ mod tests {
             replicas.held.lock().expect("replicas lock").insert((*id).to_owned(), record);
         }
         ahead
+    }
+
+    /// Back-to-back puts of one key get ever larger timestamps, by the
+    /// millisecond: a session's `min_timestamp` tells them apart.
+    #[tokio::test]
+    async fn back_to_back_puts_get_later_milliseconds() {
+        let coordinator = coordinator(Arc::new(Replicas::default()), Counter::default());
+        let mut last = 0;
+        for i in 0..200u32 {
+            let version = coordinator.put("k", i.to_be_bytes().to_vec(), None).await.expect("answered");
+            assert!(version.timestamp_ms > last, "put {i} got {}, not after {last}", version.timestamp_ms);
+            last = version.timestamp_ms;
+        }
     }
 
     /// A put whose clock version is newer than what W replicas hold is

@@ -77,10 +77,10 @@ impl Replica {
     }
 
     /// A coordinator's one-round put ([`crate::coordinator`]): applies
-    /// `record` and answers true only if it was newer than everything this
-    /// replica held, which the coordinator takes as evidence that no write
-    /// acknowledged here had a version as high. False when it held as new
-    /// or newer (nothing changed), and false without applying while the
+    /// `record` and answers true only if its timestamp was later than
+    /// everything this replica held, which the coordinator takes as
+    /// evidence that no write acknowledged here had one as late. False
+    /// without applying when it held one as late or later, and while the
     /// replica is recovering: a lost write would make that evidence a lie.
     pub async fn write_newest(&self, key: Vec<u8>, record: Record, fence: u64) -> Result<bool, ReplicaError> {
         if !self.may_vouch(&key, &record, fence)? {
@@ -97,10 +97,15 @@ impl Replica {
         if fence == UNFENCED || !self.recovery.blocking(key).is_empty() {
             return Ok(false);
         }
-        match self.refusal(key, record) {
-            Some(reason) => Err(StoreError::Refused(reason).into()),
-            None => Ok(true),
+        if let Some(reason) = self.refusal(key, record) {
+            return Err(StoreError::Refused(reason).into());
         }
+        // Newer by the millisecond, not only by the tie-break: a client's
+        // next write must get a larger timestamp than its last (a session's
+        // `min_timestamp` could not tell two writes of one millisecond
+        // apart), as a learn round's `highest + 1 ms` gives.
+        let held = self.store.get(key)?;
+        Ok(held.is_none_or(|held| held.version.timestamp_ms < record.version.timestamp_ms))
     }
 
     /// See [`crate::topology`] for why a replica refuses a call from a
@@ -174,7 +179,8 @@ mod tests {
     }
 
     /// A one-round put's ack is evidence that no acknowledged write here
-    /// was newer: given only when the record was the newest.
+    /// was newer: given only when the record was the newest, by a whole
+    /// millisecond.
     #[tokio::test]
     async fn a_replica_vouches_only_for_a_version_newer_than_all_it_holds() {
         let replica = replica(Recovery::done);
@@ -182,6 +188,8 @@ mod tests {
         assert_eq!(replica.write_newest(key.clone(), at(2_000), fence).await.ok(), Some(true));
         assert_eq!(replica.write_newest(key.clone(), at(1_000), fence).await.ok(), Some(false), "older");
         assert_eq!(replica.write_newest(key.clone(), at(2_000), fence).await.ok(), Some(false), "the same");
+        let same_ms = Record::value(Version::new(2_000, 7), b"w".to_vec(), None);
+        assert_eq!(replica.write_newest(key.clone(), same_ms, fence).await.ok(), Some(false), "the same ms");
         assert_eq!(replica.store.get(&key).ok().flatten().map(|r| r.version.timestamp_ms), Some(2_000));
         assert!(matches!(replica.write_newest(key.clone(), at(3_000), fence ^ 1).await, Err(ReplicaError::StaleView)));
         assert_eq!(replica.write_newest(key, at(3_000), UNFENCED).await.ok(), Some(false), "unfenced: no evidence");
