@@ -19,7 +19,7 @@ use cluster::storage::{fsync, MemoryStorage, SledStorage, Storage, Store, SyncPo
 use cluster::test_bug::TestBug;
 use std::io::Write;
 use std::sync::Arc;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// The node allocates for every request (hyper buffers, JSON, records);
 /// mimalloc costs less per call than glibc's malloc under these loads.
@@ -108,6 +108,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stopping = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
+    // Before anything is served: see `shutdown_signals`.
+    let signals = shutdown_signals()?;
     let mut listeners = tokio::task::JoinSet::new();
     let client_routes = match config.internal_listen {
         None => cluster::server::router(node.clone()),
@@ -129,7 +131,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let join = node.start_join();
 
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = shutdown_signal(signals) => {}
         () = node.has_left() => tracing::info!("this node left the cluster: stopping"),
     }
     if let Some(join) = join {
@@ -227,9 +229,22 @@ fn open_hint_store(config: &Config, metrics: &Metrics) -> anyhow::Result<Store> 
     }
 }
 
-async fn shutdown_signal() {
-    let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+/// SIGTERM and SIGINT, caught from creation on.
+struct ShutdownSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+/// Installed before the listeners start: a signal sent as soon as the
+/// node answers (a quick client) must stop it cleanly, not kill it by the
+/// default action before the main task first waits.
+fn shutdown_signals() -> anyhow::Result<ShutdownSignals> {
+    let terminate = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let interrupt = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(ShutdownSignals { terminate, interrupt })
+}
+
+async fn shutdown_signal(ShutdownSignals { mut terminate, mut interrupt }: ShutdownSignals) {
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
         _ = interrupt.recv() => tracing::info!("SIGINT received"),
