@@ -397,7 +397,8 @@ impl<T: Transport> Coordinator<T> {
             }
             shortfall
         })?;
-        let highest = learned.iter().filter_map(|(_, record)| record.as_ref().map(|r| r.version)).max();
+        let best = newest(&learned);
+        let highest = best.as_ref().map(|record| record.version);
         let record = match tried {
             // Nothing newer, nor of its millisecond but its own copy (see
             // `Replica::may_vouch` on why the millisecond).
@@ -409,12 +410,7 @@ impl<T: Transport> Coordinator<T> {
             Some(tried) => {
                 // The replicas behind get the newest now, so that a retry's
                 // first round meets refusals only and can learn.
-                if let Some(best) = newest(&learned) {
-                    let mut everyone = learned.clone();
-                    let unheard = live.iter().filter(|owner| !learned.iter().any(|(heard, _)| heard == *owner));
-                    everyone.extend(unheard.map(|owner| (owner.clone(), None)));
-                    self.repair_in_background(key.as_bytes().to_vec(), everyone, best, fence);
-                }
+                self.read_repair_in_background(key, &live, fence);
                 return Err(Shortfall::unavailable(format!(
                     "write of {key:?} met a newer version (timestamp {}) after its first round may have stored it \
                      at timestamp {}; its outcome is unknown",
@@ -832,15 +828,20 @@ impl<T: Transport> Coordinator<T> {
         }
     }
 
-    /// Read repair: reads `key` from `live` and writes the newest to those
-    /// behind, fenced (a coordinator with a stale view must not copy a
-    /// record from a node that no longer owns the key: see
-    /// `Replica::write_batch`).
+    /// One eventual read in `--read-repair-every` repairs its key.
     fn maybe_repair_in_background(&self, key: &str, live: &[String], fence: u64) {
         let every = self.config.read_repair_every;
         if every == 0 || !self.eventual_reads.fetch_add(1, Ordering::Relaxed).is_multiple_of(every) {
             return;
         }
+        self.read_repair_in_background(key, live, fence);
+    }
+
+    /// Read repair, in a task of its own: reads `key` from `live` and
+    /// writes the newest to those behind, fenced (a coordinator with a
+    /// stale view must not copy a record from a node that no longer owns
+    /// the key: see `Replica::write_batch`).
+    fn read_repair_in_background(&self, key: &str, live: &[String], fence: u64) {
         let (transport, live, key) = (self.transport.clone(), live.to_vec(), key.to_owned());
         let (timeout, repairs) = (self.config.rpc_timeout, self.config.read_repairs.clone());
         tokio::spawn(async move {

@@ -45,9 +45,8 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
         Err(error) => return malformed(error),
     };
     let mut answers = Vec::with_capacity(calls.len());
+    // Each write with its answer should the store hold as new already.
     let mut writes = Vec::new();
-    // Which calls are `WriteNewest`: their answer depends on the outcome.
-    let newest: Vec<bool> = calls.iter().map(|call| matches!(call, Call::WriteNewest { .. })).collect();
     for (index, call) in calls.into_iter().enumerate() {
         answers.push(match call {
             Call::Read { key, fence } => match replica.read(&key, fence) {
@@ -61,7 +60,7 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
                 Ok(()) => match replica.refusal(&key, &record) {
                     Some(reason) => Answer::Failed(format!("refused: {reason}")),
                     None => {
-                        writes.push((index, key, record));
+                        writes.push((index, key, record, Answer::Written));
                         Answer::Written
                     }
                 },
@@ -72,19 +71,19 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
                 Err(error) => Answer::Failed(error.to_string()),
                 Ok(false) => Answer::NotNewest,
                 Ok(true) => {
-                    writes.push((index, key, record));
+                    writes.push((index, key, record, Answer::NotNewest));
                     Answer::Written
                 }
             },
         });
     }
-    let (indexes, entries): (Vec<usize>, Vec<_>) = writes.into_iter().map(|(i, k, r)| (i, (k, r))).unzip();
-    for (index, result) in indexes.into_iter().zip(replica.store.apply_each(entries).await) {
-        answers[index] = match (result, &answers[index]) {
-            (Err(error), _) => Answer::Failed(error.to_string()),
-            (Ok(ApplyOutcome::Stale), _) if newest[index] => Answer::NotNewest,
-            (Ok(_), answer) => answer.clone(),
-        };
+    let (answered, entries): (Vec<_>, Vec<_>) = writes.into_iter().map(|(i, k, r, stale)| ((i, stale), (k, r))).unzip();
+    for ((index, if_stale), result) in answered.into_iter().zip(replica.store.apply_each(entries).await) {
+        match result {
+            Err(error) => answers[index] = Answer::Failed(error.to_string()),
+            Ok(ApplyOutcome::Stale) => answers[index] = if_stale,
+            Ok(ApplyOutcome::Applied) => {}
+        }
     }
     (StatusCode::OK, codec::encode_answers(&answers)).into_response()
 }
