@@ -401,7 +401,7 @@ impl<T: Transport> Coordinator<T> {
         let highest = best.as_ref().map(|record| record.version);
         let record = match tried {
             // Nothing newer, nor of its millisecond but its own copy (see
-            // `Replica::may_vouch` on why the millisecond).
+            // `storage::Newer::Millisecond` on why the millisecond).
             Some(tried)
                 if highest.is_none_or(|h| h == tried.version || h.timestamp_ms < tried.version.timestamp_ms) =>
             {

@@ -98,13 +98,26 @@ impl Record {
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Record, CodecError> {
+    /// The version of an encoded record, without copying its value: what a
+    /// write's check against the held record needs.
+    pub fn version_in(bytes: &[u8]) -> Result<Version, CodecError> {
+        Record::check_header(bytes)?;
+        let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        Ok(Version::new(u64_at(1), u64_at(9)))
+    }
+
+    fn check_header(bytes: &[u8]) -> Result<(), CodecError> {
         if bytes.len() < HEADER_BYTES {
             return Err(CodecError::Truncated(bytes.len()));
         }
         if bytes[0] != FORMAT {
             return Err(CodecError::UnknownFormat(bytes[0]));
         }
+        Ok(())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Record, CodecError> {
+        Record::check_header(bytes)?;
         let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let flags = bytes[17];
         if flags & !(FLAG_TOMBSTONE | FLAG_EXPIRES) != 0 {
@@ -153,6 +166,10 @@ mod tests {
         let mut bytes = Record::tombstone(Version::ZERO).encode();
         bytes[0] = 9;
         assert_eq!(Record::decode(&bytes), Err(CodecError::UnknownFormat(9)));
+        assert_eq!(Record::version_in(&bytes), Err(CodecError::UnknownFormat(9)));
+        assert_eq!(Record::version_in(&[1, 2, 3]), Err(CodecError::Truncated(3)));
+        let record = Record::value(Version::new(7, 9), b"value".to_vec(), Some(11));
+        assert_eq!(Record::version_in(&record.encode()), Ok(Version::new(7, 9)));
     }
 
     #[test]

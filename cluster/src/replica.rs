@@ -86,12 +86,14 @@ impl Replica {
         if !self.may_vouch(&key, &record, fence)? {
             return Ok(false);
         }
-        Ok(self.store.apply(key, record).await? == ApplyOutcome::Applied)
+        Ok(self.store.apply_newest(key, record).await? == ApplyOutcome::Applied)
     }
 
-    /// Whether a [`Replica::write_newest`] of `record` may be applied and
-    /// vouched for (false: answer "not newest" without applying), or the
-    /// refusal of a stale view or an inadmissible record.
+    /// Whether a [`Replica::write_newest`] of `record` may be offered to
+    /// the store, which then stores it only if it is the newest by the
+    /// millisecond ([`Store::apply_newest`]); false: answer "not newest"
+    /// without storing. Or the refusal of a stale view or an inadmissible
+    /// record.
     pub fn may_vouch(&self, key: &[u8], record: &Record, fence: u64) -> Result<bool, ReplicaError> {
         self.check_fence(key, fence)?;
         if fence == UNFENCED || !self.recovery.blocking(key).is_empty() {
@@ -100,12 +102,7 @@ impl Replica {
         if let Some(reason) = self.refusal(key, record) {
             return Err(StoreError::Refused(reason).into());
         }
-        // Newer by the millisecond, not only by the tie-break: a client's
-        // next write must get a larger timestamp than its last (a session's
-        // `min_timestamp` could not tell two writes of one millisecond
-        // apart), as a learn round's `highest + 1 ms` gives.
-        let held = self.store.get(key)?;
-        Ok(held.is_none_or(|held| held.version.timestamp_ms < record.version.timestamp_ms))
+        Ok(true)
     }
 
     /// See [`crate::topology`] for why a replica refuses a call from a

@@ -4,7 +4,7 @@ use super::codec::{self, Answer, Call};
 use super::SECRET_HEADER;
 use crate::api::ApiError;
 use crate::replica::{Replica, ReplicaError};
-use crate::storage::ApplyOutcome;
+use crate::storage::{ApplyOutcome, Newer, Write};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -60,7 +60,7 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
                 Ok(()) => match replica.refusal(&key, &record) {
                     Some(reason) => Answer::Failed(format!("refused: {reason}")),
                     None => {
-                        writes.push((index, key, record, Answer::Written));
+                        writes.push((index, Write::newer_version(key, record), Answer::Written));
                         Answer::Written
                     }
                 },
@@ -71,14 +71,14 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
                 Err(error) => Answer::Failed(error.to_string()),
                 Ok(false) => Answer::NotNewest,
                 Ok(true) => {
-                    writes.push((index, key, record, Answer::NotNewest));
+                    writes.push((index, Write { key, record, newer: Newer::Millisecond }, Answer::NotNewest));
                     Answer::Written
                 }
             },
         });
     }
-    let (answered, entries): (Vec<_>, Vec<_>) = writes.into_iter().map(|(i, k, r, stale)| ((i, stale), (k, r))).unzip();
-    for ((index, if_stale), result) in answered.into_iter().zip(replica.store.apply_each(entries).await) {
+    let (answered, writes): (Vec<_>, Vec<_>) = writes.into_iter().map(|(i, w, stale)| ((i, stale), w)).unzip();
+    for ((index, if_stale), result) in answered.into_iter().zip(replica.store.apply_each(writes).await) {
         match result {
             Err(error) => answers[index] = Answer::Failed(error.to_string()),
             Ok(ApplyOutcome::Stale) => answers[index] = if_stale,

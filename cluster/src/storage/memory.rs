@@ -1,6 +1,6 @@
 //! An in-memory [`Storage`] for tests: same semantics, no disk.
 
-use super::{ApplyOutcome, Size, Storage, StorageError};
+use super::{ApplyOutcome, Held, Newer, Size, Storage, StorageError};
 use crate::record::Record;
 use crate::version::Version;
 use std::collections::BTreeMap;
@@ -29,11 +29,23 @@ impl Storage for MemoryStorage {
         Ok(self.records().get(key).cloned())
     }
 
-    fn apply(&self, key: &[u8], record: &Record) -> Result<ApplyOutcome, StorageError> {
+    fn read_held(&self, key: &[u8]) -> Result<Held, StorageError> {
+        Ok(Held { version: self.records().get(key).map(|held| held.version), bytes: None })
+    }
+
+    /// Decides on the record held now, under the lock: `_held` is only a
+    /// shortcut for storages that read without one.
+    fn apply_over(
+        &self,
+        key: &[u8],
+        _held: &Held,
+        record: &Record,
+        newer: Newer,
+    ) -> Result<ApplyOutcome, StorageError> {
         let mut records = self.records();
-        match records.get(key) {
-            Some(held) if held.version >= record.version => Ok(ApplyOutcome::Stale),
-            _ => {
+        match newer.admits(records.get(key).map(|held| held.version), record.version) {
+            false => Ok(ApplyOutcome::Stale),
+            true => {
                 records.insert(key.to_vec(), record.clone());
                 Ok(ApplyOutcome::Applied)
             }

@@ -13,7 +13,7 @@ mod wal;
 
 pub use memory::MemoryStorage;
 pub use sled_store::SledStorage;
-pub use store::{Store, StoreError, SyncPolicy};
+pub use store::{Store, StoreError, SyncPolicy, Write};
 pub use wal::{encode_log_image, replay_log_image, salvage_log_image, Damage, Wal, WalEntry};
 
 use crate::record::{CodecError, Record};
@@ -41,6 +41,41 @@ pub enum ApplyOutcome {
     Stale,
 }
 
+/// What a write must be newer than to be stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Newer {
+    /// The held version: newer wins, a replica's every write but one.
+    Version,
+    /// Every version of the held record's millisecond: a one-round put's
+    /// write, which the replica vouches for by storing it
+    /// (`Replica::write_newest`). By the millisecond, not only by the
+    /// tie-break: a client's next write must get a larger timestamp than
+    /// its last (a session's `min_timestamp` could not tell two writes of
+    /// one millisecond apart), as a learn round's `highest + 1 ms` gives.
+    Millisecond,
+}
+
+impl Newer {
+    /// Whether `record` may replace `held` (nothing held: always).
+    pub fn admits(self, held: Option<Version>, record: Version) -> bool {
+        match (self, held) {
+            (_, None) => true,
+            (Newer::Version, Some(held)) => held < record,
+            (Newer::Millisecond, Some(held)) => held.timestamp_ms < record.timestamp_ms,
+        }
+    }
+}
+
+/// A key's record as [`Storage::read_held`] found it, so that the write
+/// decided on it needs no second read ([`Storage::apply_over`]).
+#[derive(Clone, Debug, Default)]
+pub struct Held {
+    pub version: Option<Version>,
+    /// The stored bytes, for a compare-and-swap (sled's); None where the
+    /// storage needs none.
+    bytes: Option<sled::IVec>,
+}
+
 /// What a [`Storage`] can tell of its size without reading its records
 /// (for the node's metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,7 +96,19 @@ pub trait Storage: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError>;
 
     /// Stores `record` under `key` if its version is newer than the held one.
-    fn apply(&self, key: &[u8], record: &Record) -> Result<ApplyOutcome, StorageError>;
+    fn apply(&self, key: &[u8], record: &Record) -> Result<ApplyOutcome, StorageError> {
+        self.apply_over(key, &self.read_held(key)?, record, Newer::Version)
+    }
+
+    /// The held record's version (not its value: one read, no copy).
+    fn read_held(&self, key: &[u8]) -> Result<Held, StorageError>;
+
+    /// Stores `record` under `key` if `newer` admits it over the held
+    /// record. `held` is what [`Storage::read_held`] returned earlier: if
+    /// the key still holds it, the write needs no second read (the store's
+    /// writer decides on every write of a batch before logging it, then
+    /// applies them); if not, the key is read again.
+    fn apply_over(&self, key: &[u8], held: &Held, record: &Record, newer: Newer) -> Result<ApplyOutcome, StorageError>;
 
     /// Removes the record under `key` only if it still has `version`.
     fn remove_if_version(&self, key: &[u8], version: Version) -> Result<bool, StorageError>;
@@ -79,8 +126,15 @@ pub trait Storage: Send + Sync + 'static {
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<Record, StorageError> {
-    Record::decode(bytes)
-        .map_err(|source| StorageError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), source })
+    Record::decode(bytes).map_err(|source| corrupt(key, source))
+}
+
+fn version_of(key: &[u8], bytes: &[u8]) -> Result<Version, StorageError> {
+    Record::version_in(bytes).map_err(|source| corrupt(key, source))
+}
+
+fn corrupt(key: &[u8], source: CodecError) -> StorageError {
+    StorageError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), source }
 }
 
 #[cfg(test)]

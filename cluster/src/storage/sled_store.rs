@@ -7,7 +7,7 @@
 //! (data pages, not the file's size or names), so the checkpoint also syncs
 //! every file and directory of sled's folder.
 
-use super::{decode, ApplyOutcome, Size, Storage, StorageError};
+use super::{decode, version_of, ApplyOutcome, Held, Newer, Size, Storage, StorageError};
 use crate::record::Record;
 use crate::version::Version;
 use std::path::{Path, PathBuf};
@@ -43,25 +43,31 @@ impl Storage for SledStorage {
         self.db.get(key)?.map(|bytes| decode(key, &bytes)).transpose()
     }
 
-    fn apply(&self, key: &[u8], record: &Record) -> Result<ApplyOutcome, StorageError> {
+    fn read_held(&self, key: &[u8]) -> Result<Held, StorageError> {
+        let bytes = self.db.get(key)?;
+        let version = bytes.as_deref().map(|bytes| version_of(key, bytes)).transpose()?;
+        Ok(Held { version, bytes })
+    }
+
+    fn apply_over(&self, key: &[u8], held: &Held, record: &Record, newer: Newer) -> Result<ApplyOutcome, StorageError> {
         let encoded = record.encode();
-        // Compare-and-swap loop: compaction may remove the key concurrently.
+        let mut reread = None;
+        // Compare-and-swap loop: where the key changed since `held` was
+        // read (compaction, or a caller other than the store's writer),
+        // read it again and decide again.
         loop {
-            let held = self.db.get(key)?;
-            if let Some(bytes) = &held {
-                if decode(key, bytes)?.version >= record.version {
-                    return Ok(ApplyOutcome::Stale);
-                }
+            let held = reread.as_ref().unwrap_or(held);
+            if !newer.admits(held.version, record.version) {
+                return Ok(ApplyOutcome::Stale);
             }
-            let new_key = held.is_none();
-            match self.db.compare_and_swap(key, held, Some(encoded.as_slice()))? {
+            match self.db.compare_and_swap(key, held.bytes.as_deref(), Some(encoded.as_slice()))? {
                 Ok(()) => {
-                    if new_key {
+                    if held.bytes.is_none() {
                         self.records.fetch_add(1, Ordering::Relaxed);
                     }
                     return Ok(ApplyOutcome::Applied);
                 }
-                Err(_changed_meanwhile) => continue,
+                Err(_changed_meanwhile) => reread = Some(self.read_held(key)?),
             }
         }
     }

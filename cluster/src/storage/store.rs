@@ -10,10 +10,11 @@
 //! no log entry older than a removal can be replayed after it and resurrect
 //! what was removed.
 
-use super::{ApplyOutcome, Size, Storage, StorageError, Wal, WalEntry};
+use super::{ApplyOutcome, Held, Newer, Size, Storage, StorageError, Wal, WalEntry};
 use crate::metrics::WalMetrics;
 use crate::record::Record;
 use crate::version::Version;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,10 +58,27 @@ pub enum SyncPolicy {
     Periodic(Duration),
 }
 
+/// One write offered to the store: stored if `newer` admits it over the
+/// held record.
+#[derive(Clone, Debug)]
+pub struct Write {
+    pub key: Vec<u8>,
+    pub record: Record,
+    pub newer: Newer,
+}
+
+impl Write {
+    /// A replica's usual write: newer version wins.
+    pub fn newer_version(key: Vec<u8>, record: Record) -> Write {
+        Write { key, record, newer: Newer::Version }
+    }
+}
+
 enum Command {
     Apply {
         entry: WalEntry,
-        reply: oneshot::Sender<Result<ApplyOutcome, StoreError>>,
+        newer: Newer,
+        reply: Reply,
     },
     Compact {
         candidates: Vec<(Vec<u8>, Version)>,
@@ -217,35 +235,53 @@ impl Store {
 
     /// Applies `record` if newer than the held version; returns once durable.
     pub async fn apply(&self, key: Vec<u8>, record: Record) -> Result<ApplyOutcome, StoreError> {
-        fits_the_log(&key, &record)?;
+        self.apply_one(Write::newer_version(key, record)).await
+    }
+
+    /// Applies `record` if its millisecond is later than the held
+    /// version's ([`Newer::Millisecond`]); returns once durable. `Stale`:
+    /// nothing was stored (nor logged: a crash cannot store it later).
+    pub async fn apply_newest(&self, key: Vec<u8>, record: Record) -> Result<ApplyOutcome, StoreError> {
+        self.apply_one(Write { key, record, newer: Newer::Millisecond }).await
+    }
+
+    async fn apply_one(&self, write: Write) -> Result<ApplyOutcome, StoreError> {
+        fits_the_log(&write.key, &write.record)?;
         if self.volatile {
-            return Ok(self.storage.apply(&key, &record)?);
+            return self.apply_inline(&write);
         }
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Apply { entry: WalEntry { key, record }, reply }).await?;
+        let Write { key, record, newer } = write;
+        self.send(Command::Apply { entry: WalEntry { key, record }, newer, reply }).await?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A volatile store's write: applied at once, in the caller's thread.
+    fn apply_inline(&self, write: &Write) -> Result<ApplyOutcome, StoreError> {
+        let held = self.storage.read_held(&write.key)?;
+        Ok(self.storage.apply_over(&write.key, &held, &write.record, write.newer)?)
     }
 
     /// [`Store::apply`] for many records, sharing flushes; returns once all
     /// are durable.
     pub async fn apply_many(&self, entries: Vec<(Vec<u8>, Record)>) -> Result<(), StoreError> {
-        self.apply_each(entries).await.into_iter().try_for_each(|outcome| outcome.map(|_| ()))
+        let writes = entries.into_iter().map(|(key, record)| Write::newer_version(key, record)).collect();
+        self.apply_each(writes).await.into_iter().try_for_each(|outcome| outcome.map(|_| ()))
     }
 
-    /// [`Store::apply`] for many records, sharing flushes, with each
-    /// record's own outcome.
-    pub async fn apply_each(&self, entries: Vec<(Vec<u8>, Record)>) -> Vec<Result<ApplyOutcome, StoreError>> {
+    /// Many writes sharing flushes, with each one's own outcome.
+    pub async fn apply_each(&self, writes: Vec<Write>) -> Vec<Result<ApplyOutcome, StoreError>> {
         if self.volatile {
-            return entries.iter().map(|(key, record)| Ok(self.storage.apply(key, record)?)).collect();
+            return writes.iter().map(|write| self.apply_inline(write)).collect();
         }
-        let mut answers = Vec::with_capacity(entries.len());
-        for (key, record) in entries {
+        let mut answers = Vec::with_capacity(writes.len());
+        for Write { key, record, newer } in writes {
             if let Err(error) = fits_the_log(&key, &record) {
                 answers.push(Err(error));
                 continue;
             }
             let (reply, answer) = oneshot::channel();
-            match self.send(Command::Apply { entry: WalEntry { key, record }, reply }).await {
+            match self.send(Command::Apply { entry: WalEntry { key, record }, newer, reply }).await {
                 Ok(()) => answers.push(Ok(answer)),
                 Err(error) => answers.push(Err(error)),
             }
@@ -309,6 +345,18 @@ fn spawn_sync_timer(commands: mpsc::Sender<Command>, every: Duration) -> Result<
         }
     })?;
     Ok(())
+}
+
+type Reply = oneshot::Sender<Result<ApplyOutcome, StoreError>>;
+
+/// What [`Writer::decide`] made of one write.
+enum Decision {
+    /// Answered without logging: stale, or the key could not be read.
+    Done(Result<ApplyOutcome, StoreError>),
+    /// To be stored over the record read.
+    Write(Held),
+    /// To be stored over the batch's own earlier write of the key.
+    Rewrite,
 }
 
 struct Writer {
@@ -385,45 +433,108 @@ impl Writer {
         }
     }
 
+    /// Decides on every write of the batch, logs those admitted (one sync),
+    /// then applies them and answers each.
+    ///
+    /// The decision comes before the log, not in the apply after it: a
+    /// write refused by [`Newer::Millisecond`] was answered "not stored",
+    /// and replaying it after a crash would store it. Deciding here reads
+    /// each key once (`read_held`), and the apply reuses that read; this
+    /// is sound because this thread is the only one that changes keys.
     fn apply_all(&mut self, applies: Vec<Command>) {
-        let entries: Vec<&WalEntry> = applies
-            .iter()
-            .map(|command| match command {
-                Command::Apply { entry, .. } => entry,
-                Command::Compact { .. } | Command::Sync => unreachable!("partitioned out"),
+        let pending: Vec<(WalEntry, Newer, Reply)> = applies
+            .into_iter()
+            .filter_map(|command| match command {
+                Command::Apply { entry, newer, reply } => Some((entry, newer, reply)),
+                Command::Compact { .. } | Command::Sync => None,
             })
             .collect();
-        if entries.is_empty() {
+        if pending.is_empty() {
             return;
         }
-        if self.failed.is_none() {
-            let logged = match self.sync_each_batch {
-                true => self.wal.append_batch(&entries).map(Some),
-                false => self.wal.append_batch_unsynced(&entries).map(|()| None),
-            };
-            match logged {
-                Ok(synced_in) => {
-                    self.metrics.batch_records.observe(entries.len() as f64);
-                    if let Some(synced_in) = synced_in {
-                        self.metrics.fsync_seconds.observe(synced_in.as_secs_f64());
-                    }
-                }
+        let decisions = match &self.failed {
+            Some(error) => pending.iter().map(|_| Decision::Done(Err(error.clone()))).collect(),
+            None => self.decide(&pending),
+        };
+        let admitted: Vec<&WalEntry> = pending
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, decision)| matches!(decision, Decision::Write(_) | Decision::Rewrite))
+            .map(|((entry, _, _), _)| entry)
+            .collect();
+        if !admitted.is_empty() {
+            self.log(&admitted);
+        }
+        for ((entry, newer, reply), decision) in pending.into_iter().zip(decisions) {
+            let _ = reply.send(self.finish(&entry, newer, decision));
+        }
+    }
+
+    /// Whether each write is stale or to be stored. A key written twice in
+    /// one batch is decided against the batch's own earlier write, and
+    /// read again when applied.
+    fn decide(&self, pending: &[(WalEntry, Newer, Reply)]) -> Vec<Decision> {
+        let mut written: HashMap<&[u8], Version> = HashMap::new();
+        let mut decisions = Vec::with_capacity(pending.len());
+        for (entry, newer, _) in pending {
+            let held = match self.storage.read_held(&entry.key) {
+                Ok(held) => held,
                 Err(error) => {
-                    tracing::error!(%error, "write-ahead log write failed; refusing further writes");
-                    self.fail(error.into());
+                    decisions.push(Decision::Done(Err(error.into())));
+                    continue;
                 }
+            };
+            let earlier = written.get(entry.key.as_slice()).copied();
+            let newest = held.version.max(earlier);
+            decisions.push(match newer.admits(newest, entry.record.version) {
+                false => Decision::Done(Ok(ApplyOutcome::Stale)),
+                true if earlier.is_some() => Decision::Rewrite,
+                true => Decision::Write(held),
+            });
+            if !matches!(decisions.last(), Some(Decision::Done(_))) {
+                written.insert(&entry.key, entry.record.version);
             }
         }
-        for command in applies {
-            let Command::Apply { entry, reply } = command else {
-                continue;
-            };
-            let outcome = match &self.failed {
-                Some(error) => Err(error.clone()),
-                None => self.storage.apply(&entry.key, &entry.record).map_err(StoreError::from),
-            };
-            let _ = reply.send(outcome);
+        decisions
+    }
+
+    /// Appends the admitted writes to the log (and syncs, but under the
+    /// `ack-before-fsync` bug); a failure fails the store.
+    fn log(&mut self, admitted: &[&WalEntry]) {
+        let logged = match self.sync_each_batch {
+            true => self.wal.append_batch(admitted).map(Some),
+            false => self.wal.append_batch_unsynced(admitted).map(|()| None),
+        };
+        match logged {
+            Ok(synced_in) => {
+                self.metrics.batch_records.observe(admitted.len() as f64);
+                if let Some(synced_in) = synced_in {
+                    self.metrics.fsync_seconds.observe(synced_in.as_secs_f64());
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "write-ahead log write failed; refusing further writes");
+                self.fail(error.into());
+            }
         }
+    }
+
+    fn finish(&self, entry: &WalEntry, newer: Newer, decision: Decision) -> Result<ApplyOutcome, StoreError> {
+        if let Decision::Done(outcome) = decision {
+            return outcome;
+        }
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let held = match decision {
+            Decision::Write(held) => held,
+            Decision::Rewrite | Decision::Done(_) => self.storage.read_held(&entry.key)?,
+        };
+        let outcome = self.storage.apply_over(&entry.key, &held, &entry.record, newer)?;
+        // Decided as newer, and no one else changes keys: a logged write
+        // that is not applied would be applied by a replay.
+        assert_eq!(outcome, ApplyOutcome::Applied, "a write decided as newer was not applied: another writer?");
+        Ok(outcome)
     }
 
     fn compact(&mut self, candidates: Vec<(Vec<u8>, Version)>) -> Result<usize, StoreError> {

@@ -107,6 +107,31 @@ fn equal_or_older_versions_change_nothing() {
     });
 }
 
+/// A one-round put's write is stored only over records of earlier
+/// milliseconds; a write decided on a read that is no longer current is
+/// decided again on what is held.
+#[test]
+fn the_millisecond_rule_refuses_every_version_of_the_held_millisecond() {
+    with_each_storage("millisecond", |storage| {
+        let apply = |ms, tiebreak, newer| {
+            let record = Record::value(Version::new(ms, tiebreak), b"v".to_vec(), None);
+            storage.apply_over(b"k", &storage.read_held(b"k").unwrap(), &record, newer).unwrap()
+        };
+        assert_eq!(apply(10, 1, Newer::Millisecond), ApplyOutcome::Applied);
+        assert_eq!(apply(10, 5, Newer::Millisecond), ApplyOutcome::Stale, "the same millisecond");
+        assert_eq!(apply(9, 5, Newer::Millisecond), ApplyOutcome::Stale, "older");
+        assert_eq!(storage.read_held(b"k").unwrap().version, Some(Version::new(10, 1)));
+        assert_eq!(apply(10, 5, Newer::Version), ApplyOutcome::Applied, "newer wins by the tie-break");
+        assert_eq!(apply(11, 0, Newer::Millisecond), ApplyOutcome::Applied);
+        let outdated = storage.read_held(b"k").unwrap();
+        assert_eq!(apply(12, 0, Newer::Version), ApplyOutcome::Applied);
+        let late = Record::value(Version::new(11, 9), b"late".to_vec(), None);
+        assert_eq!(storage.apply_over(b"k", &outdated, &late, Newer::Version).unwrap(), ApplyOutcome::Stale);
+        assert_eq!(storage.read_held(b"k").unwrap().version, Some(Version::new(12, 0)));
+        assert_eq!(storage.read_held(b"absent").unwrap().version, None);
+    });
+}
+
 #[test]
 fn tombstones_shadow_older_values_and_yield_to_newer_ones() {
     with_each_storage("tombstone", |storage| {
@@ -172,6 +197,60 @@ async fn store_replays_its_log_after_a_crash() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A write the store refused as not the newest by the millisecond was
+/// answered "not stored": it must not be in the log either, or a replay
+/// after a crash would store it.
+#[tokio::test]
+async fn a_write_refused_as_not_newest_is_not_logged() {
+    let dir = temp_dir("not-newest");
+    let store = Store::open(Arc::new(MemoryStorage::new()), &dir.join("wal")).unwrap();
+    let held = Record::value(Version::new(5, 0), b"held".to_vec(), None);
+    assert_eq!(store.apply(b"k".to_vec(), held.clone()).await.unwrap(), ApplyOutcome::Applied);
+    let same_ms = Record::value(Version::new(5, 9), b"refused".to_vec(), None);
+    assert_eq!(store.apply_newest(b"k".to_vec(), same_ms).await.unwrap(), ApplyOutcome::Stale);
+    std::mem::forget(store);
+    let store = Store::open(Arc::new(MemoryStorage::new()), &dir.join("wal")).unwrap();
+    assert_eq!(store.get(b"k").unwrap(), Some(held), "the refused write came back in the replay");
+    store.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Writes of one key offered together (most often one batch of the
+/// writer) are decided in order, each against the ones before it, and
+/// the log replays to the same state.
+#[tokio::test]
+async fn writes_of_one_key_in_one_batch_are_decided_in_order() {
+    let dir = temp_dir("one-batch");
+    let store =
+        Store::open(Arc::new(SledStorage::open(&dir.join("sled"), 8 << 20).unwrap()), &dir.join("wal")).unwrap();
+    let record =
+        |ms, tiebreak| Record::value(Version::new(ms, tiebreak), format!("{ms}.{tiebreak}").into_bytes(), None);
+    for round in 0..20u64 {
+        let key = format!("k{round}").into_bytes();
+        let at = |ms, tiebreak, newer| Write { key: key.clone(), record: record(ms, tiebreak), newer };
+        let outcomes = store
+            .apply_each(vec![
+                at(5, 0, Newer::Millisecond),
+                at(5, 3, Newer::Millisecond),
+                at(5, 2, Newer::Version),
+                at(5, 1, Newer::Version),
+                at(5, 4, Newer::Version),
+                at(6, 0, Newer::Millisecond),
+                at(4, 0, Newer::Version),
+            ])
+            .await;
+        let outcomes: Vec<ApplyOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+        use ApplyOutcome::{Applied, Stale};
+        assert_eq!(outcomes, [Applied, Stale, Applied, Stale, Applied, Applied, Stale], "round {round}");
+        assert_eq!(store.get(&key).unwrap(), Some(record(6, 0)));
+    }
+    std::mem::forget(store);
+    let replayed = Store::open(Arc::new(MemoryStorage::new()), &dir.join("wal")).unwrap();
+    assert_eq!(replayed.get(b"k7").unwrap(), Some(record(6, 0)));
+    replayed.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test]
 async fn compaction_never_drops_a_newer_live_value() {
     let dir = temp_dir("compact");
@@ -197,8 +276,11 @@ impl Storage for FailingFlush {
     fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
         self.inner.get(key)
     }
-    fn apply(&self, key: &[u8], record: &Record) -> Result<ApplyOutcome, StorageError> {
-        self.inner.apply(key, record)
+    fn read_held(&self, key: &[u8]) -> Result<Held, StorageError> {
+        self.inner.read_held(key)
+    }
+    fn apply_over(&self, key: &[u8], held: &Held, record: &Record, newer: Newer) -> Result<ApplyOutcome, StorageError> {
+        self.inner.apply_over(key, held, record, newer)
     }
     fn remove_if_version(&self, key: &[u8], version: Version) -> Result<bool, StorageError> {
         self.inner.remove_if_version(key, version)
@@ -290,7 +372,12 @@ async fn a_record_over_the_frame_limit_fails_alone() {
     let error = store.apply(b"huge".to_vec(), huge.clone()).await.unwrap_err();
     assert!(error.to_string().contains("frame limit"), "{error}");
     let small = Record::value(Version::new(2, 0), b"fine".to_vec(), None);
-    let outcomes = store.apply_each(vec![(b"huge".to_vec(), huge), (b"small".to_vec(), small.clone())]).await;
+    let outcomes = store
+        .apply_each(vec![
+            Write::newer_version(b"huge".to_vec(), huge),
+            Write::newer_version(b"small".to_vec(), small.clone()),
+        ])
+        .await;
     assert!(outcomes[0].is_err() && outcomes[1].is_ok(), "{outcomes:?}");
     assert_eq!(store.get(b"small").unwrap(), Some(small));
     assert_eq!(store.failure(), None);
