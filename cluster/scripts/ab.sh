@@ -66,8 +66,8 @@ EOF
 }
 # Every key written first, on both, so that gets find them.
 lua "$work/preload.lua" 'if counter > #keys then return wrk.format("GET", "/health") end local key = keys[counter]' "$put"
-wrk -t1 -c1 -d4s -s "$work/preload.lua" http://127.0.0.1:7201 >/dev/null
-wrk -t1 -c1 -d4s -s "$work/preload.lua" http://127.0.0.1:7301 >/dev/null
+wrk -t1 -c16 -d8s -s "$work/preload.lua" http://127.0.0.1:7201 >/dev/null
+wrk -t1 -c16 -d8s -s "$work/preload.lua" http://127.0.0.1:7301 >/dev/null
 lua "$work/run.lua" 'local key = keys[(counter * 7919) % #keys + 1]' "$line"
 
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }

@@ -259,6 +259,8 @@ pub struct Coordinator<T> {
     eventual_reads: AtomicU32,
     /// Rotates which remote owners are asked first, to spread reads.
     rotation: AtomicU32,
+    /// What sampled read repairs' ticks count from (see [`REPAIR_TICK`]).
+    started: tokio::time::Instant,
     clock: Arc<Clock>,
     membership: Arc<Membership>,
     transport: Arc<T>,
@@ -267,6 +269,15 @@ pub struct Coordinator<T> {
 }
 
 type Response = (String, Option<Record>);
+
+/// Sampled read repairs wait for the next tick of this length, counted
+/// from the coordinator's start, so that those sampled within one tick
+/// read together and reach each peer in one batch (see `rpc::client`).
+/// Sent at once, nearly each was a request of its own: at one eventual
+/// read in ten, the repairs cost a sixth of the eventual read rate
+/// (28,900 vs 23,500/s here). A repair is background work; a few
+/// milliseconds later changes nothing.
+const REPAIR_TICK: Duration = Duration::from_millis(10);
 
 impl<T: Transport> Coordinator<T> {
     pub fn new(
@@ -284,6 +295,7 @@ impl<T: Transport> Coordinator<T> {
             sequence: AtomicU32::new(0),
             eventual_reads: AtomicU32::new(0),
             rotation: AtomicU32::new(0),
+            started: tokio::time::Instant::now(),
             clock,
             membership,
             transport,
@@ -410,7 +422,7 @@ impl<T: Transport> Coordinator<T> {
             Some(tried) => {
                 // The replicas behind get the newest now, so that a retry's
                 // first round meets refusals only and can learn.
-                self.read_repair_in_background(key, &live, fence);
+                self.read_repair_in_background(key, &live, fence, Duration::ZERO);
                 return Err(Shortfall::unavailable(format!(
                     "write of {key:?} met a newer version (timestamp {}) after its first round may have stored it \
                      at timestamp {}; its outcome is unknown",
@@ -828,23 +840,30 @@ impl<T: Transport> Coordinator<T> {
         }
     }
 
-    /// One eventual read in `--read-repair-every` repairs its key.
+    /// One eventual read in `--read-repair-every` repairs its key, at the
+    /// next [`REPAIR_TICK`].
     fn maybe_repair_in_background(&self, key: &str, live: &[String], fence: u64) {
         let every = self.config.read_repair_every;
         if every == 0 || !self.eventual_reads.fetch_add(1, Ordering::Relaxed).is_multiple_of(every) {
             return;
         }
-        self.read_repair_in_background(key, live, fence);
+        let tick_us = REPAIR_TICK.as_micros();
+        let to_next_tick_us = tick_us - self.started.elapsed().as_micros() % tick_us;
+        let wait = Duration::from_micros(u64::try_from(to_next_tick_us).unwrap_or(0));
+        self.read_repair_in_background(key, live, fence, wait);
     }
 
-    /// Read repair, in a task of its own: reads `key` from `live` and
-    /// writes the newest to those behind, fenced (a coordinator with a
-    /// stale view must not copy a record from a node that no longer owns
-    /// the key: see `Replica::write_batch`).
-    fn read_repair_in_background(&self, key: &str, live: &[String], fence: u64) {
+    /// Read repair, in a task of its own (after `wait`): reads `key`
+    /// from `live` and writes the newest to those behind, fenced (a
+    /// coordinator with a stale view must not copy a record from a node
+    /// that no longer owns the key: see `Replica::write_batch`).
+    fn read_repair_in_background(&self, key: &str, live: &[String], fence: u64, wait: Duration) {
         let (transport, live, key) = (self.transport.clone(), live.to_vec(), key.to_owned());
         let (timeout, repairs) = (self.config.rpc_timeout, self.config.read_repairs.clone());
         tokio::spawn(async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let mut responses = Vec::new();
             for owner in &live {
                 if let Ok(Ok(record)) =
