@@ -17,7 +17,8 @@
 //!   answering, so no later read can see an older version.
 //! - **Eventual reads** ask one replica (this node first when it owns the
 //!   key). `min_timestamp` widens them to every reachable owner; below it
-//!   they answer 503, never older data.
+//!   they answer 503, never older data. One in `--read-repair-every`
+//!   repairs its key in the background (see `REPAIR_TICK`).
 //!
 //! While a key's range moves (a member joins or leaves), each quorum is
 //! reached in both its owner sets, the current and the next: W acks from
