@@ -68,7 +68,7 @@ impl Newer {
 
 /// A key's record as [`Storage::read_held`] found it, so that the write
 /// decided on it needs no second read ([`Storage::apply_over`]).
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub struct Held {
     pub version: Option<Version>,
     /// The stored bytes, for a compare-and-swap (sled's); None where the

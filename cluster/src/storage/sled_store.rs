@@ -50,7 +50,7 @@ impl Storage for SledStorage {
     }
 
     fn apply_over(&self, key: &[u8], held: &Held, record: &Record, newer: Newer) -> Result<ApplyOutcome, StorageError> {
-        let encoded = record.encode();
+        let mut encoded = None;
         let mut reread = None;
         // Compare-and-swap loop: where the key changed since `held` was
         // read (compaction, or a caller other than the store's writer),
@@ -60,6 +60,7 @@ impl Storage for SledStorage {
             if !newer.admits(held.version, record.version) {
                 return Ok(ApplyOutcome::Stale);
             }
+            let encoded = encoded.get_or_insert_with(|| record.encode());
             match self.db.compare_and_swap(key, held.bytes.as_deref(), Some(encoded.as_slice()))? {
                 Ok(()) => {
                     if held.bytes.is_none() {

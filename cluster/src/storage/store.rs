@@ -353,10 +353,10 @@ type Reply = oneshot::Sender<Result<ApplyOutcome, StoreError>>;
 enum Decision {
     /// Answered without logging: stale, or the key could not be read.
     Done(Result<ApplyOutcome, StoreError>),
-    /// To be stored over the record read.
+    /// To be stored over the record read (or, for the batch's second write
+    /// of a key, over its first: `apply_over` finds the key changed and
+    /// reads it again).
     Write(Held),
-    /// To be stored over the batch's own earlier write of the key.
-    Rewrite,
 }
 
 struct Writer {
@@ -459,7 +459,7 @@ impl Writer {
         let admitted: Vec<&WalEntry> = pending
             .iter()
             .zip(&decisions)
-            .filter(|(_, decision)| matches!(decision, Decision::Write(_) | Decision::Rewrite))
+            .filter(|(_, decision)| matches!(decision, Decision::Write(_)))
             .map(|((entry, _, _), _)| entry)
             .collect();
         if !admitted.is_empty() {
@@ -471,8 +471,7 @@ impl Writer {
     }
 
     /// Whether each write is stale or to be stored. A key written twice in
-    /// one batch is decided against the batch's own earlier write, and
-    /// read again when applied.
+    /// one batch is decided against the batch's own earlier write.
     fn decide(&self, pending: &[(WalEntry, Newer, Reply)]) -> Vec<Decision> {
         let mut written: HashMap<&[u8], Version> = HashMap::new();
         let mut decisions = Vec::with_capacity(pending.len());
@@ -484,15 +483,12 @@ impl Writer {
                     continue;
                 }
             };
-            let earlier = written.get(entry.key.as_slice()).copied();
-            let newest = held.version.max(earlier);
-            decisions.push(match newer.admits(newest, entry.record.version) {
-                false => Decision::Done(Ok(ApplyOutcome::Stale)),
-                true if earlier.is_some() => Decision::Rewrite,
-                true => Decision::Write(held),
-            });
-            if !matches!(decisions.last(), Some(Decision::Done(_))) {
+            let newest = held.version.max(written.get(entry.key.as_slice()).copied());
+            if newer.admits(newest, entry.record.version) {
                 written.insert(&entry.key, entry.record.version);
+                decisions.push(Decision::Write(held));
+            } else {
+                decisions.push(Decision::Done(Ok(ApplyOutcome::Stale)));
             }
         }
         decisions
@@ -520,19 +516,17 @@ impl Writer {
     }
 
     fn finish(&self, entry: &WalEntry, newer: Newer, decision: Decision) -> Result<ApplyOutcome, StoreError> {
-        if let Decision::Done(outcome) = decision {
-            return outcome;
-        }
+        let held = match decision {
+            Decision::Done(outcome) => return outcome,
+            Decision::Write(held) => held,
+        };
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
-        let held = match decision {
-            Decision::Write(held) => held,
-            Decision::Rewrite | Decision::Done(_) => self.storage.read_held(&entry.key)?,
-        };
         let outcome = self.storage.apply_over(&entry.key, &held, &entry.record, newer)?;
-        // Decided as newer, and no one else changes keys: a logged write
-        // that is not applied would be applied by a replay.
+        // Decided as newer than everything before it, and no one else
+        // changes keys: a logged write that is not applied would be
+        // applied by a replay.
         assert_eq!(outcome, ApplyOutcome::Applied, "a write decided as newer was not applied: another writer?");
         Ok(outcome)
     }
