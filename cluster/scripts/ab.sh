@@ -29,46 +29,12 @@ trap cleanup EXIT
 cluster up a "$bin_a" 7201
 cluster up b "$bin_b" 7301
 
-value=$(head -c 100 /dev/zero | tr '\0' '\007' | base64 -w0)
-keys=$(seq 0 9999 | sed 's/.*/"bench-&"/' | paste -sd,)
-put="return wrk.format(\"POST\", \"/api/v1/item\", json, '{\"key\":\"' .. key .. '\",\"value\":\"' .. value .. '\"}')"
-case $op in
-  put) line=$put ;;
-  strong) line='return wrk.format("GET", "/api/v1/item?key=" .. key .. "&consistency=strong")' ;;
-  eventual) line='return wrk.format("GET", "/api/v1/item?key=" .. key)' ;;
-  *) echo "unknown operation $op (put, strong or eventual)" >&2; exit 2 ;;
-esac
-lua() { # lua FILE KEY_LINE REQUEST_LINE
-  cat >"$1" <<EOF
-local keys = {$keys}
-local value = "$value"
-local json = {["Content-Type"] = "application/json"}
-local threads = 0
-function setup(thread)
-  thread:set("offset", threads * 1000)
-  threads = threads + 1
-end
-local counter = 0
-function init(args)
-  counter = offset or 0
-end
-function request()
-  counter = counter + 1
-  $2
-  $3
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("WRK_RESULT %d %d %d %d %d\n", summary.requests, summary.duration,
-    e.status + e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
-end
-EOF
-}
+# shellcheck source=wrk-lua.sh
+. "$script_dir/wrk-lua.sh"
+wrk_request_line "$op" >/dev/null || exit 2
 # Every key written first, on both, so that gets find them.
-lua "$work/preload.lua" 'if counter > #keys then return wrk.format("GET", "/health") end local key = keys[counter]' "$put"
-wrk -t1 -c16 -d8s -s "$work/preload.lua" http://127.0.0.1:7201 >/dev/null
-wrk -t1 -c16 -d8s -s "$work/preload.lua" http://127.0.0.1:7301 >/dev/null
-lua "$work/run.lua" 'local key = keys[(counter * 7919) % #keys + 1]' "$line"
+wrk_preload "$work" 7201 7301
+wrk_run_lua "$work/run.lua" "$op"
 
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 run() { # run PORT -> "ops p99_ms cpu_us_per_op errors"

@@ -741,8 +741,8 @@ impl<T: Transport> Coordinator<T> {
 
     /// Sends `record` to every target as `kind`; returns who holds it
     /// (`holding`, then each target that acknowledged) once that meets
-    /// `needed`, all have answered, or the deadline passed (and whether it
-    /// did). One background task drives all the calls, so they finish even
+    /// `needed`, once it no longer can (see [`settle`]), or once the
+    /// deadline passed (and whether it did). One background task drives all the calls, so they finish even
     /// if this request is dropped (a client that hangs up does not cut a
     /// write short); targets that failed or missed the deadline get hints
     /// once every call is over.
@@ -758,8 +758,9 @@ impl<T: Transport> Coordinator<T> {
         kind: WriteKind,
     ) -> Acks {
         let deadline = tokio::time::Instant::now() + self.config.rpc_timeout;
-        let outstanding = targets.len();
-        let (progress, mut acks_seen) = tokio::sync::watch::channel((Acks { holders: holding, ..Acks::default() }, 0));
+        let unanswered = targets.clone();
+        let (progress, acks_seen) =
+            tokio::sync::watch::channel((Acks { holders: holding, ..Acks::default() }, unanswered));
         let (transport, hints) = (self.transport.clone(), self.hints.clone());
         let (key, record) = (key.to_vec(), record.clone());
         let sloppy = self.config.bugs.has(TestBug::SloppyQuorum);
@@ -795,8 +796,8 @@ impl<T: Transport> Coordinator<T> {
                 if needs_hint && keep_hints {
                     missed.push(target.clone());
                 }
-                progress.send_modify(|(acks, answered)| {
-                    *answered += 1;
+                progress.send_modify(|(acks, unanswered)| {
+                    unanswered.retain(|pending| *pending != target);
                     match end {
                         WriteEnd::Acked => acks.holders.push(target),
                         WriteEnd::NotNewest => {}
@@ -810,16 +811,7 @@ impl<T: Transport> Coordinator<T> {
                 hints.offer(hint(&target));
             }
         });
-        let enough = acks_seen.wait_for(|(acks, answered)| {
-            *answered == outstanding || needed.met_by(acks.holders.iter().map(String::as_str))
-        });
-        let waited = tokio::time::timeout_at(deadline, enough).await.map(|seen| seen.map(|seen| seen.clone()));
-        let timed_out = waited.is_err();
-        // Past the deadline (or if the task died): what was acknowledged by now.
-        let (mut acks, answered) = waited.ok().and_then(Result::ok).unwrap_or_else(|| acks_seen.borrow().clone());
-        acks.timed_out = timed_out;
-        acks.unsure |= answered < outstanding;
-        acks
+        settle(acks_seen, needed, deadline, self.config.hedge_delay).await
     }
 
     /// Leaves hints for the owners believed down and returns who stands in
@@ -889,6 +881,38 @@ impl<T: Transport> Coordinator<T> {
     }
 }
 
+/// Waits on a write round's progress (who holds the record, which targets
+/// have not answered) until `needed` is met or the deadline passes. Once the
+/// holders plus every target yet to answer fall short, it is out of reach:
+/// the rest then get at most `hedge` more, not the whole deadline (a
+/// refusal plus a hung owner must not hold the caller that long). They get
+/// that much because only when every target has answered can a round tell
+/// that it stored nothing, which lets a put learn and go on instead of
+/// answering 503 (see `Coordinator::write`).
+async fn settle(
+    mut seen: tokio::sync::watch::Receiver<(Acks, Vec<String>)>,
+    needed: &Needed<'_>,
+    deadline: tokio::time::Instant,
+    hedge: Duration,
+) -> Acks {
+    let met = |acks: &Acks| needed.met_by(acks.holders.iter().map(String::as_str));
+    let in_reach = |(acks, unanswered): &(Acks, Vec<String>)| {
+        needed.met_by(acks.holders.iter().map(String::as_str).chain(unanswered.iter().map(String::as_str)))
+    };
+    let decided = seen.wait_for(|progress| met(&progress.0) || !in_reach(progress));
+    let timed_out = tokio::time::timeout_at(deadline, decided).await.is_err();
+    if !timed_out && !met(&seen.borrow().0) {
+        let grace = deadline.min(tokio::time::Instant::now() + hedge);
+        // A lapse here (or a dead task) leaves the calls out as `unsure`.
+        let _ = tokio::time::timeout_at(grace, seen.wait_for(|(_, unanswered)| unanswered.is_empty())).await;
+    }
+    let (mut acks, unanswered) = seen.borrow().clone();
+    acks.timed_out = timed_out;
+    // A call still out may store the record yet.
+    acks.unsure |= !unanswered.is_empty();
+    acks
+}
+
 /// Writes `best` to every responder that holds an older version or none;
 /// returns how many took it.
 async fn push_to_stale<T: Transport>(
@@ -947,6 +971,8 @@ mod tests {
         Hangs,
         /// Answers reads, never answers writes.
         HangsOnWrites,
+        /// Answers after 5 ms (less than a hedge).
+        Slow,
         /// Never vouches for a one-round put's version (as a replica that
         /// is recovering does), otherwise answers.
         Recovering,
@@ -972,6 +998,10 @@ mod tests {
                 Behaviour::Fails => Err(RpcError::Unreachable(to.to_owned(), "connection refused".into())),
                 Behaviour::Hangs => std::future::pending().await,
                 Behaviour::HangsOnWrites if writing => std::future::pending().await,
+                Behaviour::Slow => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    Ok(())
+                }
                 Behaviour::Answers | Behaviour::HangsOnWrites | Behaviour::Recovering => Ok(()),
             }
         }
@@ -1195,6 +1225,38 @@ mod tests {
         assert_eq!(replicas.held("a").map(|r| r.version), Some(ahead), "the replica behind was repaired");
         let retried = coordinator.put("k", b"v".to_vec(), None).await.expect("a retry learns and writes above");
         assert!(retried > ahead);
+    }
+
+    /// Two owners refuse a put's first round (they hold a newer version)
+    /// and the third never answers: W acks are out of reach once the
+    /// refusals are in, so the put ends then, not at the RPC deadline. Its
+    /// outcome is unknown (the silent owner may store it), so a 503.
+    #[tokio::test(start_paused = true)]
+    async fn a_put_out_of_reach_of_w_ends_before_the_deadline() {
+        let replicas = Arc::new(Replicas::behaving(&[("c", Behaviour::Hangs)]));
+        hold_ahead(&replicas, &["a", "b"]);
+        let coordinator = coordinator(replicas.clone(), Counter::default());
+        let started = tokio::time::Instant::now();
+        let refused = coordinator.put("k", b"v".to_vec(), None).await;
+        let took = started.elapsed();
+        assert!(matches!(refused, Err(CoordinatorError::Unavailable(_))), "{refused:?}");
+        // One hedge for the silent owner's answer, one in the learn round.
+        let hedge = Duration::from_millis(20);
+        assert!(took <= 2 * hedge, "took {took:?}, the deadline is 100 ms");
+    }
+
+    /// Every owner refuses a put's first round, one of them a little late:
+    /// the round waits for it (within a hedge), since only then does it
+    /// know that it stored nothing, and the put learns and writes above.
+    #[tokio::test(start_paused = true)]
+    async fn a_first_round_refused_by_all_waits_for_the_last_refusal_and_learns() {
+        let replicas = Arc::new(Replicas::behaving(&[("c", Behaviour::Slow)]));
+        let ahead = hold_ahead(&replicas, &["a", "b", "c"]);
+        let written = coordinator(replicas.clone(), Counter::default()).put("k", b"v".to_vec(), None).await;
+        assert!(
+            written.as_ref().is_ok_and(|version| *version > ahead),
+            "a late refusal is still a refusal: {written:?}"
+        );
     }
 
     /// The planted `lww` bug: the same put is acknowledged at the clock's
