@@ -51,6 +51,10 @@ wrk_run_lua() { # wrk_run_lua FILE OP
 
 wrk_preload() { # wrk_preload WORK_DIR PORT...
   local dir=$1; shift
-  wrk_lua "$dir/preload.lua" 'if counter > #keys then return wrk.format("GET", "/health") end local key = keys[counter]' "$wrk_put"
+  # One pass over the keys and one more request: wrk may call request()
+  # once without sending it, which would leave a key unwritten.
+  wrk_lua "$dir/preload.lua" \
+    'if counter > #keys + 1 then return wrk.format("GET", "/health") end local key = keys[(counter - 1) % #keys + 1]' \
+    "$wrk_put"
   for port in "$@"; do wrk -t1 -c16 -d8s -s "$dir/preload.lua" "http://127.0.0.1:$port" >/dev/null; done
 }
