@@ -2,8 +2,10 @@
 # A whole-machine CPU profile of one operation on a local 3-node cluster:
 # wrk drives the operation (the neutral bench's shape, 32 connections)
 # while `perf record` samples every CPU. Prints the share of the machine
-# by thread name, by object and by symbol (top TOP, 40), so that a claim
-# of "where the time goes" can be checked on any machine.
+# by rough category (profile-categories.awk, with the CPU microseconds per
+# operation each comes to), by thread name, by object and by symbol (top
+# TOP, 40), so that a claim of "where the time goes" can be checked on any
+# machine.
 #
 #   profile.sh BIN put|strong|eventual
 #
@@ -11,7 +13,7 @@
 # PATH. The raw samples stay in PERF_DATA (/tmp/kv-profile.data).
 set -euo pipefail
 
-[ $# -ge 2 ] || { sed -n 2,11p "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n 2,13p "$0" >&2; exit 2; }
 bin=$1; op=$2
 secs=${SECS:-12}; connections=${CONNECTIONS:-32}; top=${TOP:-40}
 data=${PERF_DATA:-/tmp/kv-profile.data}
@@ -37,7 +39,14 @@ sleep 1
 perf record -q -e cpu-clock -F 999 -a -o "$data" -- sleep "$secs" 2>/dev/null
 wait "$wrk_pid"
 awk '/WRK_RESULT/ {printf "wrk: %.0f %s/s, p99 %.2f ms, %d errors\n", $2/($3/1e6), op, $6/1000, $4}' op="$op" "$work/wrk.out"
+ops_per_s=$(awk '/WRK_RESULT/ {printf "%.0f", $2/($3/1e6)}' "$work/wrk.out")
 report() { perf report -i "$data" --stdio --no-children --percent-limit 0.3 "$@" 2>/dev/null | grep -v '^#' | grep -v '^$'; }
+# Each category's share of the machine, and what that is per operation
+# (the machine's CPU time per second, over the operations per second).
+echo "== by category (share of the machine; microseconds of CPU per $op)"
+perf report -i "$data" --stdio --no-children -t '@' --sort comm,dso,sym 2>/dev/null |
+  awk -f "$script_dir/profile-categories.awk" | sort -rn |
+  awk -v cpus="$(nproc)" -v ops="$ops_per_s" '{s = $1; sub(/%/, "", s); printf "%s  %6.1f us\n", $0, s / 100 * cpus * 1e6 / ops}'
 echo "== by thread"; report --sort comm | head -20
 echo "== by object"; report --sort dso | head -12
 echo "== by symbol"; report --sort sym | head -"$top"
