@@ -6,7 +6,7 @@ use crate::api::request::Limits;
 use crate::clock::Clock;
 use crate::record::Record;
 use crate::recovery::Recovery;
-use crate::storage::{ApplyOutcome, Store, StoreError};
+use crate::storage::{ApplyOutcome, Newer, Store, StoreError, Write};
 use crate::topology::Membership;
 use crate::transport::{Entry, SyncReply, SyncRequest};
 use std::sync::Arc;
@@ -27,6 +27,10 @@ pub enum ReplicaError {
 /// What a coordinator's call carries to say "not fenced": repairs, hints
 /// and eventual reads, which are safe in any view.
 pub const UNFENCED: u64 = 0;
+
+/// Why a write was refused over nothing held: see [`Replica::fresh_from_ms`].
+pub const TOO_OLD: &str = "older than the tombstone grace period, over nothing held: it may be a write abandoned \
+    and delivered late, after a newer delete was compacted";
 
 pub struct Replica {
     pub node_id: String,
@@ -73,7 +77,27 @@ impl Replica {
         if let Some(reason) = self.refusal(&key, &record) {
             return Err(StoreError::Refused(reason).into());
         }
-        Ok(self.store.apply(key, record).await.map(|_| ())?)
+        let write = Write { key, record, newer: Newer::Version, fresh_from_ms: self.fresh_from_ms() };
+        match self.store.apply_one(write).await? {
+            ApplyOutcome::TooOld => Err(StoreError::Refused(TOO_OLD.to_owned()).into()),
+            ApplyOutcome::Applied | ApplyOutcome::Stale => Ok(()),
+        }
+    }
+
+    /// Over nothing held, a coordinator's write (a put's round, a
+    /// write-back, a repair, a hint) is stored only if its version is from
+    /// this millisecond on: older than the tombstone grace period by this
+    /// replica's clock, it may be a write that was abandoned (its caller
+    /// timed out, a partition held it in a TCP send queue) and delivered
+    /// after the newer tombstone that had replaced it was compacted here:
+    /// storing it would bring a deleted key back. Compaction uses this
+    /// same clock and grace (`dead_since + grace <= now`), and a tombstone
+    /// dies no earlier than its version, so every write it replaced is
+    /// past this floor by then. Anti-entropy and handoffs are not held to
+    /// it: they take only from owners, which confirmed the tombstone
+    /// before it was compacted.
+    pub fn fresh_from_ms(&self) -> u64 {
+        self.clock.now_ms().saturating_sub(self.grace_ms)
     }
 
     /// A coordinator's one-round put ([`crate::coordinator`]): applies
@@ -86,7 +110,8 @@ impl Replica {
         if !self.may_vouch(&key, &record, fence)? {
             return Ok(false);
         }
-        Ok(self.store.apply_newest(key, record).await? == ApplyOutcome::Applied)
+        let write = Write { key, record, newer: Newer::Millisecond, fresh_from_ms: self.fresh_from_ms() };
+        Ok(self.store.apply_one(write).await? == ApplyOutcome::Applied)
     }
 
     /// Whether a [`Replica::write_newest`] of `record` may be offered to
@@ -151,12 +176,13 @@ impl Replica {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::storage::MemoryStorage;
     use crate::version::Version;
 
-    fn replica(recovery: impl FnOnce(Arc<Membership>) -> Recovery) -> Replica {
+    /// Replica "a" of three, memory storage, a 60 s grace period.
+    pub(crate) fn replica(recovery: impl FnOnce(Arc<Membership>) -> Recovery) -> Replica {
         let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let membership = Arc::new(Membership::from_seed_ids("a", &ids, 8, 3));
         Replica {
@@ -171,8 +197,36 @@ mod tests {
         }
     }
 
+    /// A record `ms` after this test process's first clock reading: recent,
+    /// so that it is not too old to store over nothing held.
     fn at(ms: u64) -> Record {
-        Record::value(Version::new(ms, 1), b"v".to_vec(), None)
+        static BASE_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let base_ms = *BASE_MS.get_or_init(|| Clock::new().now_ms());
+        Record::value(Version::new(base_ms + ms, 1), b"v".to_vec(), None)
+    }
+
+    /// A write abandoned by its caller and delivered late: a tombstone
+    /// newer than it was compacted here meanwhile, so the replica holds
+    /// nothing for the key. Stored, it would bring the deleted key back;
+    /// older than the grace period, it is refused, by either kind of
+    /// write, while a recent one over nothing is stored as ever.
+    #[tokio::test]
+    async fn a_write_older_than_the_grace_period_is_refused_over_nothing_held() {
+        let replica = replica(Recovery::done);
+        let (key, fence) = (b"k".to_vec(), replica.membership.load().fence(b"k"));
+        let now_ms = replica.clock.now_ms();
+        let late = Record::value(Version::new(now_ms - replica.grace_ms - 1_000, 1), b"late".to_vec(), None);
+        let tombstone = Record::tombstone(Version::new(now_ms - replica.grace_ms - 500, 1));
+        // Stored when it was recent; now past the grace period, compacted.
+        replica.store.apply(key.clone(), tombstone.clone()).await.expect("stored");
+        let compacted = replica.store.compact(vec![(key.clone(), tombstone.version)]).await.expect("compacted");
+        assert_eq!(compacted, 1);
+        let refused = replica.write(key.clone(), late.clone(), fence).await;
+        assert!(matches!(refused, Err(ReplicaError::Store(StoreError::Refused(_)))), "{refused:?}");
+        assert_eq!(replica.write_newest(key.clone(), late, fence).await.ok(), Some(false));
+        assert_eq!(replica.store.get(&key).ok().flatten(), None, "the deleted key stays deleted");
+        assert!(replica.write(key.clone(), at(0), fence).await.is_ok(), "a recent write over nothing is stored");
+        assert_eq!(replica.store.get(&key).ok().flatten(), Some(at(0)));
     }
 
     /// A one-round put's ack is evidence that no acknowledged write here
@@ -185,9 +239,9 @@ mod tests {
         assert_eq!(replica.write_newest(key.clone(), at(2_000), fence).await.ok(), Some(true));
         assert_eq!(replica.write_newest(key.clone(), at(1_000), fence).await.ok(), Some(false), "older");
         assert_eq!(replica.write_newest(key.clone(), at(2_000), fence).await.ok(), Some(false), "the same");
-        let same_ms = Record::value(Version::new(2_000, 7), b"w".to_vec(), None);
+        let same_ms = Record::value(Version::new(at(2_000).version.timestamp_ms, 7), b"w".to_vec(), None);
         assert_eq!(replica.write_newest(key.clone(), same_ms, fence).await.ok(), Some(false), "the same ms");
-        assert_eq!(replica.store.get(&key).ok().flatten().map(|r| r.version.timestamp_ms), Some(2_000));
+        assert_eq!(replica.store.get(&key).ok().flatten().map(|r| r.version), Some(at(2_000).version));
         assert!(matches!(replica.write_newest(key.clone(), at(3_000), fence ^ 1).await, Err(ReplicaError::StaleView)));
         assert_eq!(replica.write_newest(key, at(3_000), UNFENCED).await.ok(), Some(false), "unfenced: no evidence");
     }

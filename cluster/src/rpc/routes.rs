@@ -3,7 +3,7 @@
 use super::codec::{self, Answer, Call};
 use super::SECRET_HEADER;
 use crate::api::ApiError;
-use crate::replica::{Replica, ReplicaError};
+use crate::replica::{Replica, ReplicaError, TOO_OLD};
 use crate::storage::{ApplyOutcome, Newer, Write};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -45,8 +45,11 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
         Err(error) => return malformed(error),
     };
     let mut answers = Vec::with_capacity(calls.len());
-    // Each write with its answer should the store hold as new already.
+    // Each write with its answers should the store hold as new already,
+    // or find it too old over nothing held.
     let mut writes = Vec::new();
+    let fresh_from_ms = replica.fresh_from_ms();
+    let too_old = || Answer::Failed(format!("refused: {TOO_OLD}"));
     for (index, call) in calls.into_iter().enumerate() {
         answers.push(match call {
             Call::Read { key, fence } => match replica.read(&key, fence) {
@@ -60,7 +63,8 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
                 Ok(()) => match replica.refusal(&key, &record) {
                     Some(reason) => Answer::Failed(format!("refused: {reason}")),
                     None => {
-                        writes.push((index, Write::newer_version(key, record), Answer::Written));
+                        let write = Write { key, record, newer: Newer::Version, fresh_from_ms };
+                        writes.push((index, write, (Answer::Written, too_old())));
                         Answer::Written
                     }
                 },
@@ -71,17 +75,19 @@ pub async fn batch(replica: &Arc<Replica>, body: Bytes) -> Response {
                 Err(error) => Answer::Failed(error.to_string()),
                 Ok(false) => Answer::NotNewest,
                 Ok(true) => {
-                    writes.push((index, Write { key, record, newer: Newer::Millisecond }, Answer::NotNewest));
+                    let write = Write { key, record, newer: Newer::Millisecond, fresh_from_ms };
+                    writes.push((index, write, (Answer::NotNewest, Answer::NotNewest)));
                     Answer::Written
                 }
             },
         });
     }
     let (answered, writes): (Vec<_>, Vec<_>) = writes.into_iter().map(|(i, w, stale)| ((i, stale), w)).unzip();
-    for ((index, if_stale), result) in answered.into_iter().zip(replica.store.apply_each(writes).await) {
+    for ((index, (if_stale, if_too_old)), result) in answered.into_iter().zip(replica.store.apply_each(writes).await) {
         match result {
             Err(error) => answers[index] = Answer::Failed(error.to_string()),
             Ok(ApplyOutcome::Stale) => answers[index] = if_stale,
+            Ok(ApplyOutcome::TooOld) => answers[index] = if_too_old,
             Ok(ApplyOutcome::Applied) => {}
         }
     }
@@ -124,6 +130,31 @@ pub fn gossip(replica: &Replica, body: Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Record;
+    use crate::recovery::Recovery;
+    use crate::version::Version;
+
+    /// The batch route, which carries every remote coordinator's writes,
+    /// refuses a write too old to store over nothing held (see
+    /// `Replica::fresh_from_ms`): a plain write fails, a one-round put's is
+    /// "not newest", and nothing is stored.
+    #[tokio::test]
+    async fn a_batch_refuses_writes_too_old_over_nothing_held() {
+        let replica = Arc::new(crate::replica::tests::replica(Recovery::done));
+        let now_ms = replica.clock.now_ms();
+        let late = Record::value(Version::new(now_ms - replica.grace_ms - 1_000, 1), b"late".to_vec(), None);
+        let fence = replica.membership.load().fence(b"k");
+        let calls = [
+            Call::Write { key: b"k".to_vec(), record: late.clone(), fence },
+            Call::WriteNewest { key: b"k".to_vec(), record: late, fence },
+        ];
+        let response = batch(&replica, Bytes::from(codec::encode_calls(calls.iter()))).await;
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("the body");
+        let answers = codec::decode_answers(&body).expect("answers");
+        assert!(matches!(&answers[0], Answer::Failed(reason) if reason.contains(TOO_OLD)), "{answers:?}");
+        assert_eq!(answers[1], Answer::NotNewest);
+        assert_eq!(replica.store.get(b"k").expect("a read"), None);
+    }
 
     #[test]
     fn only_the_exact_secret_is_authorized() {

@@ -39,6 +39,9 @@ pub enum ApplyOutcome {
     Applied,
     /// The replica already held this version or a newer one; nothing changed.
     Stale,
+    /// The replica held nothing, and the record was older than the write
+    /// allowed over nothing (`Write::fresh_from_ms`); nothing changed.
+    TooOld,
 }
 
 /// What a write must be newer than to be stored.

@@ -59,18 +59,26 @@ pub enum SyncPolicy {
 }
 
 /// One write offered to the store: stored if `newer` admits it over the
-/// held record.
+/// held record, and, over nothing held, only if its version is from
+/// `fresh_from_ms` on ([`ApplyOutcome::TooOld`] otherwise; 0: any).
 #[derive(Clone, Debug)]
 pub struct Write {
     pub key: Vec<u8>,
     pub record: Record,
     pub newer: Newer,
+    /// See `Replica::fresh_from_ms` on why a replica sets it.
+    pub fresh_from_ms: u64,
 }
 
 impl Write {
     /// A replica's usual write: newer version wins.
     pub fn newer_version(key: Vec<u8>, record: Record) -> Write {
-        Write { key, record, newer: Newer::Version }
+        Write { key, record, newer: Newer::Version, fresh_from_ms: 0 }
+    }
+
+    /// Too old to be stored over nothing held.
+    fn too_old_over(&self, held: Option<Version>) -> bool {
+        held.is_none() && self.record.version.timestamp_ms < self.fresh_from_ms
     }
 }
 
@@ -78,6 +86,7 @@ enum Command {
     Apply {
         entry: WalEntry,
         newer: Newer,
+        fresh_from_ms: u64,
         reply: Reply,
     },
     Compact {
@@ -238,27 +247,28 @@ impl Store {
         self.apply_one(Write::newer_version(key, record)).await
     }
 
-    /// Applies `record` if its millisecond is later than the held
-    /// version's ([`Newer::Millisecond`]); returns once durable. `Stale`:
-    /// nothing was stored (nor logged: a crash cannot store it later).
-    pub async fn apply_newest(&self, key: Vec<u8>, record: Record) -> Result<ApplyOutcome, StoreError> {
-        self.apply_one(Write { key, record, newer: Newer::Millisecond }).await
-    }
-
-    async fn apply_one(&self, write: Write) -> Result<ApplyOutcome, StoreError> {
+    /// One write, by its own rules; returns once durable. `Stale` and
+    /// `TooOld`: nothing was stored (nor logged: a crash cannot store it
+    /// later).
+    pub async fn apply_one(&self, write: Write) -> Result<ApplyOutcome, StoreError> {
         fits_the_log(&write.key, &write.record)?;
         if self.volatile {
             return self.apply_inline(&write);
         }
         let (reply, answer) = oneshot::channel();
-        let Write { key, record, newer } = write;
-        self.send(Command::Apply { entry: WalEntry { key, record }, newer, reply }).await?;
+        let Write { key, record, newer, fresh_from_ms } = write;
+        self.send(Command::Apply { entry: WalEntry { key, record }, newer, fresh_from_ms, reply }).await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// A volatile store's write: applied at once, in the caller's thread.
+    /// (Unlike the writer thread's decision, the age check and the apply
+    /// are two steps here: volatile stores serve tests and simulations.)
     fn apply_inline(&self, write: &Write) -> Result<ApplyOutcome, StoreError> {
         let held = self.storage.read_held(&write.key)?;
+        if write.too_old_over(held.version) {
+            return Ok(ApplyOutcome::TooOld);
+        }
         Ok(self.storage.apply_over(&write.key, &held, &write.record, write.newer)?)
     }
 
@@ -275,13 +285,14 @@ impl Store {
             return writes.iter().map(|write| self.apply_inline(write)).collect();
         }
         let mut answers = Vec::with_capacity(writes.len());
-        for Write { key, record, newer } in writes {
+        for Write { key, record, newer, fresh_from_ms } in writes {
             if let Err(error) = fits_the_log(&key, &record) {
                 answers.push(Err(error));
                 continue;
             }
             let (reply, answer) = oneshot::channel();
-            match self.send(Command::Apply { entry: WalEntry { key, record }, newer, reply }).await {
+            let command = Command::Apply { entry: WalEntry { key, record }, newer, fresh_from_ms, reply };
+            match self.send(command).await {
                 Ok(()) => answers.push(Ok(answer)),
                 Err(error) => answers.push(Err(error)),
             }
@@ -357,6 +368,14 @@ enum Decision {
     /// of a key, over its first: `apply_over` finds the key changed and
     /// reads it again).
     Write(Held),
+}
+
+/// A write waiting in the writer thread's batch.
+struct Pending {
+    entry: WalEntry,
+    newer: Newer,
+    fresh_from_ms: u64,
+    reply: Reply,
 }
 
 struct Writer {
@@ -442,10 +461,12 @@ impl Writer {
     /// each key once (`read_held`), and the apply reuses that read; this
     /// is sound because this thread is the only one that changes keys.
     fn apply_all(&mut self, applies: Vec<Command>) {
-        let pending: Vec<(WalEntry, Newer, Reply)> = applies
+        let pending: Vec<Pending> = applies
             .into_iter()
             .filter_map(|command| match command {
-                Command::Apply { entry, newer, reply } => Some((entry, newer, reply)),
+                Command::Apply { entry, newer, fresh_from_ms, reply } => {
+                    Some(Pending { entry, newer, fresh_from_ms, reply })
+                }
                 Command::Compact { .. } | Command::Sync => None,
             })
             .collect();
@@ -460,22 +481,22 @@ impl Writer {
             .iter()
             .zip(&decisions)
             .filter(|(_, decision)| matches!(decision, Decision::Write(_)))
-            .map(|((entry, _, _), _)| entry)
+            .map(|(write, _)| &write.entry)
             .collect();
         if !admitted.is_empty() {
             self.log(&admitted);
         }
-        for ((entry, newer, reply), decision) in pending.into_iter().zip(decisions) {
-            let _ = reply.send(self.finish(&entry, newer, decision));
+        for (write, decision) in pending.into_iter().zip(decisions) {
+            let _ = write.reply.send(self.finish(&write.entry, write.newer, decision));
         }
     }
 
-    /// Whether each write is stale or to be stored. A key written twice in
-    /// one batch is decided against the batch's own earlier write.
-    fn decide(&self, pending: &[(WalEntry, Newer, Reply)]) -> Vec<Decision> {
+    /// Whether each write is stale, too old, or to be stored. A key written
+    /// twice in one batch is decided against the batch's own earlier write.
+    fn decide(&self, pending: &[Pending]) -> Vec<Decision> {
         let mut written: HashMap<&[u8], Version> = HashMap::new();
         let mut decisions = Vec::with_capacity(pending.len());
-        for (entry, newer, _) in pending {
+        for Pending { entry, newer, fresh_from_ms, .. } in pending {
             let held = match self.storage.read_held(&entry.key) {
                 Ok(held) => held,
                 Err(error) => {
@@ -484,7 +505,9 @@ impl Writer {
                 }
             };
             let newest = held.version.max(written.get(entry.key.as_slice()).copied());
-            if newer.admits(newest, entry.record.version) {
+            if newest.is_none() && entry.record.version.timestamp_ms < *fresh_from_ms {
+                decisions.push(Decision::Done(Ok(ApplyOutcome::TooOld)));
+            } else if newer.admits(newest, entry.record.version) {
                 written.insert(&entry.key, entry.record.version);
                 decisions.push(Decision::Write(held));
             } else {

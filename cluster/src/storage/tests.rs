@@ -197,6 +197,44 @@ async fn store_replays_its_log_after_a_crash() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Over nothing held, a write older than its `fresh_from_ms` is refused
+/// (a write abandoned and delivered after the delete that replaced it was
+/// compacted), and not logged: a replay must not store it either. Over a
+/// held record the version decides, as ever. Both the logged and the
+/// volatile store.
+#[tokio::test]
+async fn a_write_too_old_over_nothing_held_is_refused_and_not_logged() {
+    let old = |key: &[u8], ms| Write {
+        key: key.to_vec(),
+        record: Record::value(Version::new(ms, 0), b"late".to_vec(), None),
+        newer: Newer::Version,
+        fresh_from_ms: 1_000,
+    };
+    let dir = temp_dir("too-old");
+    let logged = Store::open(Arc::new(MemoryStorage::new()), &dir.join("wal")).unwrap();
+    let volatile = Store::volatile(Arc::new(MemoryStorage::new())).unwrap();
+    for store in [&logged, &volatile] {
+        assert_eq!(store.apply_one(old(b"absent", 999)).await.unwrap(), ApplyOutcome::TooOld);
+        assert_eq!(store.apply_one(old(b"absent", 1_000)).await.unwrap(), ApplyOutcome::Applied, "at the floor");
+        store.apply(b"held".to_vec(), Record::value(Version::new(5, 0), b"v".to_vec(), None)).await.unwrap();
+        assert_eq!(store.apply_one(old(b"held", 6)).await.unwrap(), ApplyOutcome::Applied, "over a held record");
+        assert_eq!(store.get(b"held").unwrap().map(|r| r.version.timestamp_ms), Some(6));
+    }
+    // A batch whose first write of a key is too old and whose second is
+    // not: the second is decided over nothing, as the first stored nothing.
+    let outcomes = logged.apply_each(vec![old(b"batch", 10), old(b"batch", 2_000)]).await;
+    assert_eq!(
+        outcomes.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+        [ApplyOutcome::TooOld, ApplyOutcome::Applied]
+    );
+    std::mem::forget(logged);
+    let replayed = Store::open(Arc::new(MemoryStorage::new()), &dir.join("wal")).unwrap();
+    assert_eq!(replayed.get(b"absent").unwrap().map(|r| r.version.timestamp_ms), Some(1_000), "only the fresh one");
+    assert_eq!(replayed.get(b"batch").unwrap().map(|r| r.version.timestamp_ms), Some(2_000));
+    replayed.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A write the store refused as not the newest by the millisecond was
 /// answered "not stored": it must not be in the log either, or a replay
 /// after a crash would store it.
@@ -207,7 +245,8 @@ async fn a_write_refused_as_not_newest_is_not_logged() {
     let held = Record::value(Version::new(5, 0), b"held".to_vec(), None);
     assert_eq!(store.apply(b"k".to_vec(), held.clone()).await.unwrap(), ApplyOutcome::Applied);
     let same_ms = Record::value(Version::new(5, 9), b"refused".to_vec(), None);
-    assert_eq!(store.apply_newest(b"k".to_vec(), same_ms).await.unwrap(), ApplyOutcome::Stale);
+    let write = Write { key: b"k".to_vec(), record: same_ms, newer: Newer::Millisecond, fresh_from_ms: 0 };
+    assert_eq!(store.apply_one(write).await.unwrap(), ApplyOutcome::Stale);
     std::mem::forget(store);
     let store = Store::open(Arc::new(MemoryStorage::new()), &dir.join("wal")).unwrap();
     assert_eq!(store.get(b"k").unwrap(), Some(held), "the refused write came back in the replay");
@@ -227,7 +266,8 @@ async fn writes_of_one_key_in_one_batch_are_decided_in_order() {
         |ms, tiebreak| Record::value(Version::new(ms, tiebreak), format!("{ms}.{tiebreak}").into_bytes(), None);
     for round in 0..20u64 {
         let key = format!("k{round}").into_bytes();
-        let at = |ms, tiebreak, newer| Write { key: key.clone(), record: record(ms, tiebreak), newer };
+        let at =
+            |ms, tiebreak, newer| Write { key: key.clone(), record: record(ms, tiebreak), newer, fresh_from_ms: 0 };
         let outcomes = store
             .apply_each(vec![
                 at(5, 0, Newer::Millisecond),
