@@ -145,8 +145,26 @@ pub fn plain_client() -> reqwest::Client {
 pub mod linearizability;
 
 /// A port that was free a moment ago.
+/// A port free now, below the kernel's ephemeral range (32768 and up by
+/// default). Why not "bind port 0": that port comes from the ephemeral
+/// range, which outgoing connections draw their source ports from, so one
+/// of the many connections the tests of this process open could take it
+/// before the node binds it (CI saw "Address already in use" for a node's
+/// --internal-listen). Each process starts at its own offset (its pid) and
+/// never hands a port out twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() % SPAN;
+    for _ in 0..SPAN {
+        let port = FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(port).expect("below 32,000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
 }
 
 /// A cluster of `kvnode` processes on loopback, with test hooks on unless
