@@ -75,20 +75,16 @@ impl Write {
     pub fn newer_version(key: Vec<u8>, record: Record) -> Write {
         Write { key, record, newer: Newer::Version, fresh_from_ms: 0 }
     }
+}
 
-    /// Too old to be stored over nothing held.
-    fn too_old_over(&self, held: Option<Version>) -> bool {
-        held.is_none() && self.record.version.timestamp_ms < self.fresh_from_ms
-    }
+/// Whether a record of `version` is too old to be stored over `held`
+/// (`Write::fresh_from_ms`): only over nothing held can it be.
+fn too_old_over(held: Option<Version>, version: Version, fresh_from_ms: u64) -> bool {
+    held.is_none() && version.timestamp_ms < fresh_from_ms
 }
 
 enum Command {
-    Apply {
-        entry: WalEntry,
-        newer: Newer,
-        fresh_from_ms: u64,
-        reply: Reply,
-    },
+    Apply(Pending),
     Compact {
         candidates: Vec<(Vec<u8>, Version)>,
         reply: oneshot::Sender<Result<usize, StoreError>>,
@@ -257,7 +253,7 @@ impl Store {
         }
         let (reply, answer) = oneshot::channel();
         let Write { key, record, newer, fresh_from_ms } = write;
-        self.send(Command::Apply { entry: WalEntry { key, record }, newer, fresh_from_ms, reply }).await?;
+        self.send(Command::Apply(Pending { entry: WalEntry { key, record }, newer, fresh_from_ms, reply })).await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -266,7 +262,7 @@ impl Store {
     /// are two steps here: volatile stores serve tests and simulations.)
     fn apply_inline(&self, write: &Write) -> Result<ApplyOutcome, StoreError> {
         let held = self.storage.read_held(&write.key)?;
-        if write.too_old_over(held.version) {
+        if too_old_over(held.version, write.record.version, write.fresh_from_ms) {
             return Ok(ApplyOutcome::TooOld);
         }
         Ok(self.storage.apply_over(&write.key, &held, &write.record, write.newer)?)
@@ -291,7 +287,7 @@ impl Store {
                 continue;
             }
             let (reply, answer) = oneshot::channel();
-            let command = Command::Apply { entry: WalEntry { key, record }, newer, fresh_from_ms, reply };
+            let command = Command::Apply(Pending { entry: WalEntry { key, record }, newer, fresh_from_ms, reply });
             match self.send(command).await {
                 Ok(()) => answers.push(Ok(answer)),
                 Err(error) => answers.push(Err(error)),
@@ -422,7 +418,7 @@ impl Writer {
 
     fn handle_batch(&mut self, batch: Vec<Command>) {
         let (applies, others): (Vec<_>, Vec<_>) =
-            batch.into_iter().partition(|command| matches!(command, Command::Apply { .. }));
+            batch.into_iter().partition(|command| matches!(command, Command::Apply(_)));
         self.apply_all(applies);
         for command in others {
             match command {
@@ -439,7 +435,7 @@ impl Writer {
                         }
                     }
                 }
-                Command::Sync | Command::Apply { .. } => {}
+                Command::Sync | Command::Apply(_) => {}
             }
         }
         // Never after a failure: a later flush that "succeeds" would empty
@@ -464,9 +460,7 @@ impl Writer {
         let pending: Vec<Pending> = applies
             .into_iter()
             .filter_map(|command| match command {
-                Command::Apply { entry, newer, fresh_from_ms, reply } => {
-                    Some(Pending { entry, newer, fresh_from_ms, reply })
-                }
+                Command::Apply(pending) => Some(pending),
                 Command::Compact { .. } | Command::Sync => None,
             })
             .collect();
@@ -505,7 +499,7 @@ impl Writer {
                 }
             };
             let newest = held.version.max(written.get(entry.key.as_slice()).copied());
-            if newest.is_none() && entry.record.version.timestamp_ms < *fresh_from_ms {
+            if too_old_over(newest, entry.record.version, *fresh_from_ms) {
                 decisions.push(Decision::Done(Ok(ApplyOutcome::TooOld)));
             } else if newer.admits(newest, entry.record.version) {
                 written.insert(&entry.key, entry.record.version);
