@@ -144,7 +144,6 @@ pub fn plain_client() -> reqwest::Client {
 }
 pub mod linearizability;
 
-/// A port that was free a moment ago.
 /// A port free now, below the kernel's ephemeral range (32768 and up by
 /// default). Why not "bind port 0": that port comes from the ephemeral
 /// range, which outgoing connections draw their source ports from, so one

@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -72,8 +73,28 @@ pub struct LocalDb {
     disks: NodeDisks,
 }
 
+/// A port free now, below the kernel's ephemeral range (32768 and up by
+/// default). Why not "bind port 0": that port comes from the ephemeral range,
+/// which outgoing connections draw their source ports from, so one of the
+/// harness's own client connections could take it before the node binds it
+/// (the cluster's tests saw "Address already in use" that way). Each process
+/// starts at its own offset (its pid) and never hands a port out twice.
 fn free_port() -> Result<u16, DbError> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() % SPAN;
+    for _ in 0..SPAN {
+        let port = FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let Ok(port) = u16::try_from(port) else { continue };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(DbError::Io(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free port between {FIRST} and {}", FIRST + SPAN),
+    )))
 }
 
 impl LocalDb {
