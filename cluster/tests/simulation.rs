@@ -41,6 +41,7 @@ use cluster::storage::{MemoryStorage, Store};
 use cluster::test_bug::{TestBug, TestBugs};
 use cluster::topology::{Membership, Topology};
 use cluster::transport::{Gossip, HandoffReply, HandoffRequest, RpcError, SyncReply, SyncRequest, Transport};
+use cluster::version::Version;
 use cluster::view::{Status, View};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -574,13 +575,13 @@ struct Outcomes {
     stale_session_reads: Vec<String>,
     /// The version each acknowledged put's value got, by value (values
     /// are unique).
-    put_versions: BTreeMap<u64, u64>,
+    put_versions: BTreeMap<u64, Version>,
     /// Every value a read returned and the version it came with: a value
     /// must have one version, the one its put was acknowledged with.
-    read_versions: Vec<(u64, u64)>,
+    read_versions: Vec<(u64, Version)>,
     /// Per key, the newest acknowledged write's version, and whether it was
     /// a delete.
-    acked: BTreeMap<String, (cluster::version::Version, bool)>,
+    acked: BTreeMap<String, (Version, bool)>,
     /// Acknowledged writes held by fewer than W owners right after a
     /// change completed (see `held_after_move`).
     underheld: Vec<String>,
@@ -624,9 +625,9 @@ impl Outcomes {
         problems.extend(self.underheld.iter().cloned());
         problems.extend(self.failed_final_reads.iter().cloned());
         problems.extend(self.diverged.iter().cloned());
-        for (value, seen_ms) in &self.read_versions {
-            if let Some(acked_ms) = self.put_versions.get(value).filter(|acked_ms| *acked_ms != seen_ms) {
-                problems.push(format!("value {value} was read at version {seen_ms} but acknowledged at {acked_ms}"));
+        for (value, seen) in &self.read_versions {
+            if let Some(acked) = self.put_versions.get(value).filter(|acked| *acked != seen) {
+                problems.push(format!("value {value} was read at version {seen:?} but acknowledged at {acked:?}"));
             }
         }
         for (key, history) in &self.history {
@@ -681,7 +682,7 @@ impl Profile {
     }
 }
 
-fn note_acked(outcomes: &Mutex<Outcomes>, key: &str, version: cluster::version::Version, delete: bool) {
+fn note_acked(outcomes: &Mutex<Outcomes>, key: &str, version: Version, delete: bool) {
     let mut outcomes = outcomes.lock().unwrap();
     let newest = outcomes.acked.entry(key.to_owned()).or_insert((version, delete));
     if version > newest.0 {
@@ -689,9 +690,13 @@ fn note_acked(outcomes: &Mutex<Outcomes>, key: &str, version: cluster::version::
     }
 }
 
+/// A found value's whole version (timestamp and tiebreak): two versions
+/// of one value may share a millisecond.
 fn note_read(outcomes: &Mutex<Outcomes>, outcome: &ReadOutcome) {
-    if let (Some(value), Some(seen_ms)) = (value_of(outcome), timestamp_of(outcome)) {
-        outcomes.lock().unwrap().read_versions.push((value, seen_ms));
+    if let ReadOutcome::Found { version, .. } = outcome {
+        if let Some(value) = value_of(outcome) {
+            outcomes.lock().unwrap().read_versions.push((value, *version));
+        }
     }
 }
 
@@ -722,7 +727,7 @@ async fn one_op(
         match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
             Ok(Ok(version)) => {
                 note_acked(outcomes, key, version, false);
-                outcomes.lock().unwrap().put_versions.insert(value, version.timestamp_ms);
+                outcomes.lock().unwrap().put_versions.insert(value, version);
                 (done(Op::Write(Some(value))), Some(version.timestamp_ms))
             }
             _ => (unknown(Op::Write(Some(value))), None),
@@ -840,7 +845,7 @@ struct Pace {
 /// A record as the owners' agreement sees it: live records by version,
 /// every dead one (tombstone, expired) the same as none, since compaction
 /// removes them owner by owner.
-fn live_version(record: Option<Record>, now_ms: u64) -> Option<cluster::version::Version> {
+fn live_version(record: Option<Record>, now_ms: u64) -> Option<Version> {
     record.filter(|record| record.is_live_at(now_ms)).map(|record| record.version)
 }
 
@@ -1365,7 +1370,7 @@ async fn a_strong_read_writes_back_what_it_returns() {
     let v1 = coordinator.put("k", b"v1".to_vec(), None).await.unwrap();
     let owners = nodes[0].membership.load().placement(b"k").now;
     let (lonely, others) = (owners[0].clone(), [owners[1].clone(), owners[2].clone()]);
-    let v2 = Record::value(cluster::version::Version::new(v1.timestamp_ms + 1, 1), b"v2".to_vec(), None);
+    let v2 = Record::value(Version::new(v1.timestamp_ms + 1, 1), b"v2".to_vec(), None);
     net.replicas[&lonely].write(b"k".to_vec(), v2, cluster::replica::UNFENCED).await.unwrap();
 
     net.state.lock().unwrap().crashed.insert(others[0].clone());

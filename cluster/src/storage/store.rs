@@ -83,6 +83,29 @@ fn too_old_over(held: Option<Version>, version: Version, fresh_from_ms: u64) -> 
     held.is_none() && version.timestamp_ms < fresh_from_ms
 }
 
+/// Logs a write refused as too old, at most once per [`TOO_OLD_LOG_EVERY`]
+/// with the count since the last line. Why log: a refusal is a late write
+/// caught (the mechanism behind a resurrection the fault suite once found),
+/// or a clock lagging by more than the grace; either is worth a line, but
+/// the second refuses every new key's put, so the lines are bounded.
+fn note_too_old(key: &[u8], version: Version, fresh_from_ms: u64) {
+    static LAST_LOGGED: Mutex<Option<Instant>> = Mutex::new(None);
+    static SINCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let refused = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut last = LAST_LOGGED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if last.is_some_and(|at| at.elapsed() < TOO_OLD_LOG_EVERY) {
+        return;
+    }
+    *last = Some(Instant::now());
+    SINCE.store(0, Ordering::Relaxed);
+    let behind_ms = fresh_from_ms.saturating_sub(version.timestamp_ms);
+    let key = String::from_utf8_lossy(&key[..key.len().min(64)]);
+    tracing::info!(%key, version_ms = version.timestamp_ms, behind_ms, refused, "refused a write older than the grace period over nothing held (a late write, or a lagging clock)");
+}
+
+/// See [`note_too_old`].
+const TOO_OLD_LOG_EVERY: Duration = Duration::from_secs(1);
+
 enum Command {
     Apply(Pending),
     Compact {
@@ -263,6 +286,7 @@ impl Store {
     fn apply_inline(&self, write: &Write) -> Result<ApplyOutcome, StoreError> {
         let held = self.storage.read_held(&write.key)?;
         if too_old_over(held.version, write.record.version, write.fresh_from_ms) {
+            note_too_old(&write.key, write.record.version, write.fresh_from_ms);
             return Ok(ApplyOutcome::TooOld);
         }
         Ok(self.storage.apply_over(&write.key, &held, &write.record, write.newer)?)
@@ -500,6 +524,7 @@ impl Writer {
             };
             let newest = held.version.max(written.get(entry.key.as_slice()).copied());
             if too_old_over(newest, entry.record.version, *fresh_from_ms) {
+                note_too_old(&entry.key, entry.record.version, *fresh_from_ms);
                 decisions.push(Decision::Done(Ok(ApplyOutcome::TooOld)));
             } else if newer.admits(newest, entry.record.version) {
                 written.insert(&entry.key, entry.record.version);
