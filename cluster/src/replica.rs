@@ -94,8 +94,12 @@ impl Replica {
     /// same clock and grace (`dead_since + grace <= now`), and a tombstone
     /// dies no earlier than its version, so every write it replaced is
     /// past this floor by then. Anti-entropy and handoffs are not held to
-    /// it: they take only from owners, which confirmed the tombstone
-    /// before it was compacted.
+    /// it (a new owner's first fill is old records over nothing): they
+    /// take only from owners, which confirmed the tombstone before it was
+    /// compacted. That does not cover a handoff page sent before the
+    /// confirmation and delivered late, after the compaction: a known hole
+    /// (the membership simulation shows it under another schedule; closing
+    /// it needs a bound on how late any request is served).
     pub fn fresh_from_ms(&self) -> u64 {
         self.clock.now_ms().saturating_sub(self.grace_ms)
     }

@@ -89,15 +89,14 @@ fn too_old_over(held: Option<Version>, version: Version, fresh_from_ms: u64) -> 
 /// or a clock lagging by more than the grace; either is worth a line, but
 /// the second refuses every new key's put, so the lines are bounded.
 fn note_too_old(key: &[u8], version: Version, fresh_from_ms: u64) {
-    static LAST_LOGGED: Mutex<Option<Instant>> = Mutex::new(None);
-    static SINCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let refused = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
-    let mut last = LAST_LOGGED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if last.is_some_and(|at| at.elapsed() < TOO_OLD_LOG_EVERY) {
+    // When the last line was written, and the refusals since.
+    static LOGGED: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
+    let mut logged = LOGGED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    logged.1 += 1;
+    if logged.0.is_some_and(|at| at.elapsed() < TOO_OLD_LOG_EVERY) {
         return;
     }
-    *last = Some(Instant::now());
-    SINCE.store(0, Ordering::Relaxed);
+    let refused = std::mem::replace(&mut *logged, (Some(Instant::now()), 0)).1;
     let behind_ms = fresh_from_ms.saturating_sub(version.timestamp_ms);
     let key = String::from_utf8_lossy(&key[..key.len().min(64)]);
     tracing::info!(%key, version_ms = version.timestamp_ms, behind_ms, refused, "refused a write older than the grace period over nothing held (a late write, or a lagging clock)");
